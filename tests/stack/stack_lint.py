@@ -1,0 +1,521 @@
+"""Static checks of docker-compose.yml, otel-collector/config.yaml and the Dockerfile.
+
+No Docker engine runs on the development machines, so these are the only checks the stack gets
+before a user runs it. ``lint_stack`` returns a list of human-readable problems (empty = fine);
+tests assert it is empty for the real files and that each kind of real mistake, planted in a
+copy, is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_PATH = REPO / "docker-compose.yml"
+COLLECTOR_PATH = REPO / "otel-collector" / "config.yaml"
+DOCKERFILE_PATH = REPO / "Dockerfile"
+
+COLLECTOR_CONFIG_IN_CONTAINER = "/etc/otelcol-contrib/config.yaml"
+
+# Component types of the contrib distribution this config may use. A typo or a type the
+# distribution does not ship makes the collector refuse to start.
+KNOWN_TYPES = {
+    "receivers": {"otlp"},
+    "processors": {"memory_limiter", "batch", "transform", "attributes", "redaction", "filter",
+                   "resource", "tail_sampling", "probabilistic_sampler"},
+    "exporters": {"otlp_grpc", "otlp_http", "debug", "nop", "prometheus", "file"},
+    "extensions": {"health_check", "healthcheckv2", "pprof", "zpages", "file_storage",
+                   "basicauth", "bearertokenauth"},
+}
+# Still loaded by the collector, but deprecated since v0.144 (a warning per pipeline).
+DEPRECATED_TYPES = {"otlp": "otlp_grpc", "otlphttp": "otlp_http", "logging": "debug"}
+
+# Services that cannot carry a Docker healthcheck, with the reason (shown in docs/comments).
+HEALTHCHECK_EXEMPT = {"collector": "distroless image: no shell or HTTP client inside"}
+
+_ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_COMPOSE_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+
+
+@dataclass
+class Stack:
+    compose: dict[str, Any]
+    collector: dict[str, Any]
+    dockerfile: str
+    compose_dir: Path = REPO
+    # The receiver CLI's defaults (`inspect-otel receiver --help`).
+    receiver_defaults: dict[str, Any] = field(
+        default_factory=lambda: {"port": 4318, "grpc_port": 4317}
+    )
+    # Env overrides for the collector config, e.g. {"EXTRA_OTLP_EXPORTER": "otlp_http/extra"}.
+    env: dict[str, str] = field(default_factory=dict)
+
+    def clone(self) -> "Stack":
+        return copy.deepcopy(self)
+
+
+def load_stack() -> Stack:
+    return Stack(
+        compose=yaml.safe_load(COMPOSE_PATH.read_text()),
+        collector=yaml.safe_load(COLLECTOR_PATH.read_text()),
+        dockerfile=DOCKERFILE_PATH.read_text(),
+    )
+
+
+# --------------------------------------------------------------------------------- helpers
+
+
+def resolve_env(value: Any, env: dict[str, str]) -> Any:
+    """Expand ``${env:NAME:-default}`` the way the collector does (env wins, else default)."""
+    if isinstance(value, str):
+        return _ENV_REF.sub(lambda m: env.get(m.group(1), m.group(2) or ""), value)
+    if isinstance(value, list):
+        return [resolve_env(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve_env(v, env) for k, v in value.items()}
+    return value
+
+
+def env_refs(value: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(value, str):
+        found |= {m.group(1) for m in _ENV_REF.finditer(value)}
+    elif isinstance(value, list):
+        for v in value:
+            found |= env_refs(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            found |= env_refs(v)
+    return found
+
+
+def component_type(component_id: str) -> str:
+    return component_id.split("/", 1)[0]
+
+
+def parse_endpoint(endpoint: str, exporter_type: str) -> tuple[str | None, int | None]:
+    """Host and port of an exporter endpoint (``host:port`` for gRPC, a URL for HTTP)."""
+    if "://" not in endpoint:
+        endpoint = "//" + endpoint
+    parts = urlsplit(endpoint)
+    try:
+        port = parts.port
+    except ValueError:
+        return parts.hostname, None
+    return parts.hostname, port
+
+
+def compose_default(value: Any) -> Any:
+    """Value a compose file yields when the user sets no variables."""
+    if isinstance(value, str):
+        return _COMPOSE_REF.sub(lambda m: m.group(2) or "", value)
+    return value
+
+
+def service_ports(service: dict[str, Any]) -> set[int]:
+    """Container ports a service listens on, as declared by `expose` and `ports`."""
+    result: set[int] = set()
+    for p in service.get("expose") or []:
+        result.add(int(str(p).split("/")[0]))
+    for p in service.get("ports") or []:
+        if isinstance(p, dict):
+            result.add(int(p["target"]))
+        else:
+            result.add(int(str(p).split("/")[0].rsplit(":", 1)[-1]))
+    return result
+
+
+def published_ports(service: dict[str, Any]) -> dict[int, int]:
+    """host port -> container port."""
+    result: dict[int, int] = {}
+    for p in service.get("ports") or []:
+        if isinstance(p, dict):
+            result[int(p.get("published", p["target"]))] = int(p["target"])
+            continue
+        spec = str(p).split("/")[0].split(":")
+        if len(spec) == 1:
+            continue  # ephemeral host port
+        result[int(spec[-2])] = int(spec[-1])
+    return result
+
+
+def command_args(service: dict[str, Any]) -> list[str]:
+    cmd = service.get("command") or []
+    return shlex.split(cmd) if isinstance(cmd, str) else [str(c) for c in cmd]
+
+
+def flag_value(args: list[str], flag: str) -> str | None:
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def image_pin_problem(image: str) -> str | None:
+    if "@sha256:" in image:
+        return None
+    name = image.rsplit("/", 1)[-1]
+    if ":" not in name:
+        return f"image {image!r} has no tag (that means `latest`)"
+    tag = name.split(":", 1)[1]
+    if not tag or tag == "latest" or "${" in tag:
+        return f"image {image!r} is not pinned to a version"
+    return None
+
+
+def healthcheck_port(service: dict[str, Any]) -> int | None:
+    test = (service.get("healthcheck") or {}).get("test")
+    text = " ".join(test) if isinstance(test, list) else str(test or "")
+    m = re.search(r"https?://(?:localhost|127\.0\.0\.1)(?::(\d+))?", text)
+    if not m:
+        return None
+    return int(m.group(1)) if m.group(1) else 80
+
+
+# ---------------------------------------------------------------------------------- checks
+
+
+def lint_collector(stack: Stack) -> list[str]:
+    problems: list[str] = []
+    cfg = resolve_env(stack.collector, stack.env)
+    if not isinstance(cfg, dict):
+        return ["collector config is not a mapping"]
+    service = cfg.get("service") or {}
+    pipelines = service.get("pipelines") or {}
+    if not pipelines:
+        problems.append("collector: no pipelines under service.pipelines")
+
+    for kind, known in KNOWN_TYPES.items():
+        for cid in (cfg.get(kind) or {}):
+            ctype = component_type(cid)
+            if ctype in DEPRECATED_TYPES and kind != "receivers":
+                problems.append(
+                    f"collector: {kind[:-1]} {cid!r} uses deprecated type {ctype!r}; "
+                    f"use {DEPRECATED_TYPES[ctype]!r}"
+                )
+            elif ctype not in known:
+                problems.append(f"collector: {kind[:-1]} {cid!r} has unknown type {ctype!r}")
+
+    for ext in service.get("extensions") or []:
+        if ext not in (cfg.get("extensions") or {}):
+            problems.append(f"collector: extension {ext!r} is enabled but not defined")
+
+    for name, pipe in pipelines.items():
+        for kind in ("receivers", "processors", "exporters"):
+            ids = pipe.get(kind) or []
+            if kind != "processors" and not ids:
+                problems.append(f"collector: pipeline {name!r} has no {kind}")
+            if len(ids) != len(set(ids)):
+                problems.append(f"collector: pipeline {name!r} lists a {kind[:-1]} twice")
+            for cid in ids:
+                if cid not in (cfg.get(kind) or {}):
+                    problems.append(
+                        f"collector: pipeline {name!r} uses {kind[:-1]} {cid!r}, "
+                        f"which is not defined under {kind}"
+                    )
+        procs = pipe.get("processors") or []
+        if not procs or component_type(procs[0]) != "memory_limiter":
+            problems.append(f"collector: pipeline {name!r} must start with memory_limiter")
+        if "batch" not in {component_type(p) for p in procs}:
+            problems.append(f"collector: pipeline {name!r} has no batch processor")
+        if name.split("/")[0] in ("traces", "logs"):
+            truncating = [
+                p for p in procs
+                if component_type(p) == "transform" and "truncate_all" in str(cfg["processors"].get(p))
+            ]
+            if not truncating:
+                problems.append(f"collector: pipeline {name!r} does not truncate attributes")
+
+    otlp = (cfg.get("receivers") or {}).get("otlp") or {}
+    protocols = otlp.get("protocols") or {}
+    for proto, port in (("grpc", 4317), ("http", 4318)):
+        endpoint = (protocols.get(proto) or {}).get("endpoint")
+        if endpoint != f"0.0.0.0:{port}":
+            problems.append(
+                f"collector: otlp receiver {proto} must listen on 0.0.0.0:{port} "
+                f"(got {endpoint!r}; localhost is unreachable from other containers)"
+            )
+    if "health_check" not in (service.get("extensions") or []):
+        problems.append("collector: health_check extension is not enabled")
+    return problems
+
+
+def _exporter_targets(cfg: dict[str, Any]) -> dict[str, tuple[str | None, int | None]]:
+    targets = {}
+    for cid, conf in (cfg.get("exporters") or {}).items():
+        ctype = component_type(cid)
+        if ctype not in ("otlp_http", "otlp_grpc", "otlphttp", "otlp"):
+            continue
+        endpoint = (conf or {}).get("endpoint") or (conf or {}).get("traces_endpoint")
+        if not endpoint:
+            targets[cid] = (None, None)
+            continue
+        targets[cid] = parse_endpoint(str(endpoint), ctype)
+    return targets
+
+
+def lint_compose(stack: Stack) -> list[str]:
+    problems: list[str] = []
+    compose = stack.compose
+    if not isinstance(compose, dict) or not isinstance(compose.get("services"), dict):
+        return ["compose: no services"]
+    services: dict[str, dict[str, Any]] = compose["services"]
+    declared_volumes = set((compose.get("volumes") or {}).keys())
+
+    for name in ("collector", "mlflow", "receiver", "jaeger"):
+        if name not in services:
+            problems.append(f"compose: service {name!r} is missing")
+
+    host_ports: dict[int, str] = {}
+    for name, svc in services.items():
+        svc = svc or {}
+        if "image" in svc:
+            p = image_pin_problem(str(svc["image"]))
+            if p:
+                problems.append(f"compose: service {name!r}: {p}")
+        elif "build" not in svc:
+            problems.append(f"compose: service {name!r} has neither image nor build")
+
+        if "healthcheck" not in svc and name not in HEALTHCHECK_EXEMPT:
+            problems.append(f"compose: service {name!r} has no healthcheck")
+        hc_port = healthcheck_port(svc)
+        if "healthcheck" in svc and hc_port is not None and hc_port not in service_ports(svc):
+            problems.append(
+                f"compose: service {name!r}: healthcheck probes port {hc_port}, "
+                f"which the service does not expose"
+            )
+
+        deps = svc.get("depends_on") or {}
+        if isinstance(deps, list):
+            deps = {d: {"condition": "service_started"} for d in deps}
+        for dep, spec in deps.items():
+            if dep not in services:
+                problems.append(f"compose: service {name!r} depends on unknown service {dep!r}")
+                continue
+            if (spec or {}).get("condition") == "service_healthy" and "healthcheck" not in (services[dep] or {}):
+                problems.append(
+                    f"compose: service {name!r} waits for {dep!r} to be healthy, "
+                    f"but {dep!r} has no healthcheck"
+                )
+            if "profiles" in (services[dep] or {}) and "profiles" not in svc:
+                problems.append(
+                    f"compose: service {name!r} depends on {dep!r}, which only runs under a profile"
+                )
+
+        for vol in svc.get("volumes") or []:
+            source = str(vol).split(":")[0] if not isinstance(vol, dict) else vol.get("source")
+            if source and not source.startswith((".", "/", "~")) and source not in declared_volumes:
+                problems.append(f"compose: service {name!r} mounts undeclared volume {source!r}")
+
+        for host, _container in published_ports(svc).items():
+            if host in host_ports:
+                problems.append(
+                    f"compose: host port {host} is published by both {host_ports[host]!r} and {name!r}"
+                )
+            host_ports[host] = name
+    return problems
+
+
+def lint_wiring(stack: Stack) -> list[str]:
+    """Cross-file checks: the collector's exporters, mounts and env against compose."""
+    problems: list[str] = []
+    services = (stack.compose or {}).get("services") or {}
+    collector_svc = services.get("collector") or {}
+    cfg = resolve_env(stack.collector, stack.env)
+    if not isinstance(cfg, dict):
+        return problems
+
+    # Every exporter endpoint must name a compose service and a port that service listens on.
+    for cid, (host, port) in _exporter_targets(cfg).items():
+        if host is None:
+            problems.append(f"collector: exporter {cid!r} has no endpoint")
+            continue
+        if host not in services:
+            problems.append(f"collector: exporter {cid!r} sends to {host!r}, which is not a compose service")
+            continue
+        if port is None:
+            problems.append(f"collector: exporter {cid!r} endpoint names no explicit port")
+        elif port not in service_ports(services[host] or {}):
+            problems.append(
+                f"collector: exporter {cid!r} sends to {host}:{port}, but {host!r} exposes "
+                f"{sorted(service_ports(services[host] or {}))}"
+            )
+
+    # Fan-out: traces to MLflow (receiver) and Jaeger, logs to MLflow, metrics to Prometheus.
+    targets = _exporter_targets(cfg)
+    pipelines = ((cfg.get("service") or {}).get("pipelines") or {})
+
+    def pipeline_hosts(signal: str) -> set[str]:
+        hosts = set()
+        for pname, pipe in pipelines.items():
+            if pname.split("/")[0] == signal:
+                hosts |= {targets[e][0] for e in pipe.get("exporters") or [] if e in targets}
+        return hosts
+
+    for signal, needed in (("traces", {"receiver", "jaeger"}), ("logs", {"receiver"})):
+        missing = needed - pipeline_hosts(signal)
+        if missing:
+            problems.append(f"collector: {signal} are not sent to {sorted(missing)}")
+    metric_exporters = {
+        component_type(e)
+        for pname, pipe in pipelines.items() if pname.split("/")[0] == "metrics"
+        for e in pipe.get("exporters") or []
+    }
+    if "prometheus" not in metric_exporters:
+        problems.append("collector: metrics are not exported to Prometheus")
+
+    # Ports the collector listens on must be published, or nothing outside reaches them.
+    published = set(published_ports(collector_svc).values())
+    listen = [("otlp receiver", p) for p in (4317, 4318)]
+    for section in ("exporters", "extensions"):
+        for cid, conf in (cfg.get(section) or {}).items():
+            ep = (conf or {}).get("endpoint") if isinstance(conf, dict) else None
+            if isinstance(ep, str) and ep.startswith("0.0.0.0:"):
+                listen.append((cid, int(ep.rsplit(":", 1)[1])))
+    for what, port in listen:
+        if port not in published:
+            problems.append(f"compose: collector port {port} ({what}) is not published")
+
+    # The config file must be mounted where the contrib image reads it.
+    mounted = False
+    for vol in collector_svc.get("volumes") or []:
+        parts = str(vol).split(":")
+        if len(parts) >= 2 and parts[1] == COLLECTOR_CONFIG_IN_CONTAINER:
+            mounted = True
+            src = (stack.compose_dir / parts[0]).resolve()
+            if not src.is_file():
+                problems.append(f"compose: collector config source {parts[0]!r} does not exist")
+    if not mounted:
+        problems.append(f"compose: collector config is not mounted at {COLLECTOR_CONFIG_IN_CONTAINER}")
+    cfg_flag = flag_value(command_args(collector_svc), "--config")
+    if cfg_flag is not None and cfg_flag != COLLECTOR_CONFIG_IN_CONTAINER:
+        problems.append(f"compose: collector --config points at {cfg_flag!r}, not the mounted file")
+
+    # Every variable the config reads must reach the container, or users cannot set it.
+    env = collector_svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    for var in sorted(env_refs(stack.collector)):
+        if var not in env:
+            problems.append(f"compose: collector config reads ${{env:{var}}}, which compose does not pass")
+    return problems
+
+
+def lint_receiver(stack: Stack) -> list[str]:
+    problems: list[str] = []
+    services = (stack.compose or {}).get("services") or {}
+    svc = services.get("receiver")
+    if not svc:
+        return problems
+    args = command_args(svc)
+    if not args or args[0] != "receiver":
+        problems.append("compose: receiver command must start with `receiver`")
+    ports = service_ports(svc)
+    for flag, key in (("--port", "port"), ("--grpc-port", "grpc_port")):
+        value = flag_value(args, flag)
+        default = int(stack.receiver_defaults[key])
+        effective = int(value) if value is not None else default
+        if effective != default:
+            problems.append(
+                f"compose: receiver {flag} {effective} differs from the CLI default {default}"
+            )
+        if effective not in ports:
+            problems.append(f"compose: receiver listens on {effective} ({flag}) but does not expose it")
+    host = flag_value(args, "--host")
+    if host != "0.0.0.0":
+        problems.append(f"compose: receiver must listen on 0.0.0.0 (got --host {host!r})")
+    uri = flag_value(args, "--mlflow-uri")
+    if not uri:
+        problems.append("compose: receiver has no --mlflow-uri")
+    else:
+        h, p = parse_endpoint(uri, "otlp_http")
+        if h not in services:
+            problems.append(f"compose: receiver --mlflow-uri names {h!r}, which is not a compose service")
+        elif p not in service_ports(services[h] or {}):
+            problems.append(f"compose: receiver --mlflow-uri port {p} is not exposed by {h!r}")
+        else:
+            allowed = flag_value(command_args(services[h]), "--allowed-hosts") or ""
+            allowed_set = {a.strip() for a in allowed.split(",")}
+            if h not in allowed_set and f"{h}:{p}" not in allowed_set and "*" not in allowed_set:
+                problems.append(
+                    f"compose: {h!r} does not allow the Host header {h!r} (--allowed-hosts); "
+                    "the receiver's requests would be rejected"
+                )
+    deps = svc.get("depends_on") or {}
+    if "mlflow" not in deps:
+        problems.append("compose: receiver does not wait for mlflow")
+    if "build" not in svc:
+        problems.append("compose: receiver is not built from the repository's Dockerfile")
+    return problems
+
+
+def lint_mlflow(stack: Stack) -> list[str]:
+    problems: list[str] = []
+    compose = stack.compose or {}
+    svc = (compose.get("services") or {}).get("mlflow")
+    if not svc:
+        return problems
+    args = command_args(svc)
+    if flag_value(args, "--workers") != "1":
+        problems.append("compose: mlflow should run with --workers 1 (sqlite, small machines)")
+    if flag_value(args, "--host") != "0.0.0.0":
+        problems.append("compose: mlflow must listen on 0.0.0.0")
+    store = flag_value(args, "--backend-store-uri") or ""
+    if not store.startswith("sqlite:"):
+        problems.append("compose: mlflow needs a SQL backend store (OTLP ingest answers 501 on files)")
+    else:
+        db_path = store.split("sqlite:///", 1)[-1]
+        mounts = [str(v).split(":") for v in svc.get("volumes") or []]
+        if not any(len(m) >= 2 and db_path.startswith(m[1].rstrip("/") + "/") for m in mounts):
+            problems.append(f"compose: mlflow database {db_path!r} is not on a volume (data lost on restart)")
+    if not flag_value(args, "--allowed-hosts"):
+        problems.append("compose: mlflow has no --allowed-hosts for its in-network name")
+    return problems
+
+
+def lint_dockerfile(stack: Stack) -> list[str]:
+    problems: list[str] = []
+    lines = [ln.strip() for ln in stack.dockerfile.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    froms = [ln.split()[1] for ln in lines if ln.upper().startswith("FROM ")]
+    if not froms:
+        problems.append("Dockerfile: no FROM")
+    for image in froms:
+        p = image_pin_problem(image)
+        if p:
+            problems.append(f"Dockerfile: base {p}")
+    installs = [ln for ln in lines if ln.upper().startswith("RUN ") and "install" in ln]
+    if not any(re.search(r"\.\[[^\]]*\bmlflow\b", ln) for ln in installs):
+        problems.append("Dockerfile: does not install the package with its [mlflow] extra")
+    for ln in lines:
+        if ln.upper().startswith("COPY ") and "--from" not in ln:
+            for src in ln.split()[1:-1]:
+                if not (stack.compose_dir / src).exists():
+                    problems.append(f"Dockerfile: COPY source {src!r} does not exist in the repository")
+    exposed = {int(p) for ln in lines if ln.upper().startswith("EXPOSE ") for p in ln.split()[1:]}
+    for key in ("port", "grpc_port"):
+        if int(stack.receiver_defaults[key]) not in exposed:
+            problems.append(f"Dockerfile: does not EXPOSE the receiver's {key} {stack.receiver_defaults[key]}")
+    if not any("inspect-otel" in ln for ln in lines if ln.upper().startswith(("ENTRYPOINT", "CMD"))):
+        problems.append("Dockerfile: does not run `inspect-otel`")
+    return problems
+
+
+def lint_stack(stack: Stack) -> list[str]:
+    return (
+        lint_collector(stack)
+        + lint_compose(stack)
+        + lint_wiring(stack)
+        + lint_receiver(stack)
+        + lint_mlflow(stack)
+        + lint_dockerfile(stack)
+    )

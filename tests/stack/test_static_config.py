@@ -1,0 +1,292 @@
+"""The compose stack and the collector config, checked without Docker.
+
+Each check is shown to catch a real mistake: a copy of the config with the mistake planted must
+produce the matching problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+from tests.stack import stack_lint
+from tests.stack.stack_lint import Stack, lint_stack, load_stack
+
+
+@pytest.fixture(scope="module")
+def stack() -> Stack:
+    return load_stack()
+
+
+def test_files_are_yaml_mappings() -> None:
+    for path in (stack_lint.COMPOSE_PATH, stack_lint.COLLECTOR_PATH):
+        assert isinstance(yaml.safe_load(path.read_text()), dict), path
+
+
+def test_real_stack_has_no_problems(stack: Stack) -> None:
+    assert lint_stack(stack) == []
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"EXTRA_OTLP_EXPORTER": "otlp_http/extra"},
+        {"EXTRA_OTLP_EXPORTER": "otlp_http/extra", "EXTRA_OTLP_LOGS_EXPORTER": "otlp_http/extra"},
+    ],
+    ids=["extra-traces", "extra-traces-and-logs"],
+)
+def test_extra_backend_switch_resolves_to_defined_exporter(stack: Stack, env: dict[str, str]) -> None:
+    s = stack.clone()
+    s.env = env
+    assert lint_stack(s) == []
+    pipelines = stack_lint.resolve_env(s.collector, env)["service"]["pipelines"]
+    assert "otlp_http/extra" in pipelines["traces"]["exporters"]
+
+
+def test_extra_backend_typo_is_reported(stack: Stack) -> None:
+    s = stack.clone()
+    s.env = {"EXTRA_OTLP_EXPORTER": "otlphttp/extra"}
+    assert any("'otlphttp/extra', which is not defined" in p for p in lint_stack(s))
+
+
+def test_receiver_ports_match_cli_defaults(stack: Stack) -> None:
+    try:
+        from inspect_otel.receiver import cli as receiver_cli
+    except ImportError as exc:  # the receiver is built in parallel
+        pytest.skip(f"receiver CLI not importable yet: {exc}")
+    parser = argparse.ArgumentParser()
+    receiver_cli.add_arguments(parser)
+    defaults = {"port": parser.get_default("port"), "grpc_port": parser.get_default("grpc_port")}
+    assert defaults == {"port": 4318, "grpc_port": 4317}
+    s = stack.clone()
+    s.receiver_defaults = defaults
+    assert stack_lint.lint_receiver(s) == []
+    assert stack_lint.lint_dockerfile(s) == []
+    # The flags the compose file and the Dockerfile pass must exist in the real CLI.
+    args = stack_lint.command_args(s.compose["services"]["receiver"])[1:]
+    parser.parse_args(args)
+
+
+def test_pinned_versions_are_documented(stack: Stack) -> None:
+    """The collector version the config was written for is the one compose runs."""
+    image = stack.compose["services"]["collector"]["image"]
+    version = image.rsplit(":", 1)[1]
+    assert f"contrib:{version}" in stack_lint.COLLECTOR_PATH.read_text()
+    assert image.startswith("otel/opentelemetry-collector-contrib:")
+
+
+# ------------------------------------------------------------------------ planted mistakes
+
+
+def _svc(s: Stack, name: str) -> dict:
+    return s.compose["services"][name]
+
+
+def _set_flag(s: Stack, service: str, flag: str, value: str) -> None:
+    cmd = _svc(s, service)["command"]
+    _svc(s, service)["command"] = [c for c in cmd if not c.startswith(flag + "=")] + [f"{flag}={value}"]
+
+
+def _rename_key(d: dict, old: str, new: str) -> None:
+    d[new] = d.pop(old)
+
+
+MUTATIONS: dict[str, tuple[Callable[[Stack], None], str]] = {
+    "remove jaeger service": (
+        lambda s: s.compose["services"].pop("jaeger"),
+        "sends to 'jaeger', which is not a compose service",
+    ),
+    "remove receiver service": (
+        lambda s: s.compose["services"].pop("receiver"),
+        "service 'receiver' is missing",
+    ),
+    "rename exporter definition": (
+        lambda s: _rename_key(s.collector["exporters"], "otlp_http/receiver", "otlp_http/mlflow"),
+        "uses exporter 'otlp_http/receiver', which is not defined",
+    ),
+    "undefined processor in pipeline": (
+        lambda s: s.collector["service"]["pipelines"]["logs"]["processors"].append("attributes/x"),
+        "uses processor 'attributes/x', which is not defined",
+    ),
+    "undefined extension": (
+        lambda s: s.collector["service"]["extensions"].append("pprof"),
+        "extension 'pprof' is enabled but not defined",
+    ),
+    "deprecated exporter name": (
+        lambda s: _rename_key(s.collector["exporters"], "otlp_grpc/jaeger", "otlp/jaeger"),
+        "deprecated type 'otlp'",
+    ),
+    "unknown component type": (
+        lambda s: _rename_key(s.collector["processors"], "batch", "batchh"),
+        "unknown type 'batchh'",
+    ),
+    "exporter to wrong port": (
+        lambda s: s.collector["exporters"]["otlp_http/receiver"].update(endpoint="http://receiver:4319"),
+        "sends to receiver:4319",
+    ),
+    "exporter without port": (
+        lambda s: s.collector["exporters"]["otlp_http/receiver"].update(endpoint="http://receiver"),
+        "names no explicit port",
+    ),
+    "extra backend default names no service": (
+        lambda s: s.collector["exporters"]["otlp_http/extra"].update(
+            endpoint="${env:EXTRA_OTLP_ENDPOINT:-http://phoenixx:6006}"
+        ),
+        "sends to 'phoenixx'",
+    ),
+    "receiver stops exposing its port": (
+        lambda s: _svc(s, "receiver").update(expose=["4317"]),
+        "exposes [4317]",
+    ),
+    "receiver port differs from CLI": (
+        lambda s: _set_flag(s, "receiver", "--port", "9999"),
+        "--port 9999 differs from the CLI default 4318",
+    ),
+    "receiver grpc port differs from CLI": (
+        lambda s: _set_flag(s, "receiver", "--grpc-port", "5317"),
+        "--grpc-port 5317 differs from the CLI default 4317",
+    ),
+    "receiver bound to localhost": (
+        lambda s: _set_flag(s, "receiver", "--host", "127.0.0.1"),
+        "receiver must listen on 0.0.0.0",
+    ),
+    "receiver mlflow uri names no service": (
+        lambda s: _set_flag(s, "receiver", "--mlflow-uri", "http://mlfow:5000"),
+        "--mlflow-uri names 'mlfow'",
+    ),
+    "mlflow host header not allowed": (
+        lambda s: _set_flag(s, "mlflow", "--allowed-hosts", "localhost,localhost:*"),
+        "does not allow the Host header 'mlflow'",
+    ),
+    "mlflow with default workers": (
+        lambda s: _set_flag(s, "mlflow", "--workers", "4"),
+        "--workers 1",
+    ),
+    "mlflow file store": (
+        lambda s: _set_flag(s, "mlflow", "--backend-store-uri", "/mlflow/runs"),
+        "needs a SQL backend store",
+    ),
+    "mlflow db off the volume": (
+        lambda s: _set_flag(s, "mlflow", "--backend-store-uri", "sqlite:////tmp/mlflow.db"),
+        "is not on a volume",
+    ),
+    "latest image": (
+        lambda s: _svc(s, "jaeger").update(image="jaegertracing/jaeger:latest"),
+        "is not pinned",
+    ),
+    "untagged image": (
+        lambda s: _svc(s, "mlflow").update(image="ghcr.io/mlflow/mlflow"),
+        "has no tag",
+    ),
+    "untagged image with registry port": (
+        lambda s: _svc(s, "mlflow").update(image="registry.local:5000/mlflow"),
+        "has no tag",
+    ),
+    "unpinned Dockerfile base": (
+        lambda s: setattr(s, "dockerfile", s.dockerfile.replace("FROM python:3.11.13-slim-bookworm", "FROM python")),
+        "Dockerfile: base image 'python' has no tag",
+    ),
+    "Dockerfile without mlflow extra": (
+        lambda s: setattr(s, "dockerfile", s.dockerfile.replace('".[mlflow]"', ".")),
+        "[mlflow] extra",
+    ),
+    "healthcheck removed from dependency": (
+        lambda s: _svc(s, "mlflow").pop("healthcheck"),
+        "waits for 'mlflow' to be healthy, but 'mlflow' has no healthcheck",
+    ),
+    "healthcheck probes unexposed port": (
+        lambda s: _svc(s, "receiver")["healthcheck"].update(
+            test=["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://localhost:8080/health')"]
+        ),
+        "healthcheck probes port 8080",
+    ),
+    "depends on unknown service": (
+        lambda s: _svc(s, "collector")["depends_on"].update(tempo={"condition": "service_started"}),
+        "depends on unknown service 'tempo'",
+    ),
+    "depends on profile-only service": (
+        lambda s: _svc(s, "collector")["depends_on"].update(phoenix={"condition": "service_healthy"}),
+        "which only runs under a profile",
+    ),
+    "otlp receiver on localhost": (
+        lambda s: s.collector["receivers"]["otlp"]["protocols"]["http"].update(endpoint="localhost:4318"),
+        "otlp receiver http must listen on 0.0.0.0:4318",
+    ),
+    "collector OTLP port not published": (
+        lambda s: _svc(s, "collector").update(
+            ports=[p for p in _svc(s, "collector")["ports"] if not str(p).startswith("4318")]
+        ),
+        "collector port 4318 (otlp receiver) is not published",
+    ),
+    "prometheus port not published": (
+        lambda s: _svc(s, "collector").update(
+            ports=[p for p in _svc(s, "collector")["ports"] if not str(p).startswith("8889")]
+        ),
+        "collector port 8889 (prometheus) is not published",
+    ),
+    "host port clash": (
+        lambda s: _svc(s, "phoenix")["ports"].append("4317:4317"),
+        "host port 4317 is published by both",
+    ),
+    "config mounted at wrong path": (
+        lambda s: _svc(s, "collector").update(volumes=["./otel-collector/config.yaml:/etc/otelcol/config.yaml:ro"]),
+        "collector config is not mounted",
+    ),
+    "config source missing": (
+        lambda s: _svc(s, "collector").update(
+            volumes=["./otel-collector/collector.yaml:/etc/otelcol-contrib/config.yaml:ro"]
+        ),
+        "does not exist",
+    ),
+    "env var not passed to collector": (
+        lambda s: _svc(s, "collector")["environment"].pop("EXTRA_OTLP_ENDPOINT"),
+        "reads ${env:EXTRA_OTLP_ENDPOINT}, which compose does not pass",
+    ),
+    "traces no longer reach jaeger": (
+        lambda s: s.collector["service"]["pipelines"]["traces"]["exporters"].remove("otlp_grpc/jaeger"),
+        "traces are not sent to ['jaeger']",
+    ),
+    "logs no longer reach the receiver": (
+        lambda s: s.collector["service"]["pipelines"]["logs"]["exporters"].remove("otlp_http/receiver"),
+        "logs are not sent to ['receiver']",
+    ),
+    "memory_limiter not first": (
+        lambda s: s.collector["service"]["pipelines"]["traces"]["processors"].reverse(),
+        "must start with memory_limiter",
+    ),
+    "truncation dropped": (
+        lambda s: s.collector["service"]["pipelines"]["logs"]["processors"].remove("transform/truncate"),
+        "'logs' does not truncate attributes",
+    ),
+    "health_check disabled": (
+        lambda s: s.collector["service"].update(extensions=[]),
+        "health_check extension is not enabled",
+    ),
+    "metrics not to prometheus": (
+        lambda s: s.collector["service"]["pipelines"]["metrics"].update(exporters=["debug"]),
+        "metrics are not exported to Prometheus",
+    ),
+    "undeclared named volume": (
+        lambda s: s.compose["volumes"].pop("mlflow-data"),
+        "mounts undeclared volume 'mlflow-data'",
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", list(MUTATIONS))
+def test_planted_mistake_is_reported(stack: Stack, mistake: str) -> None:
+    mutate, expected = MUTATIONS[mistake]
+    s = stack.clone()
+    mutate(s)
+    problems = lint_stack(s)
+    assert any(expected in p for p in problems), f"{mistake}: expected {expected!r} in {problems}"
+
+
+def test_broken_yaml_does_not_parse(tmp_path: Path) -> None:
+    broken = stack_lint.COLLECTOR_PATH.read_text().replace("  otlp:\n", "  otlp:\n bad", 1)
+    with pytest.raises(yaml.YAMLError):
+        yaml.safe_load(broken)
