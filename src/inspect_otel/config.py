@@ -1,0 +1,210 @@
+"""Every environment variable the hook reads, parsed in one place.
+
+Standard ``OTEL_*`` variables come first; the few ``INSPECT_OTEL_*`` ones cover what the
+OpenTelemetry specification has no variable for. The OTLP exporters and the SDK batch processors
+read their own standard variables (endpoint, headers, timeout, compression, ``OTEL_BSP_*``)
+themselves; they are listed here only where the hook must decide something from them.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_SERVICE_NAME = "inspect-ai"
+DEFAULT_FLUSH_TIMEOUT_S = 5.0
+DEFAULT_MAX_ATTRIBUTE_LENGTH = 16384
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ContentCapture(enum.Enum):
+    """Where message content goes (the GenAI instrumentations' values)."""
+
+    NO_CONTENT = "NO_CONTENT"
+    SPAN_ONLY = "SPAN_ONLY"
+    EVENT_ONLY = "EVENT_ONLY"
+    SPAN_AND_EVENT = "SPAN_AND_EVENT"
+
+    @property
+    def on_spans(self) -> bool:
+        return self in (ContentCapture.SPAN_ONLY, ContentCapture.SPAN_AND_EVENT)
+
+    @property
+    def on_events(self) -> bool:
+        return self in (ContentCapture.EVENT_ONLY, ContentCapture.SPAN_AND_EVENT)
+
+
+class Protocol(enum.Enum):
+    HTTP_PROTOBUF = "http/protobuf"
+    GRPC = "grpc"
+
+
+@dataclass(frozen=True)
+class Settings:
+    enabled: bool
+    content: ContentCapture
+    traces_protocol: Protocol
+    metrics_protocol: Protocol
+    logs_protocol: Protocol
+    traces_endpoint: str | None  # for messages only; the exporter resolves the real URL
+    metrics_enabled: bool
+    logs_enabled: bool
+    flush_timeout_s: float
+    max_attribute_length: int
+    redact_patterns: tuple[str, ...]
+    service_name_default: str
+    warnings: tuple[str, ...]  # problems found while parsing, reported once by the hook
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return None
+
+
+def is_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """On with an OTLP endpoint or INSPECT_OTEL_ENABLED=true; off when explicitly disabled."""
+    env = os.environ if env is None else env
+    if _flag(env, "OTEL_SDK_DISABLED") is True:
+        return False
+    explicit = _flag(env, "INSPECT_OTEL_ENABLED")
+    if explicit is not None:
+        return explicit
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def parse_content_capture(raw: str | None) -> tuple[ContentCapture, str | None]:
+    if raw is None or raw.strip() == "":
+        return ContentCapture.NO_CONTENT, None
+    value = raw.strip()
+    flag = value.lower()
+    if flag in _TRUE:
+        return ContentCapture.SPAN_AND_EVENT, None
+    if flag in _FALSE:
+        return ContentCapture.NO_CONTENT, None
+    try:
+        return ContentCapture(value.upper()), None
+    except ValueError:
+        return (
+            ContentCapture.NO_CONTENT,
+            f"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT={value!r} is not one of "
+            "true, false, NO_CONTENT, SPAN_ONLY, EVENT_ONLY, SPAN_AND_EVENT; content is off",
+        )
+
+
+def _protocol(env: Mapping[str, str], signal: str, warnings: list[str]) -> Protocol:
+    raw = env.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or env.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", ""
+    )
+    raw = raw.strip().lower()
+    if raw in ("", "http/protobuf"):
+        return Protocol.HTTP_PROTOBUF
+    if raw == "grpc":
+        return Protocol.GRPC
+    warnings.append(
+        f"OTLP protocol {raw!r} is not supported by the Python exporters; using http/protobuf"
+    )
+    return Protocol.HTTP_PROTOBUF
+
+
+def _exporter_on(env: Mapping[str, str], name: str) -> bool:
+    # OTEL_{TRACES,METRICS,LOGS}_EXPORTER=none switches a signal off; anything else means OTLP.
+    return env.get(name, "otlp").strip().lower() != "none"
+
+
+def _float(env: Mapping[str, str], name: str, default: float, warnings: list[str]) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        warnings.append(f"{name}={raw!r} is not a non-negative number; using {default}")
+        return default
+
+
+def _int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _redact_patterns(env: Mapping[str, str], warnings: list[str]) -> tuple[str, ...]:
+    raw = env.get("INSPECT_OTEL_REDACT_PATTERNS", "").strip()
+    if not raw:
+        return ()
+    patterns: list[str]
+    if raw.startswith("["):
+        try:
+            loaded = json.loads(raw)
+            patterns = [str(p) for p in loaded]
+        except (ValueError, TypeError):
+            warnings.append("INSPECT_OTEL_REDACT_PATTERNS is not a JSON list of regexes; ignored")
+            return ()
+    else:
+        patterns = [raw]
+    valid = []
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+            valid.append(pattern)
+        except re.error as ex:
+            warnings.append(f"INSPECT_OTEL_REDACT_PATTERNS: invalid regex {pattern!r} ({ex})")
+    return tuple(valid)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    warnings: list[str] = []
+    content, content_warning = parse_content_capture(
+        env.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+    )
+    if content_warning:
+        warnings.append(content_warning)
+
+    # Our own truncation adds a visible marker; honour a stricter standard SDK limit with it.
+    max_len = _int(env, "INSPECT_OTEL_MAX_ATTRIBUTE_LENGTH") or DEFAULT_MAX_ATTRIBUTE_LENGTH
+    for name in ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"):
+        sdk_limit = _int(env, name)
+        if sdk_limit is not None:
+            max_len = min(max_len, sdk_limit)
+            break
+
+    return Settings(
+        enabled=is_enabled(env),
+        content=content,
+        traces_protocol=_protocol(env, "TRACES", warnings),
+        metrics_protocol=_protocol(env, "METRICS", warnings),
+        logs_protocol=_protocol(env, "LOGS", warnings),
+        traces_endpoint=env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        metrics_enabled=_exporter_on(env, "OTEL_METRICS_EXPORTER"),
+        logs_enabled=_exporter_on(env, "OTEL_LOGS_EXPORTER"),
+        flush_timeout_s=_float(env, "INSPECT_OTEL_FLUSH_TIMEOUT", DEFAULT_FLUSH_TIMEOUT_S, warnings),
+        max_attribute_length=max_len,
+        redact_patterns=_redact_patterns(env, warnings),
+        service_name_default=DEFAULT_SERVICE_NAME,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,236 @@
+"""Content policy: what may leave the process, redacted and truncated.
+
+Converts Inspect messages to the GenAI semconv JSON message schema. Content is only produced when
+the capture mode allows it; parameters (task args, model args) are always redacted because they
+can carry credentials even when content capture is off.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ContentCapture
+
+REDACTED = "[REDACTED]"
+TRUNCATION_MARKER = "...[truncated {n} chars]"
+
+# Credential shapes of the major providers and generic bearer/basic tokens.
+DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
+    r"sk-ant-[A-Za-z0-9_\-]{16,}",
+    r"sk-(?:proj-|svcacct-)?[A-Za-z0-9_\-]{16,}",
+    r"(?i:bearer)\s+[A-Za-z0-9._\-~+/]{8,}=*",
+    r"(?i:basic)\s+[A-Za-z0-9+/]{12,}=*",
+    r"AKIA[0-9A-Z]{16}",
+    r"AIza[0-9A-Za-z_\-]{35}",
+    r"gh[pousr]_[A-Za-z0-9]{30,}",
+    r"hf_[A-Za-z0-9]{30,}",
+    r"xox[abposr]-[A-Za-z0-9\-]{10,}",
+    r"gsk_[A-Za-z0-9]{30,}",
+    r"xai-[A-Za-z0-9]{30,}",
+)
+# Mapping keys whose values are secrets whatever they look like.
+SECRET_KEY_PATTERN = re.compile(
+    r"(?i)(api[_\-]?key|secret|token|password|passwd|authorization|credential|private[_\-]?key)"
+)
+
+
+@dataclass(frozen=True)
+class ContentPolicy:
+    """Capture mode plus redaction and truncation, applied to everything that leaves."""
+
+    capture: ContentCapture = ContentCapture.NO_CONTENT
+    max_length: int = 16384
+    extra_patterns: tuple[str, ...] = ()
+    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        patterns = (*DEFAULT_SECRET_PATTERNS, *self.extra_patterns)
+        combined = "|".join(f"(?:{_scoped(p)})" for p in patterns)
+        object.__setattr__(self, "_regex", re.compile(combined))
+
+    @property
+    def on_spans(self) -> bool:
+        return self.capture.on_spans
+
+    @property
+    def on_events(self) -> bool:
+        return self.capture.on_events
+
+    def redact(self, text: str) -> str:
+        return self._regex.sub(REDACTED, text)
+
+    def truncate(self, text: str) -> str:
+        if len(text) <= self.max_length:
+            return text
+        marker = TRUNCATION_MARKER.format(n=len(text) - self.max_length)
+        return text[: max(self.max_length - len(marker), 0)] + marker
+
+    def clean(self, text: str) -> str:
+        """Redact then truncate: the form every string leaving the process takes."""
+        return self.truncate(self.redact(text))
+
+    def clean_json(self, value: Any) -> str:
+        return self.clean(to_json(redact_mapping(value, self)))
+
+
+_GLOBAL_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
+
+
+def _scoped(pattern: str) -> str:
+    # "(?i)x" is only legal at the start of a whole regex; "(?i:x)" works inside the alternation.
+    match = _GLOBAL_FLAGS.match(pattern)
+    return f"(?{match.group(1)}:{pattern[match.end():]})" if match else pattern
+
+
+def redact_mapping(value: Any, policy: ContentPolicy) -> Any:
+    """Recursively redact secret-looking keys and values in JSON-like data."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = str(k)
+            if SECRET_KEY_PATTERN.search(key) and v not in (None, "", [], {}):
+                out[key] = REDACTED
+            else:
+                out[key] = redact_mapping(v, policy)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [redact_mapping(v, policy) for v in value]
+    if isinstance(value, str):
+        return policy.redact(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    # model_args can hold clients, callables, ...: stringify what JSON cannot carry.
+    return policy.redact(_safe_str(value))
+
+
+def _safe_str(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=_safe_str, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- Inspect messages -> GenAI semconv message schema -------------------------------------------
+
+FINISH_REASONS: Mapping[str, str] = {
+    "stop": "stop",
+    "max_tokens": "length",
+    "model_length": "length",
+    "tool_calls": "tool_call",
+    "content_filter": "content_filter",
+}
+
+
+def finish_reason(stop_reason: str | None) -> str:
+    return FINISH_REASONS.get(stop_reason or "", "stop" if not stop_reason else stop_reason)
+
+
+def _content_parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}] if content else []
+    parts: list[dict[str, Any]] = []
+    for item in content or []:
+        kind = getattr(item, "type", None)
+        if kind == "text":
+            parts.append({"type": "text", "content": item.text})
+        elif kind == "reasoning":
+            text = item.summary if item.redacted else item.reasoning
+            parts.append({"type": "reasoning", "content": text or ""})
+        elif kind in ("image", "audio", "video", "document"):
+            ref = (
+                getattr(item, "image", None)
+                or getattr(item, "audio", None)
+                or getattr(item, "video", None)
+                or getattr(item, "document", None)
+                or ""
+            )
+            # Inline base64 payloads are bulky and rarely useful in a trace viewer.
+            if isinstance(ref, str) and ref.startswith("data:"):
+                ref = ref.split(",", 1)[0] + ",<omitted>"
+            parts.append({"type": "uri", "modality": kind, "uri": ref})
+        elif kind == "tool_use":
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": getattr(item, "id", None),
+                    "name": getattr(item, "name", None),
+                    "arguments": getattr(item, "arguments", None),
+                }
+            )
+        elif kind == "data":
+            parts.append({"type": "text", "content": to_json(getattr(item, "data", None))})
+    return parts
+
+
+def _tool_call_parts(tool_calls: Iterable[Any] | None) -> list[dict[str, Any]]:
+    return [
+        {"type": "tool_call", "id": call.id, "name": call.function, "arguments": call.arguments}
+        for call in tool_calls or []
+    ]
+
+
+def message_to_semconv(message: Any) -> dict[str, Any]:
+    role = message.role
+    if role == "tool":
+        response = message.error.message if message.error else message.text
+        parts: list[dict[str, Any]] = [
+            {"type": "tool_call_response", "id": message.tool_call_id, "response": response}
+        ]
+        out: dict[str, Any] = {"role": "tool", "parts": parts}
+    else:
+        parts = _content_parts(message.content)
+        if role == "assistant":
+            parts += _tool_call_parts(message.tool_calls)
+        out = {"role": role, "parts": parts}
+    return out
+
+
+def split_system(messages: Sequence[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(system instruction parts, non-system messages) in semconv form."""
+    system_parts: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            system_parts += _content_parts(message.content)
+        else:
+            others.append(message_to_semconv(message))
+    return system_parts, others
+
+
+def output_messages(output: Any) -> list[dict[str, Any]]:
+    messages = []
+    for choice in getattr(output, "choices", None) or []:
+        entry = message_to_semconv(choice.message)
+        entry["finish_reason"] = finish_reason(choice.stop_reason)
+        messages.append(entry)
+    return messages
+
+
+def tool_definitions(tools: Iterable[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters.model_dump(exclude_none=True),
+        }
+        for tool in tools
+    ]
+
+
+def text_of(value: Any) -> str:
+    """Plain text of a sample input/target: a string, a list of strings, or messages."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return "\n".join(text_of(v) for v in value)
+    text = getattr(value, "text", None)
+    return text if isinstance(text, str) else _safe_str(value)

@@ -1,0 +1,223 @@
+"""The Inspect hook: lifecycle callbacks in, span-model data out to the export pipeline.
+
+Samples are mapped when they finish, from the sample's own transcript (``EvalSample.events``), the
+same input the log replay uses: one code path, identical spans, and Inspect's live-stream quirks
+(model events delivered twice, events of failed attempts under the same uuid, interleaving of
+concurrent samples) never reach the mapping. Nothing here waits on the network: spans are only
+enqueued; the bounded flush at run end runs on a worker thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from opentelemetry import trace
+
+from inspect_ai.hooks import (
+    Hooks,
+    RunEnd,
+    RunStart,
+    SampleEnd,
+    TaskEnd,
+    TaskStart,
+)
+
+from .config import Settings, is_enabled, load_settings
+from .content import ContentPolicy
+from .export import TelemetryPipeline
+from .mapping import TaskContext, map_run, map_sample, map_task, task_context, task_times
+
+logger = logging.getLogger("inspect_otel")
+
+T = TypeVar("T")
+_ENV_PREFIXES = ("OTEL_", "INSPECT_OTEL_")
+
+
+def _never_raise(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Telemetry must never fail an eval: log the first failure of each hook, swallow all."""
+    warned: set[str] = set()
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, data: Any) -> None:
+        try:
+            await method(self, data)
+        except Exception as ex:  # noqa: BLE001 - the eval comes first
+            if method.__name__ not in warned:
+                warned.add(method.__name__)
+                logger.warning("inspect-otel: %s failed (%s: %s); telemetry for it is skipped",
+                               method.__name__, type(ex).__name__, ex, exc_info=True)
+
+    return wrapper
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+@dataclass
+class _TaskState:
+    spec: Any
+    plan: Any
+    context: TaskContext
+    start_ns: int
+    errored: int = 0
+    ended: bool = False
+
+
+@dataclass
+class _RunState:
+    run_id: str
+    eval_set_id: str | None
+    task_names: list[str]
+    start_ns: int
+    tasks: dict[str, _TaskState] = field(default_factory=dict)
+
+
+class OtelHooks(Hooks):
+    def __init__(self) -> None:
+        self._runs: dict[str, _RunState] = {}
+        self._pipeline: TelemetryPipeline | None = None
+        self._policy = ContentPolicy()
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._lock = threading.Lock()
+        self._warned_lost = 0
+
+    def enabled(self) -> bool:
+        return is_enabled()
+
+    # --- pipeline ---------------------------------------------------------------------------------
+    def _current_pipeline(self) -> TelemetryPipeline:
+        """The pipeline for the current environment (rebuilt when OTEL_* settings change)."""
+        env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)))
+        fingerprint = (env, id(trace.get_tracer_provider()))
+        with self._lock:
+            if self._pipeline is None or fingerprint != self._fingerprint:
+                settings = load_settings()
+                for warning in settings.warnings:
+                    logger.warning("inspect-otel: %s", warning)
+                old = self._pipeline
+                if old is not None:
+                    threading.Thread(target=old.close, daemon=True).start()
+                self._pipeline = TelemetryPipeline(settings)
+                self._policy = _policy(settings)
+                self._fingerprint = fingerprint
+                self._warned_lost = 0
+            return self._pipeline
+
+    # --- run and task -----------------------------------------------------------------------------
+    @_never_raise
+    async def on_run_start(self, data: RunStart) -> None:
+        self._current_pipeline()
+        self._runs[data.run_id] = _RunState(
+            data.run_id, data.eval_set_id, list(data.task_names), _now_ns()
+        )
+
+    @_never_raise
+    async def on_task_start(self, data: TaskStart) -> None:
+        run = self._runs.get(data.run_id)
+        if run is None:  # hook enabled mid-run: adopt the run from here on
+            run = self._runs[data.run_id] = _RunState(data.run_id, data.eval_set_id, [], _now_ns())
+        run.tasks[data.eval_id] = _TaskState(
+            data.spec, data.plan, task_context(data.spec), _now_ns()
+        )
+
+    @_never_raise
+    async def on_sample_end(self, data: SampleEnd) -> None:
+        task = self._task(data.run_id, data.eval_id)
+        if task is None:
+            return
+        pipeline = self._current_pipeline()
+        telemetry = map_sample(data.sample, task.context, self._policy)
+        pipeline.emit_sample(telemetry, task.context.task_name)
+        if telemetry.status == "error":
+            task.errored += 1
+
+    @_never_raise
+    async def on_task_end(self, data: TaskEnd) -> None:
+        task = self._task(data.run_id, data.eval_id)
+        if task is None or task.ended:
+            return
+        self._emit_task(task, data.log)
+
+    @_never_raise
+    async def on_run_end(self, data: RunEnd) -> None:
+        run = self._runs.pop(data.run_id, None)
+        if run is None:
+            return
+        pipeline = self._current_pipeline()
+        # on_task_end does not fire for errored or cancelled tasks: end them here from their logs.
+        logs_by_eval = {log.eval.eval_id: log for log in (data.logs or [])}
+        for eval_id, task in run.tasks.items():
+            if not task.ended:
+                log = logs_by_eval.get(eval_id)
+                status = None if log is not None and log.status != "started" else "cancelled"
+                self._emit_task(task, log, status=status)
+        statuses = {log.status for log in logs_by_eval.values()}
+        if data.exception is not None:
+            status = "cancelled" if _is_cancellation(data.exception) else "error"
+        elif "error" in statuses:
+            status = "error"
+        elif "cancelled" in statuses or "started" in statuses:
+            status = "cancelled"
+        else:
+            status = "success"
+        error: Any = data.exception
+        if error is None and status == "error":
+            error = next((l.error.message for l in logs_by_eval.values() if l.error), None)
+        pipeline.emit_spans([
+            map_run(run.run_id, run.eval_set_id, run.task_names or
+                    [t.context.task_name for t in run.tasks.values()],
+                    start_ns=run.start_ns, end_ns=_now_ns(), status=status, error=error,
+                    policy=self._policy)
+        ])
+        report = await anyio.to_thread.run_sync(pipeline.flush, pipeline.settings.flush_timeout_s)
+        lost = report.lost - self._warned_lost
+        if lost > 0:
+            self._warned_lost = report.lost
+            locations = [l.location for l in logs_by_eval.values() if l.location]
+            replay = " ".join(locations) if locations else "<log files of this run>"
+            logger.warning(
+                "inspect-otel: %d of %d spans were not confirmed by the OTLP endpoint %s%s. "
+                "The eval itself is complete. Send them again with: inspect-otel export %s",
+                lost, report.submitted, pipeline.settings.traces_endpoint or "(SDK default)",
+                f" (last error: {report.last_error})" if report.last_error else "",
+                replay,
+            )
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def _task(self, run_id: str, eval_id: str) -> _TaskState | None:
+        run = self._runs.get(run_id)
+        return run.tasks.get(eval_id) if run is not None else None
+
+    def _emit_task(self, task: _TaskState, log: Any | None, status: str | None = None) -> None:
+        task.ended = True
+        start, end = task_times(log, task.start_ns, _now_ns())
+        span = map_task(
+            task.spec, task.plan, log, self._policy,
+            errored_samples=task.errored, start_ns=start, end_ns=end, status=status,
+        )
+        self._current_pipeline().emit_spans([span])
+
+
+def _policy(settings: Settings) -> ContentPolicy:
+    return ContentPolicy(
+        capture=settings.content,
+        max_length=settings.max_attribute_length,
+        extra_patterns=settings.redact_patterns,
+    )
+
+
+def _is_cancellation(ex: BaseException) -> bool:
+    import asyncio
+
+    return isinstance(ex, (KeyboardInterrupt, asyncio.CancelledError)) or (
+        type(ex).__name__ in ("Cancelled", "CancelledError")
+    )

@@ -1,0 +1,99 @@
+"""ModelEvent -> `chat {model}` CLIENT span and its metric measure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import semconv as sc
+from ..content import ContentPolicy, finish_reason, output_messages, split_system, tool_definitions
+from ..content import to_json
+from ._common import error_type, generate_config_attributes, split_model, to_ns, usage_attributes
+from ._types import Kind, ModelCallMeasure, SpanData
+
+
+def _response_model(response_model: str, model: str) -> str:
+    # Providers answer with their own model name; mock and proxy providers echo Inspect's name.
+    prefix = model.split("/", 1)[0] + "/"
+    return split_model(response_model)[1] if response_model.startswith(prefix) else response_model
+
+
+def model_span(
+    event: Any, trace_id: int, span_id: int, parent_span_id: int, policy: ContentPolicy
+) -> tuple[SpanData, ModelCallMeasure]:
+    provider, request_model = split_model(event.model)
+    output = event.output
+    attrs: dict[str, Any] = {
+        sc.GEN_AI_OPERATION_NAME: sc.OP_CHAT,
+        sc.GEN_AI_PROVIDER_NAME: provider,
+        sc.GEN_AI_REQUEST_MODEL: request_model,
+        sc.INSPECT_MODEL: event.model,
+    }
+    if event.uuid:
+        attrs[sc.INSPECT_EVENT_UUID] = event.uuid
+    attrs.update(generate_config_attributes(event.config, policy))
+    if output is not None:
+        if output.model:
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = _response_model(output.model, event.model)
+        if output.response_id:
+            attrs[sc.GEN_AI_RESPONSE_ID] = output.response_id
+        reasons = tuple(finish_reason(c.stop_reason) for c in output.choices)
+        if reasons:
+            attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
+        attrs.update(usage_attributes(output.usage))
+        if output.usage is not None and output.usage.total_cost is not None:
+            attrs[sc.INSPECT_USAGE_COST] = output.usage.total_cost
+    if event.role:
+        attrs[sc.INSPECT_MODEL_ROLE] = event.role
+    if event.retries:
+        attrs[sc.INSPECT_MODEL_RETRIES] = event.retries
+    if event.cache:
+        attrs[sc.INSPECT_MODEL_CACHE] = event.cache
+
+    error = event.error or (output.error if output is not None else None)
+    if error:
+        attrs[sc.ERROR_TYPE] = error_type(error, "model_error")
+
+    if policy.on_spans:
+        system, messages = split_system(event.input)
+        if system:
+            attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.clean_json(system)
+        attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.clean_json(messages)
+        if output is not None and output.choices:
+            attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.clean_json(output_messages(output))
+        if event.tools:
+            attrs[sc.GEN_AI_TOOL_DEFINITIONS] = policy.clean(to_json(tool_definitions(event.tools)))
+
+    start = to_ns(event.timestamp) or 0
+    end = to_ns(event.completed)
+    if end is None:
+        duration = event.working_time or (output.time if output is not None else None) or 0.0
+        end = start + int(duration * 1e9)
+    span = SpanData(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_span_id,
+        name=f"{sc.OP_CHAT} {request_model}",
+        kind=Kind.CLIENT,
+        start_ns=start,
+        end_ns=max(end, start),
+        attributes=attrs,
+        error=policy.clean(error) if error else None,
+    )
+    measure_attrs = {
+        k: attrs[k]
+        for k in (
+            sc.GEN_AI_OPERATION_NAME,
+            sc.GEN_AI_PROVIDER_NAME,
+            sc.GEN_AI_REQUEST_MODEL,
+            sc.GEN_AI_RESPONSE_MODEL,
+            sc.ERROR_TYPE,
+        )
+        if k in attrs
+    }
+    measure = ModelCallMeasure(
+        duration_s=(span.end_ns - span.start_ns) / 1e9,
+        input_tokens=attrs.get(sc.GEN_AI_USAGE_INPUT_TOKENS),
+        output_tokens=attrs.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS),
+        attributes=measure_attrs,
+    )
+    return span, measure
