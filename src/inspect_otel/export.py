@@ -46,6 +46,8 @@ _EXPORT_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk._shared_internal
 
 
 class _LastError(logging.Handler):
+    """Keeps the exporters' last complaint for the run-end warning (installed once, for good)."""
+
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
         self.message: str | None = None
@@ -55,6 +57,17 @@ class _LastError(logging.Handler):
             self.message = record.getMessage()
         except Exception:  # a malformed log call must not break export
             self.message = str(record.msg)
+
+
+_EXPORT_ERRORS = _LastError()
+
+
+def _capture_export_logs() -> None:
+    for name in _EXPORT_LOGGERS:
+        export_logger = logging.getLogger(name)
+        if _EXPORT_ERRORS not in export_logger.handlers:
+            export_logger.addHandler(_EXPORT_ERRORS)
+            export_logger.propagate = False
 
 
 class _CountingExporter(SpanExporter):
@@ -137,7 +150,6 @@ class TelemetryPipeline:
         self._submitted = 0
         self._lock = threading.Lock()
         self._counter: _CountingExporter | None = None
-        self._errors = _LastError()
         self._owned: list[Any] = []  # providers/processors we created and must flush
 
         global_tp = trace.get_tracer_provider()
@@ -151,10 +163,7 @@ class TelemetryPipeline:
             self._resource = build_resource()
             self._sampler = sampler_from_env()
             self._owned.append(self._processor)
-            for name in _EXPORT_LOGGERS:
-                export_logger = logging.getLogger(name)
-                export_logger.addHandler(self._errors)
-                export_logger.propagate = False
+            _capture_export_logs()
 
         self._event_logger = self._make_event_logger(settings)
         self._instruments = self._make_instruments(settings)
@@ -320,7 +329,7 @@ class TelemetryPipeline:
             submitted=submitted,
             exported=self._counter.exported if self._counter else submitted,
             counted=self._counter is not None,
-            last_error=self._errors.message,
+            last_error=_EXPORT_ERRORS.message,
         )
 
     def close(self) -> None:
@@ -341,7 +350,3 @@ class TelemetryPipeline:
         worker = threading.Thread(target=shutdown, name="inspect-otel-shutdown", daemon=True)
         worker.start()
         worker.join(self.settings.flush_timeout_s)
-        for name in _EXPORT_LOGGERS:
-            export_logger = logging.getLogger(name)
-            export_logger.removeHandler(self._errors)
-            export_logger.propagate = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -128,11 +129,10 @@ def usage_attributes(usage: Any) -> dict[str, int]:
     return attrs
 
 
+_ERROR_CLASS = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(?:\(|:|$)")
+
+
 def error_type(message: str | None, default: str) -> str:
-    """Low-cardinality error.type from an Inspect error string like 'RuntimeError: boom'."""
-    if not message:
-        return default
-    head = message.strip().split(":", 1)[0].strip()
-    if head and head.replace(".", "").replace("_", "").isalnum() and " " not in head:
-        return head
-    return default
+    """Low-cardinality error.type from an Inspect error string: 'RuntimeError(...)', 'X: msg'."""
+    match = _ERROR_CLASS.match(message or "")
+    return match.group(1) if match else default

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import semconv as sc
 from ..content import ContentPolicy, to_json
+from ._common import error_type
 
 SpanEventMapper = Callable[[Any, ContentPolicy], dict[str, Any]]
 
@@ -36,7 +37,7 @@ def _limit(event: Any, policy: ContentPolicy) -> dict[str, Any]:
 def _error(event: Any, policy: ContentPolicy) -> dict[str, Any]:
     message = event.error.message
     return {
-        sc.EXCEPTION_TYPE: message.split(":", 1)[0] if ":" in message else "Error",
+        sc.EXCEPTION_TYPE: error_type(message, "Error"),
         sc.EXCEPTION_MESSAGE: policy.clean(message),
     }
 
