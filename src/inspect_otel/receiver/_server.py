@@ -1,0 +1,338 @@
+"""OTLP/HTTP (starlette + uvicorn) and OTLP/gRPC (grpcio) front ends over one spool + writer."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from . import _decode as dec
+from ._spool import IngestResult, Spool, SpoolFull
+from ._writer import Writer
+
+log = logging.getLogger("inspect_otel.receiver")
+
+RETRY_AFTER_S = 5
+
+
+@dataclass
+class ReceiverConfig:
+    mlflow_uri: str
+    experiment_name: str = "inspect_ai"
+    host: str = "127.0.0.1"
+    port: int = 4318
+    grpc_port: int | None = 4317  # None: no gRPC
+    data_dir: str | Path = ".inspect-otel"
+    token: str | None = None
+    max_body_bytes: int = 32 << 20  # per request, compressed and decompressed
+    max_spool_bytes: int = 1 << 30  # pending (not yet in MLflow) data before backpressure
+    settle_s: float = 10.0  # quiet time after which an incomplete task is finalized anyway
+
+    @property
+    def spool_path(self) -> Path:
+        return Path(self.data_dir) / "receiver" / "spool.db"
+
+
+def _response(signal: str, res: IngestResult) -> Any:
+    if signal == "traces":
+        msg = trace_service_pb2.ExportTraceServiceResponse()
+        if res.rejected:
+            msg.partial_success.rejected_spans = res.rejected
+            msg.partial_success.error_message = res.message
+    elif signal == "logs":
+        msg = logs_service_pb2.ExportLogsServiceResponse()
+        if res.rejected:
+            msg.partial_success.rejected_log_records = res.rejected
+            msg.partial_success.error_message = res.message
+    else:
+        msg = metrics_service_pb2.ExportMetricsServiceResponse()
+    return msg
+
+
+class Receiver:
+    """The running receiver: spool, writer, HTTP server and (optionally) gRPC server."""
+
+    def __init__(self, config: ReceiverConfig):
+        self.config = config
+        self.spool = Spool(config.spool_path, max_bytes=config.max_spool_bytes)
+        self.writer = Writer(self.spool, config.mlflow_uri, config.experiment_name,
+                             settle_s=config.settle_s)
+        self._uvicorn: Any = None
+        self._http_thread: threading.Thread | None = None
+        self._grpc: Any = None
+        self.http_port: int | None = None
+        self.grpc_port: int | None = None
+        self._probe_cache: tuple[float, bool, str | None] = (0.0, False, None)
+        self._ingest_lock = threading.Lock()
+
+    # --- shared ingest path ---------------------------------------------------------------------
+    def ingest(self, signal: str, msg: Any) -> IngestResult:
+        if signal == "traces":
+            return self.spool.ingest_traces(msg)
+        if signal == "logs":
+            return self.spool.ingest_logs(msg)
+        return IngestResult()  # metrics: accepted, not mapped (the writer derives its own)
+
+    def authorized(self, header: str | None) -> bool:
+        token = self.config.token
+        if not token:
+            return True
+        if not header or not header.lower().startswith("bearer "):
+            return False
+        return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+
+    def probe_mlflow(self) -> tuple[bool, str | None]:
+        at, ok, err = self._probe_cache
+        if time.monotonic() - at < 3.0:
+            return ok, err
+        try:
+            r = requests.get(self.config.mlflow_uri.rstrip("/") + "/health", timeout=2)
+            ok, err = r.status_code == 200, None if r.status_code == 200 else f"HTTP {r.status_code}"
+        except requests.RequestException as e:
+            ok, err = False, f"{type(e).__name__}"
+        self._probe_cache = (time.monotonic(), ok, err)
+        return ok, err
+
+    def health(self) -> dict[str, Any]:
+        stats = self.spool.stats()
+        reachable, probe_error = self.probe_mlflow()
+        st = self.writer.status
+        pending = {k: v for k, v in stats.items() if k.startswith("pending_") and k != "pending_bytes"}
+        return {
+            "status": "ok" if reachable else "degraded",
+            "idle": all(v == 0 for v in pending.values()),
+            "spool": {**stats, "full": self.spool.is_full(), "path": str(self.spool.path)},
+            "mlflow": {
+                "tracking_uri": self.config.mlflow_uri,
+                "experiment_name": self.config.experiment_name,
+                "reachable": reachable,
+                "probe_error": probe_error,
+                "writer_ok": st.mlflow_ok,
+                "last_error": st.last_error,
+                "last_error_at": st.last_error_at,
+                "last_success_at": st.last_success_at,
+            },
+            "writer": {"passes": st.passes, "dropped": st.dropped, "applied": dict(st.applied)},
+            "ports": {"http": self.http_port, "grpc": self.grpc_port},
+        }
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> "Receiver":
+        self.writer.start()
+        self._start_http()
+        if self.config.grpc_port is not None:
+            self._start_grpc()
+        log.info("inspect-otel receiver: OTLP/HTTP on %s:%s, OTLP/gRPC on %s, MLflow %s "
+                 "(experiment %r), spool %s", self.config.host, self.http_port,
+                 self.grpc_port if self.grpc_port else "off", self.config.mlflow_uri,
+                 self.config.experiment_name, self.spool.path)
+        return self
+
+    def stop(self) -> None:
+        if self._grpc is not None:
+            self._grpc.stop(grace=2).wait(5)
+            self._grpc = None
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+            if self._http_thread is not None:
+                self._http_thread.join(10)
+            self._uvicorn = None
+        self.writer.stop()
+
+    def _start_http(self) -> None:
+        import socket
+
+        import uvicorn
+
+        app = build_app(self)
+        sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.config.host, self.config.port))
+        sock.listen(512)
+        self.http_port = sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                timeout_keep_alive=30)
+        server = uvicorn.Server(config)
+        self._uvicorn = server
+        started = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+
+            async def serve() -> None:
+                task = asyncio.ensure_future(server.serve(sockets=[sock]))
+                while not server.started and not task.done():
+                    await asyncio.sleep(0.02)
+                started.set()
+                await task
+
+            try:
+                loop.run_until_complete(serve())
+            finally:
+                started.set()
+                loop.close()
+
+        self._http_thread = threading.Thread(target=run, name="inspect-otel-http", daemon=True)
+        self._http_thread.start()
+        started.wait(30)
+        if not server.started:
+            raise RuntimeError(f"HTTP server failed to start on {self.config.host}:{self.config.port}")
+
+    def _start_grpc(self) -> None:
+        import grpc
+
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="inspect-otel-grpc"),
+            options=[("grpc.max_receive_message_length", self.config.max_body_bytes)],
+        )
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_GrpcTraces(self), server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_GrpcLogs(self), server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_GrpcMetrics(self), server)
+        host = self.config.host
+        addr = f"[{host}]" if ":" in host else host
+        port = server.add_insecure_port(f"{addr}:{self.config.grpc_port}")
+        if port == 0:
+            raise RuntimeError(f"cannot bind OTLP/gRPC to {host}:{self.config.grpc_port}")
+        server.start()
+        self.grpc_port = port
+        self._grpc = server
+
+
+# --- HTTP -----------------------------------------------------------------------------------------
+def build_app(receiver: Receiver) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    cfg = receiver.config
+
+    def error(status: int, message: str, mt: str = dec.JSON,
+              headers: dict[str, str] | None = None) -> Response:
+        body, ctype = dec.error_body(status, message, mt)
+        return Response(body, status_code=status, media_type=ctype, headers=headers)
+
+    async def read_body(request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                if int(length) > cfg.max_body_bytes:
+                    raise dec.BadRequest(413, f"body of {length} bytes exceeds the limit of "
+                                         f"{cfg.max_body_bytes} bytes")
+            except ValueError:
+                raise dec.BadRequest(400, "invalid Content-Length") from None
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cfg.max_body_bytes:
+                raise dec.BadRequest(413, f"body exceeds the limit of {cfg.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def handle(signal: str, body: bytes, ctype: str | None, cenc: str | None) -> tuple[bytes, str]:
+        msg, mt = dec.decode(signal, body, ctype, cenc, cfg.max_body_bytes)
+        res = receiver.ingest(signal, msg)
+        return dec.encode_response(_response(signal, res), mt), mt
+
+    async def otlp(request: Request) -> Response:
+        signal = dec.PATHS[request.url.path]
+        mt = dec.media_type(request.headers.get("content-type"))
+        mt = mt if mt in dec.CONTENT_TYPES else dec.JSON
+        if not receiver.authorized(request.headers.get("authorization")):
+            return error(401, "missing or invalid bearer token (INSPECT_OTEL_RECEIVER_TOKEN)", mt,
+                         {"WWW-Authenticate": 'Bearer realm="inspect-otel"'})
+        if receiver.spool.is_full():
+            return error(503, "spool full: MLflow is behind, retry later", mt,
+                         {"Retry-After": str(RETRY_AFTER_S)})
+        try:
+            dec.check_content_type(request.headers.get("content-type"))
+            body = await read_body(request)
+            out, rmt = await asyncio.get_running_loop().run_in_executor(
+                None, handle, signal, body, request.headers.get("content-type"),
+                request.headers.get("content-encoding"))
+        except dec.BadRequest as e:
+            return error(e.status, e.message, mt)
+        except SpoolFull:
+            return error(503, "spool full: MLflow is behind, retry later", mt,
+                         {"Retry-After": str(RETRY_AFTER_S)})
+        except Exception as e:  # noqa: BLE001 - e.g. disk full: retryable for the client
+            log.exception("ingest failed")
+            return error(503, f"receiver could not store the data: {type(e).__name__}: {e}", mt,
+                         {"Retry-After": str(RETRY_AFTER_S)})
+        return Response(out, status_code=200, media_type=rmt)
+
+    async def health(request: Request) -> Response:
+        data = await asyncio.get_running_loop().run_in_executor(None, receiver.health)
+        return JSONResponse(data, status_code=200)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error(404, f"unknown path {request.url.path}: OTLP paths are "
+                     f"{', '.join(dec.PATHS)}; health is /health")
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return error(405, f"method {request.method} not allowed on {request.url.path}")
+
+    routes = [Route(p, otlp, methods=["POST"]) for p in dec.PATHS]
+    routes.append(Route("/health", health, methods=["GET"]))
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
+
+
+# --- gRPC -----------------------------------------------------------------------------------------
+class _GrpcBase:
+    signal = ""
+
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+
+    def _export(self, request: Any, context: Any) -> Any:
+        import grpc
+
+        md = dict(context.invocation_metadata() or ())
+        if not self.receiver.authorized(md.get("authorization")):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+        try:
+            res = self.receiver.ingest(self.signal, request)
+        except SpoolFull:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "spool full: MLflow is behind, retry later")
+        except Exception as e:  # noqa: BLE001
+            log.exception("ingest failed")
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"receiver could not store the data: {e}")
+        return _response(self.signal, res)
+
+
+class _GrpcTraces(_GrpcBase, trace_service_pb2_grpc.TraceServiceServicer):
+    signal = "traces"
+
+    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return self._export(request, context)
+
+
+class _GrpcLogs(_GrpcBase, logs_service_pb2_grpc.LogsServiceServicer):
+    signal = "logs"
+
+    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return self._export(request, context)
+
+
+class _GrpcMetrics(_GrpcBase, metrics_service_pb2_grpc.MetricsServiceServicer):
+    signal = "metrics"
+
+    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return self._export(request, context)
+
+
+def dumps_health(receiver: Receiver) -> str:
+    return json.dumps(receiver.health(), indent=2)

@@ -1,0 +1,599 @@
+"""The receiver's durable state: a sqlite database in the data directory.
+
+Incoming OTLP data is normalised into tables keyed by the deterministic ids (trace id, span id,
+Inspect run/eval ids, evaluation (trace, name, span)), committed with WAL + ``synchronous=FULL``
+before the HTTP/gRPC answer. Redelivered data hits the same keys, so it is absorbed here; rows
+whose content changed are marked pending again. The writer (``_writer.py``) applies pending rows
+to MLflow and marks them done. Everything the task aggregates need (per-sample summaries, span
+categories) stays in this database, so a restart or a replay gives the same result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from inspect_otel import semconv as sc
+
+from . import _mapping as mp
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS resources(hash TEXT PRIMARY KEY, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS spans(
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT NOT NULL,
+    resource TEXT NOT NULL, scope_name TEXT NOT NULL, scope_version TEXT NOT NULL,
+    payload BLOB, digest TEXT NOT NULL, pending INTEGER NOT NULL, nbytes INTEGER NOT NULL,
+    category TEXT, is_error INTEGER NOT NULL, link_key TEXT, enrich TEXT,
+    received REAL NOT NULL,
+    PRIMARY KEY(trace_id, span_id));
+CREATE INDEX IF NOT EXISTS spans_pending ON spans(pending) WHERE pending = 1;
+CREATE TABLE IF NOT EXISTS identities(
+    key TEXT PRIMARY KEY, role TEXT NOT NULL, run_id TEXT NOT NULL, eval_id TEXT,
+    attrs TEXT NOT NULL, start_ns INTEGER NOT NULL, mlflow_run_id TEXT);
+CREATE TABLE IF NOT EXISTS samples(
+    trace_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, eval_id TEXT NOT NULL, task TEXT,
+    sample_id TEXT, epoch INTEGER, ordinal INTEGER, status TEXT, start_ns INTEGER,
+    end_ns INTEGER, vals TEXT NOT NULL, digest TEXT NOT NULL, metrics_applied INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS samples_eval ON samples(eval_id);
+CREATE TABLE IF NOT EXISTS tasks(
+    eval_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, attrs TEXT NOT NULL, start_ns INTEGER,
+    end_ns INTEGER, digest TEXT NOT NULL, applied INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs(
+    run_id TEXT PRIMARY KEY, attrs TEXT NOT NULL, start_ns INTEGER, end_ns INTEGER,
+    digest TEXT NOT NULL, applied INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS results(
+    trace_id TEXT NOT NULL, name TEXT NOT NULL, span_id TEXT NOT NULL, eval_id TEXT,
+    data TEXT NOT NULL, applied INTEGER NOT NULL, received REAL NOT NULL,
+    PRIMARY KEY(trace_id, name, span_id));
+CREATE INDEX IF NOT EXISTS results_pending ON results(applied) WHERE applied = 0;
+CREATE TABLE IF NOT EXISTS evals(
+    eval_id TEXT PRIMARY KEY, data_rev INTEGER NOT NULL, final_rev INTEGER NOT NULL,
+    changed REAL NOT NULL);
+"""
+
+RUN_KEY = "run:"
+EVAL_KEY = "eval:"
+
+
+def run_key(run_id: str) -> str:
+    return RUN_KEY + run_id
+
+
+def eval_key(eval_id: str) -> str:
+    return EVAL_KEY + eval_id
+
+
+def _digest(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def reject(self, n: int, reason: str) -> None:
+        self.rejected += n
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+    @property
+    def message(self) -> str:
+        return "; ".join(self.reasons)
+
+
+@dataclass
+class PendingSpan:
+    trace_id: str
+    span_id: str
+    parent_id: str
+    resource: bytes
+    scope_name: str
+    scope_version: str
+    payload: bytes
+    digest: str
+    link_key: str | None
+    enrich: dict[str, str]
+    nbytes: int
+
+
+class SpoolFull(Exception):
+    pass
+
+
+class Spool:
+    """Durable receiver state. Thread-safe: one sqlite connection per thread, one writer lock."""
+
+    def __init__(self, path: str | Path, max_bytes: int = 1 << 30):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._listeners: list[Any] = []
+        with self._write_lock:
+            self._conn().executescript(SCHEMA)
+        self._pending_bytes = self._count_pending_bytes()
+
+    # --- connections ---------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _read(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
+        return self._conn().execute(sql, tuple(args)).fetchall()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def add_listener(self, fn: Any) -> None:
+        """``fn()`` is called after every commit of new data (wakes the writer)."""
+        self._listeners.append(fn)
+
+    def _notify(self) -> None:
+        for fn in self._listeners:
+            fn()
+
+    # --- size / backpressure -------------------------------------------------------------------
+    def _count_pending_bytes(self) -> int:
+        (n,) = self._read("SELECT COALESCE(SUM(nbytes), 0) FROM spans WHERE pending = 1")[0]
+        (r,) = self._read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM results WHERE applied = 0")[0]
+        return int(n) + int(r)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
+
+    def is_full(self) -> bool:
+        return self._pending_bytes >= self.max_bytes
+
+    # --- ingestion -----------------------------------------------------------------------------
+    def ingest_traces(self, req: Any) -> IngestResult:
+        """Store an ExportTraceServiceRequest durably. Raises SpoolFull when over the bound."""
+        if self.is_full():
+            raise SpoolFull()
+        res = IngestResult()
+        added = 0
+        now = time.time()
+        with self._tx() as db:
+            for rs in req.resource_spans:
+                rpayload = rs.resource.SerializeToString()
+                rhash = _digest(rpayload)
+                db.execute("INSERT OR IGNORE INTO resources(hash, payload) VALUES(?, ?)",
+                           (rhash, rpayload))
+                for ss in rs.scope_spans:
+                    scope_name, scope_version = ss.scope.name, ss.scope.version
+                    for span in ss.spans:
+                        if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(
+                            span.trace_id
+                        ) or not any(span.span_id):
+                            res.reject(1, "spans with invalid trace_id/span_id were rejected")
+                            continue
+                        attrs = mp.attributes(span.attributes)
+                        if not mp.is_inspect(scope_name, attrs):
+                            res.reject(
+                                1,
+                                "spans without Inspect attributes (scope "
+                                f"{mp.INSPECT_SCOPE!r} or inspect.*) were ignored: this receiver "
+                                "maps Inspect AI evaluations only",
+                            )
+                            continue
+                        added += self._ingest_span(db, span, attrs, rhash, scope_name,
+                                                   scope_version, now)
+                        res.accepted += 1
+        self._pending_bytes += added
+        if res.accepted:
+            self._notify()
+        return res
+
+    def _ingest_span(self, db: sqlite3.Connection, span: Any, attrs: dict[str, Any], rhash: str,
+                     scope_name: str, scope_version: str, now: float) -> int:
+        trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
+        parent_id = span.parent_span_id.hex() if span.parent_span_id else ""
+        payload = span.SerializeToString()
+        digest = _digest(payload)
+        kind = attrs.get(sc.INSPECT_SPAN_KIND)
+        is_root = not parent_id
+        link_key = None
+        if is_root and kind == sc.SPAN_KIND_SAMPLE and attrs.get(sc.INSPECT_EVAL_ID):
+            link_key = eval_key(str(attrs[sc.INSPECT_EVAL_ID]))
+        elif is_root and kind == sc.SPAN_KIND_RUN and attrs.get(sc.INSPECT_RUN_ID):
+            link_key = run_key(str(attrs[sc.INSPECT_RUN_ID]))
+        enrich = mp.span_enrichment(attrs, is_root)
+        is_error = int(span.status.code == trace_pb2.Status.STATUS_CODE_ERROR
+                       or bool(attrs.get(sc.ERROR_TYPE)))
+        cur = db.execute(
+            """INSERT INTO spans(trace_id, span_id, parent_id, resource, scope_name, scope_version,
+                   payload, digest, pending, nbytes, category, is_error, link_key, enrich, received)
+               VALUES(?,?,?,?,?,?,?,?,1,?,?,?,?,?,?)
+               ON CONFLICT(trace_id, span_id) DO UPDATE SET
+                   parent_id=excluded.parent_id, resource=excluded.resource,
+                   scope_name=excluded.scope_name, scope_version=excluded.scope_version,
+                   payload=excluded.payload, digest=excluded.digest, pending=1,
+                   nbytes=excluded.nbytes, category=excluded.category,
+                   is_error=excluded.is_error, link_key=excluded.link_key,
+                   enrich=excluded.enrich, received=excluded.received
+               WHERE spans.digest != excluded.digest""",
+            (trace_id, span_id, parent_id, rhash, scope_name, scope_version, payload, digest,
+             len(payload), mp.span_category(attrs), is_error, link_key,
+             _dumps(enrich) if enrich else None, now),
+        )
+        changed = cur.rowcount > 0
+        added = len(payload) if changed else 0
+
+        start_ns, end_ns = span.start_time_unix_nano, span.end_time_unix_nano
+        if kind == sc.SPAN_KIND_SAMPLE:
+            summary = mp.sample_summary(trace_id, start_ns, end_ns, attrs)
+            if summary is not None:
+                self._register_identity(db, summary.run_id, summary.eval_id, attrs, start_ns)
+                vals = _dumps(summary.values)
+                sdigest = _digest(vals + f"|{summary.ordinal}|{summary.status}|{end_ns}")
+                cur = db.execute(
+                    """INSERT INTO samples(trace_id, run_id, eval_id, task, sample_id, epoch,
+                           ordinal, status, start_ns, end_ns, vals, digest, metrics_applied)
+                       VALUES(?,?,?,?,?,?,?,?,?,?,?,?,0)
+                       ON CONFLICT(trace_id) DO UPDATE SET run_id=excluded.run_id,
+                           eval_id=excluded.eval_id, task=excluded.task,
+                           sample_id=excluded.sample_id, epoch=excluded.epoch,
+                           ordinal=excluded.ordinal, status=excluded.status,
+                           start_ns=excluded.start_ns, end_ns=excluded.end_ns, vals=excluded.vals,
+                           digest=excluded.digest, metrics_applied=0
+                       WHERE samples.digest != excluded.digest""",
+                    (trace_id, summary.run_id, summary.eval_id, summary.task, summary.sample_id,
+                     summary.epoch, summary.ordinal, summary.status, start_ns, end_ns, vals,
+                     sdigest),
+                )
+                if cur.rowcount > 0:
+                    self._bump(db, summary.eval_id)
+        elif kind == sc.SPAN_KIND_TASK:
+            run_id, eval_id = attrs.get(sc.INSPECT_RUN_ID), attrs.get(sc.INSPECT_EVAL_ID)
+            if run_id and eval_id:
+                run_id, eval_id = str(run_id), str(eval_id)
+                self._register_identity(db, run_id, eval_id, attrs, start_ns)
+                adump = _dumps(attrs)
+                cur = db.execute(
+                    """INSERT INTO tasks(eval_id, run_id, attrs, start_ns, end_ns, digest, applied)
+                       VALUES(?,?,?,?,?,?,0)
+                       ON CONFLICT(eval_id) DO UPDATE SET run_id=excluded.run_id,
+                           attrs=excluded.attrs, start_ns=excluded.start_ns,
+                           end_ns=excluded.end_ns, digest=excluded.digest, applied=0
+                       WHERE tasks.digest != excluded.digest""",
+                    (eval_id, run_id, adump, start_ns, end_ns, _digest(adump + str(end_ns))),
+                )
+                if cur.rowcount > 0:
+                    self._bump(db, eval_id)
+        elif kind == sc.SPAN_KIND_RUN:
+            run_id = attrs.get(sc.INSPECT_RUN_ID)
+            if run_id:
+                run_id = str(run_id)
+                self._register_identity(db, run_id, None, attrs, start_ns)
+                adump = _dumps(attrs)
+                db.execute(
+                    """INSERT INTO runs(run_id, attrs, start_ns, end_ns, digest, applied)
+                       VALUES(?,?,?,?,?,0)
+                       ON CONFLICT(run_id) DO UPDATE SET attrs=excluded.attrs,
+                           start_ns=excluded.start_ns, end_ns=excluded.end_ns,
+                           digest=excluded.digest, applied=0
+                       WHERE runs.digest != excluded.digest""",
+                    (run_id, adump, start_ns, end_ns, _digest(adump + str(end_ns))),
+                )
+        elif changed and mp.span_category(attrs):
+            # An inner span that counts in task aggregates: its task changed, if already known.
+            row = db.execute("SELECT eval_id FROM samples WHERE trace_id = ?",
+                             (trace_id,)).fetchone()
+            if row:
+                self._bump(db, row[0])
+
+        for ev in span.events:
+            if ev.name == sc.EVENT_EVALUATION_RESULT:
+                e = mp.evaluation(trace_id, span_id, ev.time_unix_nano, mp.attributes(ev.attributes))
+                if e is not None:
+                    added += self._ingest_evaluation(db, e)
+        return added
+
+    def _register_identity(self, db: sqlite3.Connection, run_id: str, eval_id: str | None,
+                           attrs: dict[str, Any], start_ns: int) -> None:
+        ident = _dumps(mp.identity(attrs))
+        db.execute(
+            """INSERT INTO identities(key, role, run_id, eval_id, attrs, start_ns)
+               VALUES(?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET
+               start_ns=MIN(identities.start_ns, excluded.start_ns)
+               WHERE identities.mlflow_run_id IS NULL""",
+            (run_key(run_id), mp.ROLE_RUN, run_id, None, ident, start_ns),
+        )
+        if eval_id:
+            db.execute(
+                """INSERT INTO identities(key, role, run_id, eval_id, attrs, start_ns)
+                   VALUES(?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET
+                   start_ns=MIN(identities.start_ns, excluded.start_ns),
+                   attrs=CASE WHEN LENGTH(excluded.attrs) > LENGTH(identities.attrs)
+                              THEN excluded.attrs ELSE identities.attrs END
+                   WHERE identities.mlflow_run_id IS NULL""",
+                (eval_key(eval_id), mp.ROLE_TASK, run_id, eval_id, ident, start_ns),
+            )
+
+    def _bump(self, db: sqlite3.Connection, eval_id: str) -> None:
+        db.execute(
+            """INSERT INTO evals(eval_id, data_rev, final_rev, changed) VALUES(?, 1, 0, ?)
+               ON CONFLICT(eval_id) DO UPDATE SET data_rev = evals.data_rev + 1,
+               changed = excluded.changed""",
+            (eval_id, time.time()),
+        )
+
+    def _ingest_evaluation(self, db: sqlite3.Connection, e: mp.Evaluation) -> int:
+        data = _dumps({
+            "value": e.value, "label": e.label, "rationale": e.rationale,
+            "model_graded": e.model_graded, "scorer": e.scorer, "time_ns": e.time_ns,
+            "metadata": dict(e.metadata),
+        })
+        cur = db.execute(
+            """INSERT OR IGNORE INTO results(trace_id, name, span_id, eval_id, data, applied,
+                   received) VALUES(?,?,?,?,?,0,?)""",
+            (e.trace_id, e.name, e.span_id, e.eval_id or None, data, time.time()),
+        )
+        if cur.rowcount > 0:
+            if e.eval_id:
+                self._bump(db, e.eval_id)
+            return len(data)
+        return 0
+
+    def ingest_logs(self, req: Any) -> IngestResult:
+        """Store the ``gen_ai.evaluation.result`` records of an ExportLogsServiceRequest."""
+        if self.is_full():
+            raise SpoolFull()
+        res = IngestResult()
+        added = 0
+        with self._tx() as db:
+            for rl in req.resource_logs:
+                for sl in rl.scope_logs:
+                    for rec in sl.log_records:
+                        attrs = mp.attributes(rec.attributes)
+                        name = rec.event_name or attrs.get("event.name")
+                        if name != sc.EVENT_EVALUATION_RESULT:
+                            res.reject(1, "log records other than "
+                                       f"{sc.EVENT_EVALUATION_RESULT!r} events were ignored")
+                            continue
+                        trace_id = rec.trace_id.hex() if len(rec.trace_id) == 16 else ""
+                        span_id = rec.span_id.hex() if len(rec.span_id) == 8 else ""
+                        e = mp.evaluation(trace_id, span_id,
+                                          rec.time_unix_nano or rec.observed_time_unix_nano, attrs)
+                        if e is None:
+                            res.reject(1, "evaluation results without a trace id or "
+                                       f"{sc.GEN_AI_EVALUATION_NAME} (or intermediate) were "
+                                       "ignored")
+                            continue
+                        added += self._ingest_evaluation(db, e)
+                        res.accepted += 1
+        self._pending_bytes += added
+        if res.accepted:
+            self._notify()
+        return res
+
+    # --- meta ----------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    # --- writer side: runs ---------------------------------------------------------------------
+    def identities_without_run(self) -> list[dict[str, Any]]:
+        rows = self._read(
+            """SELECT key, role, run_id, eval_id, attrs, start_ns FROM identities
+               WHERE mlflow_run_id IS NULL ORDER BY role = 'task', start_ns, key""")
+        return [dict(key=r[0], role=r[1], run_id=r[2], eval_id=r[3], attrs=json.loads(r[4]),
+                     start_ns=r[5]) for r in rows]
+
+    def mlflow_run_id(self, key: str) -> str | None:
+        rows = self._read("SELECT mlflow_run_id FROM identities WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_mlflow_run_id(self, key: str, mlflow_run_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE identities SET mlflow_run_id = ? WHERE key = ?",
+                       (mlflow_run_id, key))
+
+    def pending_tasks(self) -> list[dict[str, Any]]:
+        rows = self._read(
+            """SELECT t.eval_id, t.run_id, t.attrs, t.start_ns, t.end_ns, t.digest, i.mlflow_run_id
+               FROM tasks t JOIN identities i ON i.key = 'eval:' || t.eval_id
+               WHERE t.applied = 0 AND i.mlflow_run_id IS NOT NULL ORDER BY t.end_ns""")
+        return [dict(eval_id=r[0], run_id=r[1], attrs=json.loads(r[2]), start_ns=r[3],
+                     end_ns=r[4], digest=r[5], mlflow_run_id=r[6]) for r in rows]
+
+    def mark_task_applied(self, eval_id: str, digest: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE tasks SET applied = 1 WHERE eval_id = ? AND digest = ?",
+                       (eval_id, digest))
+
+    def pending_runs(self) -> list[dict[str, Any]]:
+        rows = self._read(
+            """SELECT r.run_id, r.attrs, r.start_ns, r.end_ns, r.digest, i.mlflow_run_id
+               FROM runs r JOIN identities i ON i.key = 'run:' || r.run_id
+               WHERE r.applied = 0 AND i.mlflow_run_id IS NOT NULL""")
+        return [dict(run_id=r[0], attrs=json.loads(r[1]), start_ns=r[2], end_ns=r[3],
+                     digest=r[4], mlflow_run_id=r[5]) for r in rows]
+
+    def mark_run_applied(self, run_id: str, digest: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET applied = 1 WHERE run_id = ? AND digest = ?",
+                       (run_id, digest))
+
+    # --- writer side: spans --------------------------------------------------------------------
+    def pending_spans(self, max_spans: int, max_bytes: int) -> list[PendingSpan]:
+        rows = self._read(
+            """SELECT s.trace_id, s.span_id, s.parent_id, r.payload, s.scope_name,
+                      s.scope_version, s.payload, s.digest, s.link_key, s.enrich, s.nbytes
+               FROM spans s JOIN resources r ON r.hash = s.resource
+               WHERE s.pending = 1 ORDER BY s.rowid LIMIT ?""", (max_spans,))
+        out, total = [], 0
+        for r in rows:
+            if out and total + r[10] > max_bytes:
+                break
+            total += r[10]
+            out.append(PendingSpan(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+                                   json.loads(r[9]) if r[9] else {}, r[10]))
+        return out
+
+    def mark_spans_forwarded(self, spans: Iterable[PendingSpan]) -> None:
+        freed = 0
+        with self._tx() as db:
+            for s in spans:
+                cur = db.execute(
+                    """UPDATE spans SET pending = 0, payload = NULL
+                       WHERE trace_id = ? AND span_id = ? AND digest = ? AND pending = 1""",
+                    (s.trace_id, s.span_id, s.digest))
+                if cur.rowcount > 0:
+                    freed += s.nbytes
+        self._pending_bytes = max(0, self._pending_bytes - freed)
+
+    # --- writer side: per-sample step metrics ------------------------------------------------
+    def pending_sample_metrics(self, limit: int = 500) -> list[dict[str, Any]]:
+        rows = self._read(
+            """SELECT s.trace_id, s.eval_id, s.ordinal, s.end_ns, s.vals, s.digest, i.mlflow_run_id
+               FROM samples s JOIN identities i ON i.key = 'eval:' || s.eval_id
+               WHERE s.metrics_applied = 0 AND i.mlflow_run_id IS NOT NULL
+               ORDER BY s.eval_id, s.ordinal LIMIT ?""", (limit,))
+        return [dict(trace_id=r[0], eval_id=r[1], ordinal=r[2], end_ns=r[3],
+                     values=json.loads(r[4]), digest=r[5], mlflow_run_id=r[6]) for r in rows]
+
+    def mark_sample_metrics_applied(self, rows: Iterable[dict[str, Any]]) -> None:
+        with self._tx() as db:
+            for r in rows:
+                db.execute("UPDATE samples SET metrics_applied = 1 WHERE trace_id = ? AND digest = ?",
+                           (r["trace_id"], r["digest"]))
+
+    # --- writer side: assessments --------------------------------------------------------------
+    def pending_results(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Unapplied evaluation results whose trace already exists in MLflow."""
+        rows = self._read(
+            """SELECT r.trace_id, r.name, r.span_id, r.data, LENGTH(r.data) FROM results r
+               WHERE r.applied = 0 AND EXISTS (
+                   SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id AND s.pending = 0)
+               ORDER BY r.trace_id, r.name LIMIT ?""", (limit,))
+        return [dict(trace_id=r[0], name=r[1], span_id=r[2], nbytes=r[4], **json.loads(r[3]))
+                for r in rows]
+
+    def mark_results_applied(self, rows: Iterable[dict[str, Any]]) -> None:
+        freed = 0
+        with self._tx() as db:
+            for r in rows:
+                cur = db.execute(
+                    """UPDATE results SET applied = 1
+                       WHERE trace_id = ? AND name = ? AND span_id = ? AND applied = 0""",
+                    (r["trace_id"], r["name"], r["span_id"]))
+                if cur.rowcount:
+                    freed += int(r.get("nbytes") or 0)
+        self._pending_bytes = max(0, self._pending_bytes - freed)
+
+    # --- writer side: task finalization (aggregates and tables) --------------------------------
+    def evals_to_finalize(self, settle_s: float) -> list[dict[str, Any]]:
+        """Tasks whose task span arrived and whose data changed since the last finalization,
+        and that look complete (all expected samples present) or have been quiet ``settle_s``."""
+        rows = self._read(
+            """SELECT e.eval_id, e.data_rev, e.changed, t.attrs, t.end_ns, i.mlflow_run_id,
+                      (SELECT COUNT(*) FROM samples s WHERE s.eval_id = e.eval_id)
+               FROM evals e JOIN tasks t ON t.eval_id = e.eval_id
+               JOIN identities i ON i.key = 'eval:' || e.eval_id
+               WHERE e.final_rev < e.data_rev AND i.mlflow_run_id IS NOT NULL""")
+        out, now = [], time.time()
+        for eval_id, rev, changed, attrs_json, end_ns, mlflow_run_id, n in rows:
+            attrs = json.loads(attrs_json)
+            expected = attrs.get(sc.INSPECT_TASK_SAMPLES_TOTAL)
+            complete = isinstance(expected, (int, float)) and n >= expected
+            if complete or now - changed >= settle_s:
+                out.append(dict(eval_id=eval_id, rev=rev, attrs=attrs, end_ns=end_ns,
+                                mlflow_run_id=mlflow_run_id, samples=n))
+        return out
+
+    def task_snapshot(self, eval_id: str) -> dict[str, Any]:
+        samples = [
+            dict(trace_id=r[0], sample_id=r[1], epoch=r[2], ordinal=r[3], status=r[4],
+                 values=json.loads(r[5]))
+            for r in self._read(
+                """SELECT trace_id, sample_id, epoch, ordinal, status, vals FROM samples
+                   WHERE eval_id = ? ORDER BY ordinal, epoch, sample_id, trace_id""", (eval_id,))
+        ]
+        counts = {"model_calls": 0, "model_errors": 0, "tool_calls": 0, "tool_errors": 0}
+        for category, is_error, n in self._read(
+            """SELECT sp.category, sp.is_error, COUNT(*) FROM spans sp
+               JOIN samples s ON s.trace_id = sp.trace_id
+               WHERE s.eval_id = ? AND sp.category IS NOT NULL
+               GROUP BY sp.category, sp.is_error""", (eval_id,)):
+            counts[f"{category}_calls"] += n
+            if is_error:
+                counts[f"{category}_errors"] += n
+        results = [
+            dict(trace_id=r[0], name=r[1], span_id=r[2], **json.loads(r[3]))
+            for r in self._read(
+                """SELECT r.trace_id, r.name, r.span_id, r.data FROM results r
+                   JOIN samples s ON s.trace_id = r.trace_id
+                   WHERE s.eval_id = ? ORDER BY s.ordinal, r.name, r.span_id""", (eval_id,))
+        ]
+        return dict(samples=samples, counts=counts, results=results)
+
+    def mark_finalized(self, eval_id: str, rev: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE evals SET final_rev = MAX(final_rev, ?) WHERE eval_id = ?",
+                       (rev, eval_id))
+
+    # --- health --------------------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        q = {
+            "pending_spans": "SELECT COUNT(*) FROM spans WHERE pending = 1",
+            "pending_results": "SELECT COUNT(*) FROM results WHERE applied = 0",
+            "pending_runs": "SELECT COUNT(*) FROM identities WHERE mlflow_run_id IS NULL",
+            "pending_tasks": "SELECT COUNT(*) FROM tasks WHERE applied = 0",
+            "pending_sample_metrics": "SELECT COUNT(*) FROM samples WHERE metrics_applied = 0",
+            "pending_finalizations": "SELECT COUNT(*) FROM evals e JOIN tasks t USING(eval_id) "
+                                     "WHERE e.final_rev < e.data_rev",
+            "spans": "SELECT COUNT(*) FROM spans",
+            "samples": "SELECT COUNT(*) FROM samples",
+            "results": "SELECT COUNT(*) FROM results",
+        }
+        out = {k: int(self._read(sql)[0][0]) for k, sql in q.items()}
+        out["pending_bytes"] = self._pending_bytes
+        out["max_bytes"] = self.max_bytes
+        return out

@@ -1,0 +1,100 @@
+"""``inspect-otel receiver``: OTLP in (HTTP 4318, gRPC 4317), MLflow out."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+ENV_TOKEN = "INSPECT_OTEL_RECEIVER_TOKEN"
+ENV_DATA_DIR = "INSPECT_OTEL_DATA_DIR"
+DEFAULT_MLFLOW_URI = "http://127.0.0.1:5000"
+
+
+def default_data_dir() -> str:
+    return os.environ.get(ENV_DATA_DIR) or str(Path.home() / ".inspect-otel")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mlflow-uri", default=None,
+                        help="MLflow tracking server URL (env MLFLOW_TRACKING_URI; default "
+                             f"{DEFAULT_MLFLOW_URI}); needs a SQL backend store")
+    parser.add_argument("--experiment", default=None,
+                        help="MLflow experiment name (env MLFLOW_EXPERIMENT_NAME; default inspect_ai)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="interface to bind (default 127.0.0.1; 0.0.0.0 to expose)")
+    parser.add_argument("--port", type=int, default=4318, help="OTLP/HTTP port (default 4318)")
+    parser.add_argument("--grpc-port", type=int, default=4317,
+                        help="OTLP/gRPC port (default 4317)")
+    parser.add_argument("--no-grpc", action="store_true", help="do not serve OTLP/gRPC")
+    parser.add_argument("--data-dir", default=None,
+                        help=f"where the durable spool lives (env {ENV_DATA_DIR}; default "
+                             "~/.inspect-otel); the spool is <data-dir>/receiver/spool.db")
+    parser.add_argument("--max-body-mb", type=float, default=32.0,
+                        help="largest accepted request body, compressed or not (default 32)")
+    parser.add_argument("--max-spool-mb", type=float, default=1024.0,
+                        help="pending data kept while MLflow is behind before answering 503 "
+                             "with Retry-After (default 1024)")
+    parser.add_argument("--settle-seconds", type=float, default=10.0,
+                        help="finalize a task's aggregates and tables this long after its last "
+                             "data when not all expected samples arrived (default 10)")
+    parser.add_argument("--log-level", default=os.environ.get("INSPECT_OTEL_LOG_LEVEL", "INFO"))
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # The writer retries on its own schedule; MLflow's client must fail fast instead of
+    # blocking it for minutes with its own retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+    from ._server import Receiver, ReceiverConfig
+
+    uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
+    if not uri.startswith(("http://", "https://")):
+        print(f"inspect-otel receiver: --mlflow-uri must be an http(s) MLflow server URL "
+              f"(got {uri!r})", file=sys.stderr)
+        return 2
+    config = ReceiverConfig(
+        mlflow_uri=uri,
+        experiment_name=args.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "inspect_ai",
+        host=args.host,
+        port=args.port,
+        grpc_port=None if args.no_grpc else args.grpc_port,
+        data_dir=args.data_dir or default_data_dir(),
+        token=os.environ.get(ENV_TOKEN) or None,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        max_spool_bytes=int(args.max_spool_mb * (1 << 20)),
+        settle_s=args.settle_seconds,
+    )
+    if config.host not in ("127.0.0.1", "localhost", "::1") and not config.token:
+        logging.getLogger("inspect_otel.receiver").warning(
+            "binding %s without %s: anyone who can reach this port can write to MLflow",
+            config.host, ENV_TOKEN)
+    receiver = Receiver(config)
+    try:
+        receiver.start()
+    except (OSError, RuntimeError) as e:
+        print(f"inspect-otel receiver: {e}", file=sys.stderr)
+        receiver.stop()
+        return 1
+    # One machine-readable line so scripts (and tests) learn the bound ports.
+    print(f"inspect-otel receiver listening http={config.host}:{receiver.http_port} "
+          f"grpc={receiver.grpc_port or 'off'}", file=sys.stderr, flush=True)
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not done.wait(1.0):
+        pass
+    receiver.stop()
+    return 0

@@ -1,0 +1,142 @@
+"""A real MLflow tracking server (sqlite backend) for tests and benchmarks.
+
+``start_mlflow_server(tmp_dir)`` starts ``mlflow server`` in its own process group and waits for
+``/health``; the returned handle has ``.url`` and ``.stop()`` (kills the whole group, because the
+server spawns worker and job-queue processes). ``.restart()`` stops and starts it again on the same
+port and the same sqlite file (used by fault tests). The session fixture ``mlflow_server`` in
+``tests/receiver/conftest.py`` (and any other conftest) can call ``mlflow_server_fixture``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_STARTUP_TIMEOUT_S = float(os.environ.get("INSPECT_OTEL_TEST_MLFLOW_STARTUP_S", "180"))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _mlflow_executable() -> list[str]:
+    exe = Path(sys.executable).with_name("mlflow")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
+
+
+@dataclass
+class MlflowServer:
+    root: Path
+    port: int
+    proc: subprocess.Popen | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.root / "mlflow-server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def backend_uri(self) -> str:
+        return f"sqlite:///{self.root / 'mlflow.db'}"
+
+    def start(self, timeout: float = _STARTUP_TIMEOUT_S) -> "MlflowServer":
+        (self.root / "artifacts").mkdir(parents=True, exist_ok=True)
+        cmd = _mlflow_executable() + [
+            "server",
+            "--backend-store-uri", self.backend_uri,
+            "--default-artifact-root", str(self.root / "artifacts"),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--workers", "1",
+        ]
+        env = dict(os.environ)
+        env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        env.setdefault("DO_NOT_TRACK", "true")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            cwd=str(self.root),
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow server exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            if self.healthy():
+                return self
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"mlflow server not healthy after {timeout}s:\n{self.log_tail()}")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+                # the group may still hold workers: give them the same signal, then move on
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+            except subprocess.TimeoutExpired:
+                continue
+        # wait until the port is free so a restart on the same port works
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                if s.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.2)
+
+    def restart(self) -> "MlflowServer":
+        self.stop()
+        return self.start()
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def start_mlflow_server(tmp_dir: str | os.PathLike, port: int | None = None) -> MlflowServer:
+    """Start a real MLflow server with a sqlite store under ``tmp_dir``; wait until healthy."""
+    root = Path(tmp_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    return MlflowServer(root=root, port=port or free_port()).start()
+
+
+def mlflow_server_fixture(tmp_path_factory):
+    """Body of a session-scoped pytest fixture: ``yield from mlflow_server_fixture(factory)``."""
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
+    try:
+        yield server
+    finally:
+        server.stop()
