@@ -1,0 +1,214 @@
+"""Where the hook sends, and what happens when things go wrong: every case through a real eval."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from inspect_ai import eval
+
+from inspect_otel.hook import OtelHooks
+from tests.support.evals import MODEL, calculator, model_args, run_simple, run_simple_eval_set
+from tests.support.otlp_sink import GrpcSink, HttpSink, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def hook_log():
+    handler = _Records()
+    logger = logging.getLogger("inspect_otel")
+    logger.addHandler(handler)
+    yield handler.records
+    logger.removeHandler(handler)
+
+
+def _roots(sink):
+    return [s for s in sink.spans if s.attributes.get("inspect.span.kind") == "sample"]
+
+
+def test_grpc_protocol(tmp_path, monkeypatch):
+    server = GrpcSink()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        log = run_simple(tmp_path, count=2)
+        assert log.status == "success"
+        assert server.sink.wait_for(lambda s: len(_roots(s)) == 2 and s.logs, timeout=30)
+        assert {s.attributes["inspect.sample.id"] for s in _roots(server.sink)} == {"s0", "s1"}
+    finally:
+        server.stop()
+
+
+def test_per_signal_endpoint_and_headers(tmp_path, monkeypatch):
+    server = HttpSink()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", server.endpoint + "/v1/traces")
+        monkeypatch.setenv("OTEL_LOGS_EXPORTER", "none")
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "my-evals")
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci")
+        run_simple(tmp_path, count=1)
+        assert server.sink.wait_for(lambda s: len(_roots(s)) == 1, timeout=30)
+        resource = server.sink.spans[0].resource
+        assert resource["service.name"] == "my-evals"
+        assert resource["deployment.environment"] == "ci"
+        assert set(server.sink.requests) == {"/v1/traces"}  # logs and metrics switched off
+    finally:
+        server.stop()
+
+
+def test_unreachable_endpoint_eval_completes_with_one_warning(tmp_path, monkeypatch, hook_log):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    monkeypatch.setenv("INSPECT_OTEL_FLUSH_TIMEOUT", "2")
+    log = run_simple(tmp_path, count=3)
+    assert log.status == "success" and len(log.samples) == 3
+    warnings = [r.getMessage() for r in hook_log if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    message = warnings[0]
+    assert "spans were not confirmed" in message
+    assert f"inspect-otel export {log.location}" in message
+
+
+def test_disabled_switches(tmp_path, monkeypatch):
+    server = HttpSink()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("INSPECT_OTEL_ENABLED", "false")
+        run_simple(tmp_path / "a", count=1)
+        monkeypatch.setenv("INSPECT_OTEL_ENABLED", "true")
+        monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+        run_simple(tmp_path / "b", count=1)
+        assert server.sink.requests == []
+    finally:
+        server.stop()
+
+
+def test_sampler_from_env(tmp_path, monkeypatch):
+    server = HttpSink()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+        log = run_simple(tmp_path, count=2)
+        assert server.sink.wait_for(lambda s: len(s.logs) == 2, timeout=30)
+        assert server.sink.spans == []  # traces sampled out, evaluation results still sent
+        assert log.status == "success"
+    finally:
+        server.stop()
+
+
+def test_eval_set_carries_eval_set_id(tmp_path, monkeypatch):
+    server = HttpSink()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
+        logs = run_simple_eval_set(tmp_path, count=2)
+        eval_set_id = logs[0].eval.eval_set_id
+        assert eval_set_id
+        assert server.sink.wait_for(lambda s: len(_roots(s)) == 2, timeout=30)
+        assert {r.attributes["inspect.eval_set_id"] for r in _roots(server.sink)} == {eval_set_id}
+        run = [s for s in server.sink.spans if s.attributes.get("inspect.span.kind") == "run"]
+        assert run and run[0].attributes["inspect.eval_set_id"] == eval_set_id
+    finally:
+        server.stop()
+
+
+def test_errored_task_ends_with_error_status(tmp_path, monkeypatch):
+    """on_task_end does not fire for an errored task: the span is ended at run end."""
+    server = HttpSink()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
+        logs = eval(calculator(samples=4), model=MODEL, model_args=model_args(),
+                    log_dir=str(tmp_path), display="none", fail_on_error=True)
+        assert logs[0].status == "error"
+        is_task = lambda s: s.attributes.get("inspect.span.kind") == "task"  # noqa: E731
+        is_run = lambda s: s.attributes.get("inspect.span.kind") == "run"  # noqa: E731
+        assert server.sink.wait_for(lambda s: any(map(is_run, s.spans)), timeout=30)
+        task = next(s for s in server.sink.spans if is_task(s))
+        run = next(s for s in server.sink.spans if is_run(s))
+        assert task.status_code == 2 and task.attributes["inspect.task.status"] == "error"
+        assert "boom" in task.attributes["inspect.error.message"]
+        assert run.status_code == 2 and run.attributes["inspect.run.status"] == "error"
+    finally:
+        server.stop()
+
+
+def test_failure_inside_the_hook_never_reaches_the_eval(tmp_path, monkeypatch, hook_log):
+    """Fault injection: the mapping raises. The eval must finish untouched; the rest still flows."""
+    server = HttpSink()
+
+    def broken(*args, **kwargs):
+        raise ValueError("mapping exploded")
+
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
+        monkeypatch.setattr("inspect_otel.hook.map_sample", broken)
+        log = run_simple(tmp_path, count=3)
+        assert log.status == "success" and all(s.error is None for s in log.samples)
+        assert server.sink.wait_for(
+            lambda s: any(x.attributes.get("inspect.span.kind") == "run" for x in s.spans), 30
+        )
+        failures = [r.getMessage() for r in hook_log if "on_sample_end failed" in r.getMessage()]
+        assert len(failures) == 1  # reported once, not once per sample
+    finally:
+        server.stop()
+
+
+def test_run_state_is_freed_after_the_run(tmp_path, monkeypatch):
+    server = HttpSink()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
+        run_simple(tmp_path, count=2)
+        hooks = [o for o in gc.get_objects() if isinstance(o, OtelHooks)]
+        assert hooks and all(h._runs == {} for h in hooks)
+    finally:
+        server.stop()
+
+
+def test_users_own_tracer_provider_is_used(tmp_path):
+    """A process with its own SDK TracerProvider: the hook emits through it (fresh interpreter,
+    because a global provider can only be set once per process)."""
+    script = textwrap.dedent(f"""
+        import json, os, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(resource=Resource.create({{"service.name": "users-app"}}))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        os.environ["INSPECT_OTEL_ENABLED"] = "true"
+        os.environ["OTEL_LOGS_EXPORTER"] = "none"
+        os.environ["OTEL_METRICS_EXPORTER"] = "none"
+        from tests.support.evals import run_simple
+        run_simple({str(tmp_path)!r}, count=2)
+        spans = exporter.get_finished_spans()
+        print(json.dumps({{
+            "roots": sum(1 for s in spans if s.attributes.get("inspect.span.kind") == "sample"),
+            "services": sorted({{s.resource.attributes["service.name"] for s in spans}}),
+        }}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=240, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary == {"roots": 2, "services": ["users-app"]}
