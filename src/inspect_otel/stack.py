@@ -1,0 +1,396 @@
+"""`inspect-otel up`: MLflow and the receiver as local child processes, no Docker.
+
+MLflow runs with a sqlite store under the data directory (``--data-dir``, env
+``INSPECT_OTEL_DATA_DIR``, default ``./.inspect-otel``); the receiver listens on the standard OTLP
+ports so an eval only needs ``OTEL_EXPORTER_OTLP_ENDPOINT``. Each child gets its own process group
+(MLflow spawns workers and a job queue), and the whole group is stopped on Ctrl-C or SIGTERM.
+
+``EmbeddedStack`` is also used by ``inspect-otel demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+DATA_DIR_ENV = "INSPECT_OTEL_DATA_DIR"
+DEFAULT_DATA_DIR = ".inspect-otel"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_MLFLOW_PORT = 5000
+DEFAULT_HTTP_PORT = 4318  # OTLP/HTTP, the receiver CLI's default
+DEFAULT_GRPC_PORT = 4317  # OTLP/gRPC
+TOKEN_ENV = "INSPECT_OTEL_RECEIVER_TOKEN"
+CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+MLFLOW_STARTUP_TIMEOUT_S = float(os.environ.get("INSPECT_OTEL_MLFLOW_STARTUP_S", "300"))
+RECEIVER_STARTUP_TIMEOUT_S = float(os.environ.get("INSPECT_OTEL_RECEIVER_STARTUP_S", "120"))
+
+
+class StackError(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------------------ probing
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return 200 <= r.status < 300
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, port)) == 0
+
+
+def _connect_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+@dataclass
+class ChildProcess:
+    name: str
+    cmd: list[str]
+    log_path: Path
+    env: dict[str, str]
+    cwd: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.cmd)}\n".encode())
+            log.flush()
+            # Own session = own process group: Ctrl-C in the terminal reaches only us, and we
+            # stop each child's whole group (MLflow's workers included) in order.
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env, cwd=str(self.cwd), start_new_session=True,
+            )
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+            # The leader is gone; workers of the same group may linger. Same signal, then done.
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            break
+        if proc.poll() is None:
+            proc.wait(timeout=5)
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def _mlflow_cmd() -> list[str]:
+    exe = Path(sys.executable).with_name("mlflow")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("mlflow")
+    return [found] if found else [sys.executable, "-m", "mlflow"]
+
+
+@dataclass
+class EmbeddedStack:
+    data_dir: Path
+    host: str = DEFAULT_HOST
+    mlflow_port: int = DEFAULT_MLFLOW_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    grpc_port: int = DEFAULT_GRPC_PORT
+    out: TextIO = field(default_factory=lambda: sys.stderr)
+    children: list[ChildProcess] = field(default_factory=list)
+
+    # URLs ------------------------------------------------------------------------------
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{_connect_host(self.host)}:{self.mlflow_port}"
+
+    @property
+    def otlp_http_url(self) -> str:
+        return f"http://{_connect_host(self.host)}:{self.http_port}"
+
+    @property
+    def otlp_grpc_url(self) -> str:
+        return f"http://{_connect_host(self.host)}:{self.grpc_port}"
+
+    def mlflow_healthy(self) -> bool:
+        return http_ok(self.mlflow_url + "/health")
+
+    def receiver_healthy(self) -> bool:
+        return http_ok(self.otlp_http_url + "/health")
+
+    def already_running(self) -> bool:
+        """An inspect-otel stack (ours or another process's) answers on these ports."""
+        return self.mlflow_healthy() and self.receiver_healthy()
+
+    # lifecycle -------------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        env.setdefault("DO_NOT_TRACK", "true")
+        # The stack's own processes must not export their telemetry into themselves.
+        for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+            env.pop(key, None)
+        return env
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        busy = [
+            f"{what} port {port}"
+            for what, port in (("MLflow", self.mlflow_port), ("OTLP/HTTP", self.http_port),
+                               ("OTLP/gRPC", self.grpc_port))
+            if port_in_use(_connect_host(self.host), port)
+        ]
+        if busy:
+            raise StackError(
+                f"{', '.join(busy)} already in use on {self.host}. Stop what runs there or pick "
+                "other ports (--mlflow-port, --port, --grpc-port)."
+            )
+        try:
+            self._start_mlflow()
+            self._start_receiver()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_mlflow(self) -> None:
+        root = self.data_dir / "mlflow"
+        (root / "artifacts").mkdir(parents=True, exist_ok=True)
+        child = ChildProcess(
+            name="mlflow",
+            cmd=_mlflow_cmd() + [
+                "server",
+                "--backend-store-uri", f"sqlite:///{(root / 'mlflow.db').resolve()}",
+                "--artifacts-destination", str((root / "artifacts").resolve()),
+                "--host", self.host,
+                "--port", str(self.mlflow_port),
+                # More workers only slow the start (about 75 s with 4 on 2 cores) and contend
+                # for the one sqlite file.
+                "--workers", "1",
+            ],
+            log_path=self.data_dir / "logs" / "mlflow.log",
+            env=self._env(),
+            cwd=root,
+        )
+        self.children.append(child)
+        child.start()
+        self._wait(child, self.mlflow_healthy, MLFLOW_STARTUP_TIMEOUT_S,
+                   f"MLflow on {self.mlflow_url}")
+
+    def _start_receiver(self) -> None:
+        child = ChildProcess(
+            name="receiver",
+            cmd=[
+                sys.executable, "-m", "inspect_otel.cli", "receiver",
+                "--mlflow-uri", self.mlflow_url,
+                "--host", self.host,
+                "--port", str(self.http_port),
+                "--grpc-port", str(self.grpc_port),
+                # The receiver keeps its spool under <data-dir>/receiver/.
+                "--data-dir", str(self.data_dir.resolve()),
+            ],
+            log_path=self.data_dir / "logs" / "receiver.log",
+            env=self._env(),
+            cwd=self.data_dir,
+        )
+        self.children.append(child)
+        child.start()
+        self._wait(child, self.receiver_healthy, RECEIVER_STARTUP_TIMEOUT_S,
+                   f"receiver on {self.otlp_http_url}")
+
+    def _wait(self, child: ChildProcess, healthy: Callable[[], bool], timeout: float, what: str) -> None:
+        tty = self.out.isatty()
+        start = time.monotonic()
+        last_line = -1.0
+        while True:
+            elapsed = time.monotonic() - start
+            if not child.running():
+                code = child.proc.returncode if child.proc else "?"
+                raise StackError(
+                    f"{child.name} exited with code {code} while starting.\n"
+                    f"Last lines of {child.log_path}:\n{child.log_tail()}"
+                )
+            if healthy():
+                msg = f"  {what}: ready after {elapsed:.0f}s"
+                self.out.write(("\r" + msg.ljust(70) + "\n") if tty else msg + "\n")
+                self.out.flush()
+                return
+            if elapsed > timeout:
+                raise StackError(
+                    f"{what} not healthy after {timeout:.0f}s (raise INSPECT_OTEL_MLFLOW_STARTUP_S "
+                    f"on slow machines).\nLast lines of {child.log_path}:\n{child.log_tail()}"
+                )
+            # Progress: MLflow's first start (database migrations) takes a while on small machines.
+            if tty:
+                self.out.write(f"\r  starting {what} ... {elapsed:.0f}s".ljust(70))
+                self.out.flush()
+            elif elapsed - last_line >= 10 or last_line < 0:
+                self.out.write(f"  starting {what} ... {elapsed:.0f}s\n")
+                self.out.flush()
+                last_line = elapsed
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        # Receiver first: it drains what it has accepted into MLflow while MLflow still runs.
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+
+    def alive(self) -> list[str]:
+        """Names of children that died unexpectedly."""
+        return [c.name for c in self.children if not c.running()]
+
+    # output ----------------------------------------------------------------------------
+    def env_lines(self) -> list[str]:
+        lines = [f"export OTEL_EXPORTER_OTLP_ENDPOINT={self.otlp_http_url}"]
+        if os.environ.get(TOKEN_ENV):
+            lines.append(
+                'export OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20$' + TOKEN_ENV + '"'
+            )
+        lines.append(f"export {CAPTURE_ENV}=true   # optional: also capture prompts, outputs, tool I/O")
+        return lines
+
+    def summary(self) -> str:
+        return "\n".join([
+            "",
+            "inspect-otel stack is up",
+            f"  MLflow UI        {self.mlflow_url}",
+            f"  OTLP/HTTP        {self.otlp_http_url}   (receiver -> MLflow)",
+            f"  OTLP/gRPC        {self.otlp_grpc_url}",
+            f"  data             {self.data_dir.resolve()}",
+            f"  logs             {(self.data_dir / 'logs').resolve()}",
+            "",
+            "In the shell where you run `inspect eval`:",
+            *("  " + line for line in self.env_lines()),
+            "",
+        ])
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+class _Terminate(Exception):
+    pass
+
+
+def install_sigterm_handler() -> Callable[[], None]:
+    """Turn SIGTERM into an exception so cleanup runs as for Ctrl-C; returns an undo."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise _Terminate()
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def wait_forever(stack: EmbeddedStack, out: TextIO) -> int:
+    """Block until Ctrl-C/SIGTERM (0) or a child dies (1)."""
+    try:
+        while True:
+            dead = stack.alive()
+            if dead:
+                for child in stack.children:
+                    if child.name in dead:
+                        out.write(f"{child.name} stopped unexpectedly. Last lines of "
+                                  f"{child.log_path}:\n{child.log_tail()}\n")
+                return 1
+            time.sleep(1.0)
+    except (KeyboardInterrupt, _Terminate):
+        return 0
+
+
+# --------------------------------------------------------------------------------- CLI
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path,
+        default=Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR)),
+        help=f"where MLflow's sqlite database, artifacts, the receiver spool and logs live "
+             f"(env {DATA_DIR_ENV}; default ./{DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--mlflow-port", type=int, default=DEFAULT_MLFLOW_PORT,
+                        help="MLflow UI/API port (default 5000)")
+    parser.add_argument("--port", type=int, default=DEFAULT_HTTP_PORT,
+                        help="OTLP/HTTP port of the receiver (default 4318)")
+    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT,
+                        help="OTLP/gRPC port of the receiver (default 4317)")
+
+
+def stack_from_args(args: argparse.Namespace, out: TextIO) -> EmbeddedStack:
+    return EmbeddedStack(
+        data_dir=Path(args.data_dir), host=args.host, mlflow_port=args.mlflow_port,
+        http_port=args.port, grpc_port=args.grpc_port, out=out,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_stack_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    out = sys.stderr
+    stack = stack_from_args(args, out)
+    undo = install_sigterm_handler()
+    try:
+        out.write(f"Starting MLflow and the inspect-otel receiver (data in {stack.data_dir})\n")
+        try:
+            stack.start()
+        except StackError as exc:
+            out.write(f"error: {exc}\n")
+            return 1
+        sys.stdout.write(stack.summary() + "Press Ctrl-C to stop.\n")
+        sys.stdout.flush()
+        code = wait_forever(stack, out)
+        out.write("\nStopping ...\n")
+        return code
+    except (KeyboardInterrupt, _Terminate):
+        out.write("\nInterrupted, stopping ...\n")
+        return 130
+    finally:
+        stack.stop()
+        undo()
+        out.write("Stopped.\n")
