@@ -103,8 +103,9 @@ def redact_mapping(value: Any, policy: ContentPolicy) -> Any:
         return policy.redact(value)
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    # model_args can hold clients, callables, ...: stringify what JSON cannot carry.
-    return policy.redact(_safe_str(value))
+    # model_args can hold clients, callables, ...: Inspect's log stores those as null, and so do
+    # we, so that a live export and a replay of its log carry the same value.
+    return None
 
 
 def _safe_str(value: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ _KINDS = {Kind.INTERNAL: SpanKind.INTERNAL, Kind.CLIENT: SpanKind.CLIENT}
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # Loggers of the OTLP exporters and SDK processors: their per-batch retry noise is summarised in
 # one warning at run end instead of flooding the eval's console.
+_QUEUE_SIZE = 16384
+_DRAIN_EVERY_SPANS = 512
 _EXPORT_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk._shared_internal")
 
 
@@ -145,8 +148,12 @@ class FlushReport:
 class TelemetryPipeline:
     """Owns (or borrows) the SDK providers and turns span-model data into OTel signals."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, blocking: bool = False) -> None:
+        """``blocking``: drain the span queue every few hundred spans (for replay, where waiting is
+        fine and dropping is not); the live hook never blocks."""
         self.settings = settings
+        self._blocking = blocking
+        self._since_drain = 0
         self._submitted = 0
         self._lock = threading.Lock()
         self._counter: _CountingExporter | None = None
@@ -159,7 +166,10 @@ class TelemetryPipeline:
             self._sampler = global_tp.sampler
         else:
             self._counter = _CountingExporter(_span_exporter(settings.traces_protocol))
-            self._processor = BatchSpanProcessor(self._counter)
+            # A single agent sample can hold thousands of spans: a larger queue than the SDK
+            # default (2048) unless the user set OTEL_BSP_MAX_QUEUE_SIZE.
+            queue = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else _QUEUE_SIZE
+            self._processor = BatchSpanProcessor(self._counter, max_queue_size=queue)
             self._resource = build_resource()
             self._sampler = sampler_from_env()
             self._owned.append(self._processor)
@@ -258,8 +268,21 @@ class TelemetryPipeline:
             return
         for span in spans:
             self._processor.on_end(self._readable(span))
-        with self._lock:
-            self._submitted += len(spans)
+            with self._lock:
+                self._submitted += 1
+            if self._blocking:
+                self._since_drain += 1
+                if self._since_drain >= _DRAIN_EVERY_SPANS:
+                    self.drain()
+
+    def drain(self) -> None:
+        """Block until queued spans and records are exported (or the export timeout passes)."""
+        self._since_drain = 0
+        millis = int(max(self.settings.flush_timeout_s, 30.0) * 1000)
+        self._processor.force_flush(millis)
+        for owned in self._owned:
+            if owned is not self._processor:
+                owned.force_flush(millis)
 
     def emit_results(self, results: Sequence[EvaluationResult]) -> None:
         if self._event_logger is None:
