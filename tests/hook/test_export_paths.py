@@ -212,3 +212,19 @@ def test_users_own_tracer_provider_is_used(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary == {"roots": 2, "services": ["users-app"]}
+
+
+def test_sample_limit_is_visible(tmp_path, monkeypatch):
+    server = HttpSink()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
+        log = run_simple(tmp_path, count=1, message_limit=3)
+        assert log.samples[0].limit is not None
+        assert server.sink.wait_for(lambda s: len(_roots(s)) == 1, timeout=30)
+        root = _roots(server.sink)[0]
+        assert root.attributes["inspect.sample.status"] == "limit"
+        assert root.attributes["inspect.sample.limit.type"] == "message"
+        limit_events = [e for s in server.sink.spans for e in s.events if e[0] == "inspect.sample.limit"]
+        assert limit_events and limit_events[0][2]["inspect.limit.type"] == "message"
+    finally:
+        server.stop()
