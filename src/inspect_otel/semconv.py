@@ -148,6 +148,9 @@ INSPECT_SAMPLE_TARGET = "inspect.sample.target"  # opt-in content
 INSPECT_SAMPLE_OUTPUT = "inspect.sample.output"  # opt-in content: final completion text
 INSPECT_SAMPLE_TOTAL_TOKENS = "inspect.sample.total_tokens"
 INSPECT_SAMPLE_COST = "inspect.sample.cost"
+INSPECT_SAMPLE_MODEL_CALLS = "inspect.sample.model_calls"
+INSPECT_SAMPLE_TOOL_CALLS = "inspect.sample.tool_calls"
+INSPECT_SAMPLE_TOOL_ERRORS = "inspect.sample.tool_errors"
 # Per final score, numeric value for trace viewers: inspect.sample.score.<scorer> = double
 INSPECT_SAMPLE_SCORE_PREFIX = "inspect.sample.score."
 

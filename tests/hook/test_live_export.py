@@ -175,6 +175,10 @@ def test_errored_and_retried_samples(content_run):
         assert root.attributes["inspect.sample.status"] == "error"
         assert root.attributes["error.type"] == "RuntimeError"
         assert "always fails" in root.attributes["inspect.error.message"]
+    ok = [r for r in roots if r.attributes["inspect.sample.id"] == "a"]
+    assert all(r.attributes["inspect.sample.model_calls"] == 4 for r in ok)  # 3 agent + 1 judge
+    assert all(r.attributes["inspect.sample.tool_calls"] == 2 for r in ok)
+    assert all(r.attributes["inspect.sample.tool_errors"] == 1 for r in ok)
     flaky = [r for r in roots if r.attributes["inspect.sample.id"] == "flaky"]
     for root in flaky:
         assert root.status_code != STATUS_ERROR

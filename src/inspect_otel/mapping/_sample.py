@@ -293,6 +293,9 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
         **identity,
         sc.INSPECT_SAMPLE_STATUS: status,
         sc.INSPECT_SAMPLE_RETRIES: len(sample.error_retries or []),
+        sc.INSPECT_SAMPLE_MODEL_CALLS: len(model_spans),
+        sc.INSPECT_SAMPLE_TOOL_CALLS: len(tool_calls),
+        sc.INSPECT_SAMPLE_TOOL_ERRORS: sum(1 for t in tool_calls if sc.ERROR_TYPE in t),
     })
     if index is not None:
         root.attributes[sc.INSPECT_SAMPLE_INDEX] = index
