@@ -2,6 +2,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Arize Phoenix, for the interop tests only, in its own venv: it pulls in openai, anthropic,
+# google-genai and a newer graphql-core than MLflow's; none of that belongs in the package's env.
+PHOENIX_VERSION ?= 20.26.1
+PHOENIX_VENV := .venv-phoenix
+PHOENIX_STAMP := $(PHOENIX_VENV)/.installed-$(PHOENIX_VERSION)
 
 .PHONY: test bench demo up clean
 
@@ -14,7 +19,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/uv pip install --python $(BIN)/python -q -e ".[test]"
 	touch $(STAMP)
 
-test: $(STAMP)
+$(PHOENIX_STAMP): | $(STAMP)
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(BIN)/uv pip install --python $(PHOENIX_VENV)/bin/python -q "arize-phoenix==$(PHOENIX_VERSION)"
+	touch $(PHOENIX_STAMP)
+
+test: $(STAMP) $(PHOENIX_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -27,4 +37,4 @@ up: $(STAMP)
 	$(BIN)/inspect-otel up
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(PHOENIX_VENV) .pytest_cache

@@ -79,6 +79,10 @@ def run_demo_eval(log_dir: str) -> EvalFacts:
         log_dir=log_dir,
         display="none",
     )[0]
+    return facts_from_log(log)
+
+
+def facts_from_log(log: Any) -> EvalFacts:
     metrics: dict[str, float] = {}
     for score in (log.results.scores if log.results else []):
         for name, metric in score.metrics.items():
@@ -111,7 +115,8 @@ class Landed:
         return (
             self.task_run is not None
             and self.task_run.info.status in ("FINISHED", "FAILED", "KILLED")
-            and any("/" in k for k in self.task_run.data.metrics)
+            # The receiver writes this last, once it has applied every sample of the task.
+            and self.task_run.data.metrics.get("samples/received", 0) >= len(facts.sample_uuids)
             and len(self.traces) == len(facts.sample_uuids)
             and self.assessments >= facts.scores
         )
