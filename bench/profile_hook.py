@@ -1,0 +1,132 @@
+"""The inspect-otel hot path in isolation: what ``on_sample_end`` costs the eval loop per sample.
+
+Loads the samples of a finished log into memory (not timed), then times, on this thread only,
+``map_sample`` (EvalSample -> span model) and ``TelemetryPipeline.emit_sample`` (span model ->
+SDK ``ReadableSpan`` -> batch-processor queue, log records, metric instruments): exactly the work
+the hook does on the eval's event loop. Export itself runs on the SDK's worker threads and is not
+in these numbers (it is in the process CPU time of the eval-overhead runs). Then a cProfile pass
+lists the hotspots.
+
+    python bench/profile_hook.py --log LOG.eval --endpoint http://127.0.0.1:4318 [--out f.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _hotspots(profile: cProfile.Profile, samples: int, top: int) -> list[dict[str, Any]]:
+    stats = pstats.Stats(profile)
+    rows = []
+    for (filename, line, func), (cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append({
+            "function": f"{_short(filename)}:{line}({func})",
+            "calls_per_sample": nc / samples,
+            "tottime_us_per_sample": tt / samples * 1e6,
+            "cumtime_us_per_sample": ct / samples * 1e6,
+        })
+    rows.sort(key=lambda r: r["tottime_us_per_sample"], reverse=True)
+    return rows[:top]
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "src/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+def profile_log(log: str, rounds: int = 3, top: int = 20) -> dict[str, Any]:
+    from inspect_otel.content import ContentPolicy
+    from inspect_otel.config import load_settings
+    from inspect_otel.export import TelemetryPipeline
+    from inspect_otel.mapping import map_sample, task_context
+    from inspect_otel.replay import iter_samples, read_header
+
+    header = read_header(Path(log))
+    ctx = task_context(header.eval)
+    samples = list(iter_samples(Path(log)))
+    settings = load_settings()
+    policy = ContentPolicy(capture=settings.content, max_length=settings.max_attribute_length,
+                           extra_patterns=settings.redact_patterns)
+    pipeline = TelemetryPipeline(settings)
+
+    map_us: list[float] = []
+    emit_us: list[float] = []
+    spans = 0
+    for _ in range(rounds):
+        t_map = t_emit = 0.0
+        spans = 0
+        for sample in samples:
+            t0 = time.perf_counter()
+            telemetry = map_sample(sample, ctx, policy)
+            t1 = time.perf_counter()
+            pipeline.emit_sample(telemetry, ctx.task_name)
+            t2 = time.perf_counter()
+            t_map += t1 - t0
+            t_emit += t2 - t1
+            spans += len(telemetry.spans)
+        map_us.append(t_map / len(samples) * 1e6)
+        emit_us.append(t_emit / len(samples) * 1e6)
+        pipeline.drain()  # keep the queue from filling between rounds (not timed)
+
+    profile = cProfile.Profile()
+    profile.enable()
+    for sample in samples:
+        pipeline.emit_sample(map_sample(sample, ctx, policy), ctx.task_name)
+    profile.disable()
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(top)
+    pipeline.close()
+    return {
+        "log": log,
+        "samples": len(samples),
+        "spans_per_sample": spans / len(samples),
+        "map_us_per_sample": min(map_us),
+        "emit_us_per_sample": min(emit_us),
+        "total_us_per_sample": min(m + e for m, e in zip(map_us, emit_us)),
+        "rounds": {"map_us": map_us, "emit_us": emit_us},
+        "hotspots": _hotspots(profile, len(samples), top),
+        "pstats_text": text.getvalue(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--endpoint", help="OTLP endpoint the pipeline exports to (a sink)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--out", help="write JSON here")
+    args = parser.parse_args()
+    if args.endpoint:
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = args.endpoint
+    result = profile_log(args.log, args.rounds, args.top)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"{result['samples']} samples, {result['spans_per_sample']:.1f} spans/sample: "
+          f"map_sample {result['map_us_per_sample']:.0f} us + emit_sample "
+          f"{result['emit_us_per_sample']:.0f} us = {result['total_us_per_sample']:.0f} us "
+          f"per sample (best of {args.rounds}; median map "
+          f"{statistics.median(result['rounds']['map_us']):.0f} us)")
+    for row in result["hotspots"][:12]:
+        print(f"  {row['tottime_us_per_sample']:8.1f} us self {row['cumtime_us_per_sample']:8.1f} us cum "
+              f"{row['calls_per_sample']:6.1f} calls  {row['function']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
