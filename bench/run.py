@@ -236,6 +236,8 @@ def ensure_inspect_mlflow(stack: Stack, install: bool) -> None:
     give it only to the inspect-mlflow runs, through PYTHONPATH."""
     if importlib.util.find_spec("inspect_mlflow") is not None:
         stack.mlflow_plugin_path = ""
+        stack.notes.append("inspect-mlflow is installed in this environment: its hook is "
+                           "registered (though disabled) in every configuration")
         return
     if not (DEPS / "inspect_mlflow").is_dir():
         if not install:
