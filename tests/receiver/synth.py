@@ -281,3 +281,23 @@ def plain_span(seed: int = 7) -> trace_pb2.Span:
                           start_time_unix_nano=T0, end_time_unix_nano=T0 + SEC)
     span.attributes.append(kv("http.method", "GET"))
     return span
+
+
+def to_otlp_json(req: ExportTraceServiceRequest) -> str:
+    """OTLP/JSON as the spec writes it (trace and span ids in hex, not protobuf's base64)."""
+    import base64
+
+    from google.protobuf import json_format
+
+    body = json_format.MessageToDict(req)
+    for rs in body.get("resourceSpans", []):
+        for ss in rs.get("scopeSpans", []):
+            for sp in ss.get("spans", []):
+                for f in ("traceId", "spanId", "parentSpanId"):
+                    if f in sp:
+                        sp[f] = base64.b64decode(sp[f]).hex()
+                for link in sp.get("links", []):
+                    for f in ("traceId", "spanId"):
+                        if f in link:
+                            link[f] = base64.b64decode(link[f]).hex()
+    return json.dumps(body)

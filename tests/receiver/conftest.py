@@ -1,0 +1,139 @@
+"""Receiver test fixtures: one real MLflow server per session, receivers as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.mlflow_server import free_port, mlflow_server_fixture
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 90.0, interval: float = 0.25,
+             what: str = "condition") -> Any:
+    """Bounded polling: return cond()'s first truthy value or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = cond()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - e.g. MLflow restarting
+            last_exc = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}" + (f" (last error: {last_exc!r})"
+                                                             if last_exc else ""))
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    yield from mlflow_server_fixture(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def mlflow_client(mlflow_server):
+    import mlflow
+    from mlflow import MlflowClient
+
+    # mlflow.load_table (and MlflowClient.load_table) search runs through the fluent API
+    mlflow.set_tracking_uri(mlflow_server.url)
+    return MlflowClient(mlflow_server.url)
+
+
+@dataclass
+class ReceiverProc:
+    proc: subprocess.Popen
+    port: int
+    grpc_port: int
+    data_dir: Path
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def post(self, signal_name: str, body: bytes, ctype: str = "application/x-protobuf",
+             **headers: str) -> requests.Response:
+        return requests.post(f"{self.url}/v1/{signal_name}", data=body,
+                             headers={"Content-Type": ctype, **headers}, timeout=30)
+
+    def health(self) -> dict[str, Any]:
+        return requests.get(self.url + "/health", timeout=10).json()
+
+    def wait_idle(self, timeout: float = 120.0) -> dict[str, Any]:
+        return wait_for(lambda: (h := self.health())["idle"] and h["mlflow"]["writer_ok"] and h,
+                        timeout, what="receiver idle")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_receiver(mlflow_uri: str, data_dir: Path, experiment: str, *extra: str,
+                   env: dict[str, str] | None = None, settle: float = 2.0) -> ReceiverProc:
+    port, gport = free_port(), free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / f"receiver-{port}.log"
+    full_env = {**os.environ, "MLFLOW_EXPERIMENT_NAME": experiment, **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inspect_otel.cli", "receiver", "--mlflow-uri", mlflow_uri,
+             "--port", str(port), "--grpc-port", str(gport), "--data-dir", str(data_dir),
+             "--settle-seconds", str(settle), *extra],
+            stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=str(ROOT),
+            start_new_session=True,
+        )
+    rp = ReceiverProc(proc, port, gport, data_dir, log_path)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"receiver exited {proc.returncode}:\n{rp.log()}")
+        try:
+            return requests.get(rp.url + "/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(up, 60, what="receiver /health")
+    except BaseException:
+        rp.kill()
+        raise
+    return rp
+
+
+@pytest.fixture
+def receiver_factory(tmp_path) -> Iterator[Callable[..., ReceiverProc]]:
+    started: list[ReceiverProc] = []
+
+    def make(mlflow_uri: str, experiment: str, data_dir: Path | None = None, *extra: str,
+             **kw: Any) -> ReceiverProc:
+        rp = start_receiver(mlflow_uri, data_dir or tmp_path / "data", experiment, *extra, **kw)
+        started.append(rp)
+        return rp
+
+    yield make
+    for rp in started:
+        rp.kill(signal.SIGTERM)

@@ -1,0 +1,165 @@
+"""Read what the receiver wrote into MLflow, and check it against a SynthEval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inspect_otel import ids
+from inspect_otel import semconv as sc
+from inspect_otel.receiver import _mapping as mp
+
+
+def runs(client: Any, exp_id: str, run_id: str, role: str) -> list[Any]:
+    return client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{sc.INSPECT_RUN_ID}` = '{run_id}' and tags.`{mp.TAG_ROLE}` = '{role}'",
+        max_results=100,
+    )
+
+
+def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
+    """Everything MLflow holds for one Inspect run, with MLflow's own ids normalised away."""
+    exp = client.get_experiment_by_name(experiment)
+    parents = runs(client, exp.experiment_id, run_id, mp.ROLE_RUN)
+    out: dict[str, Any] = {"parents": len(parents), "tasks": {}}
+    if parents:
+        p = parents[0]
+        out["parent"] = {"status": p.info.status, "name": p.info.run_name,
+                         "traces": len(client.search_traces(locations=[exp.experiment_id],
+                                                            run_id=p.info.run_id))}
+    for child in runs(client, exp.experiment_id, run_id, mp.ROLE_TASK):
+        cid = child.info.run_id
+        task = child.data.tags.get(sc.INSPECT_TASK_NAME)
+        history = {k: sorted((m.step, m.timestamp, m.value)
+                             for m in client.get_metric_history(cid, k))
+                   for k in child.data.metrics}
+        tables = {}
+        for path in (mp.SAMPLES_TABLE, mp.SCORES_TABLE, mp.MODEL_USAGE_TABLE):
+            try:
+                df = client.load_table(exp.experiment_id, path, run_ids=[cid])
+                df = df.astype(object).where(df.notna(), None)  # NaN != NaN
+                tables[path] = df.to_dict(orient="records")
+            except Exception as e:  # noqa: BLE001
+                tables[path] = repr(e)
+        traces = {}
+        for t in client.search_traces(locations=[exp.experiment_id], run_id=cid, max_results=500):
+            full = client.get_trace(t.info.trace_id)
+            traces[t.info.trace_id] = {
+                "spans": sorted((s.name, s.span_type) for s in full.data.spans),
+                "assessments": sorted(
+                    (a.name, a.value, a.source.source_type, a.span_id or "", a.rationale or "")
+                    for a in full.info.assessments),
+                "request_preview": bool(full.info.request_preview),
+                "response_preview": bool(full.info.response_preview),
+                "tokens": (full.info.token_usage or {}).get("total_tokens"),
+                "sample": full.info.tags.get(sc.INSPECT_SAMPLE_ID),
+            }
+        out["tasks"][task] = {
+            "count": 1 + out["tasks"].get(task, {}).get("count", 0),
+            "status": child.info.status,
+            "parent_ok": bool(parents) and child.data.tags.get(mp.TAG_PARENT_RUN_ID)
+            == parents[0].info.run_id,
+            "params": dict(child.data.params),
+            "metrics": dict(child.data.metrics),
+            "history": history,
+            "tables": tables,
+            "traces": traces,
+        }
+    return out
+
+
+def complete(snap: dict[str, Any], ev: Any) -> bool:
+    """True once MLflow holds everything for the eval (used for bounded polling)."""
+    if snap["parents"] != 1 or snap.get("parent", {}).get("status") != "FINISHED":
+        return False
+    for task in ev.tasks:
+        t = snap["tasks"].get(task)
+        n = ev.samples * ev.epochs
+        if not t or t["status"] != "FINISHED" or len(t["traces"]) != n:
+            return False
+        if any(len(tr["assessments"]) < len(ev.scorers) for tr in t["traces"].values()):
+            return False
+        if not isinstance(t["tables"][mp.SAMPLES_TABLE], list) or \
+                len(t["tables"][mp.SAMPLES_TABLE]) != n or \
+                len(t["tables"][mp.SCORES_TABLE]) != n * len(ev.scorers):
+            return False
+        if t["metrics"].get("samples/received") != n:
+            return False
+    return True
+
+
+def check_eval(snap: dict[str, Any], ev: Any, exact_history: bool = True) -> None:
+    """Assert the full content for a SynthEval: runs, params, metrics, tables, traces, links."""
+    assert snap["parents"] == 1
+    assert snap["parent"]["status"] == "FINISHED"
+    assert snap["parent"]["traces"] == 1  # the run trace, linked to the parent run
+    n = ev.samples * ev.epochs
+    for task in ev.tasks:
+        t = snap["tasks"][task]
+        exp = ev.expected[task]
+        assert t["count"] == 1, "one child run per task"
+        assert t["parent_ok"]
+        assert t["status"] == "FINISHED"
+        p = t["params"]
+        assert p["task"] == task and p["model"] == ev.model and p["dataset"] == "synthetic"
+        assert p["task_args.level"] == "2" and p["generate_config.temperature"] == "0.5"
+        assert p["epochs"] == str(ev.epochs)
+        assert "task_args.api_key" not in p and not any("sk-" in v for v in p.values())
+        m = t["metrics"]
+        for r in exp["results"]:
+            assert abs(m[f"{r['name']}/{r['metric']}"] - r["value"]) < 1e-9
+        assert m["samples/total"] == n and m["samples/completed"] == n
+        assert m["usage/input_tokens"] == exp["input_tokens"]
+        assert m[f"usage/{ev.model}/input_tokens"] == exp["input_tokens"]
+        assert m["samples/received"] == n
+        assert m["model_calls"] == n and m["tool_calls"] == n
+        assert m["tool_errors"] == ev.epochs  # sample index 0 of each epoch has a tool error
+        latencies = sorted(float(i + 1) for i in range(ev.samples) for _ in range(ev.epochs))
+        assert abs(m["sample_latency/mean"] - sum(latencies) / n) < 1e-9
+        assert abs(m["sample_latency/p50"] - mp.percentile(latencies, 0.5)) < 1e-9
+        assert "sample_latency/p95" in m
+        h = t["history"]
+        for scorer in ev.scorers:
+            steps = [s for s, _, _ in h[f"sample/{scorer}"]]
+            assert steps == list(range(n)), f"sample/{scorer} steps {steps}"
+        assert [s for s, _, _ in h["sample/total_time"]] == list(range(n))
+        if exact_history:
+            for key in ("match/accuracy", "sample_latency/p50", "samples/total", "model_calls"):
+                assert len(h[key]) == 1, f"{key} history {h[key]}"
+        # tables
+        rows = t["tables"][mp.SAMPLES_TABLE]
+        assert [r["ordinal"] for r in rows] == list(range(n))
+        assert all(r["trace_id"] in t["traces"] for r in rows)
+        assert all(f"score/{s}" in rows[0] for s in ev.scorers)
+        assert len(t["tables"][mp.SCORES_TABLE]) == n * len(ev.scorers)
+        usage = t["tables"][mp.MODEL_USAGE_TABLE]
+        assert [u["model"] for u in usage] == [ev.model]
+        assert usage[0]["input_tokens"] == exp["input_tokens"]
+        # traces: ids derived from Inspect's sample uuids, linked to the task run
+        want = {"tr-" + ids.trace_id_hex(ids.sample_trace_id(ev.sample_uuid(task, i, e)))
+                for i in range(ev.samples) for e in range(1, ev.epochs + 1)}
+        assert set(t["traces"]) == want
+        for tr in t["traces"].values():
+            types = {st for _, st in tr["spans"]}
+            assert {"AGENT", "CHAT_MODEL", "TOOL", "EVALUATOR", "CHAIN"} <= types
+            assert len(tr["spans"]) == 5 + len(ev.scorers)
+            assert tr["request_preview"] and tr["response_preview"]
+            assert tr["tokens"]
+            names = [a[0] for a in tr["assessments"]]
+            assert sorted(names) == sorted(ev.scorers), f"assessments {tr['assessments']}"
+            for name, value, source, span_id, rationale in tr["assessments"]:
+                assert source == ("LLM_JUDGE" if name in ev.model_graded else "CODE")
+                assert len(span_id) == 16 and rationale.startswith(name)
+
+
+def diff(a: Any, b: Any, path: str = "") -> list[str]:
+    """Paths where two snapshots differ (readable assertion messages)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a or k not in b:
+                out.append(f"{path}/{k}: only in {'second' if k in b else 'first'}")
+            else:
+                out += diff(a[k], b[k], f"{path}/{k}")
+        return out
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"[:400]]

@@ -1,0 +1,162 @@
+"""Every bad-input case gets the right status and a clear message; the server keeps serving."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+
+import pytest
+import requests
+
+from tests.receiver.synth import SynthEval, plain_span, trace_request
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def rp(mlflow_server, tmp_path_factory):
+    from tests.receiver.conftest import start_receiver
+
+    proc = start_receiver(mlflow_server.url, tmp_path_factory.mktemp("bad"), "bad-input",
+                          "--max-body-mb", "1", env={"INSPECT_OTEL_RECEIVER_TOKEN": TOKEN})
+    yield proc
+    proc.kill()
+
+
+def good_body() -> bytes:
+    ev = SynthEval(run_id="bad-good", samples=1).build()
+    return trace_request(ev.spans()[:2]).SerializeToString()
+
+
+def status(resp: requests.Response) -> tuple[int, str]:
+    try:
+        msg = resp.json()["message"]
+    except ValueError:
+        from google.rpc import status_pb2
+        msg = status_pb2.Status.FromString(resp.content).message
+    return resp.status_code, msg
+
+
+@pytest.mark.parametrize("case", [
+    "malformed_protobuf", "malformed_json", "json_not_object", "bad_hex_id", "wrong_type",
+    "no_type", "unknown_path", "get_on_otlp", "oversized", "gzip_bomb", "bad_gzip",
+    "unknown_encoding", "no_token", "wrong_token",
+])
+def test_bad_input(rp, case):
+    pb = {"Content-Type": "application/x-protobuf", **AUTH}
+    js = {"Content-Type": "application/json", **AUTH}
+    url = rp.url
+    if case == "malformed_protobuf":
+        r = requests.post(f"{url}/v1/traces", data=b"\xff\xff\xff\x0f garbage", headers=pb)
+        want, text = 400, "malformed protobuf"
+    elif case == "malformed_json":
+        r = requests.post(f"{url}/v1/traces", data=b'{"resourceSpans": [', headers=js)
+        want, text = 400, "malformed JSON"
+    elif case == "json_not_object":
+        r = requests.post(f"{url}/v1/logs", data=b"[1, 2]", headers=js)
+        want, text = 400, "must be an object"
+    elif case == "bad_hex_id":
+        body = {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00"}]}]}]}
+        r = requests.post(f"{url}/v1/traces", data=json.dumps(body), headers=js)
+        want, text = 400, "not valid hex"
+    elif case == "wrong_type":
+        r = requests.post(f"{url}/v1/traces", data=good_body(),
+                          headers={"Content-Type": "text/plain", **AUTH})
+        want, text = 415, "unsupported Content-Type"
+    elif case == "no_type":
+        r = requests.post(f"{url}/v1/traces", data=good_body(), headers=AUTH)
+        want, text = 415, "unsupported Content-Type"
+    elif case == "unknown_path":
+        r = requests.post(f"{url}/v1/profiles", data=good_body(), headers=pb)
+        want, text = 404, "unknown path"
+    elif case == "get_on_otlp":
+        r = requests.get(f"{url}/v1/traces", headers=AUTH)
+        want, text = 405, "not allowed"
+    elif case == "oversized":
+        r = requests.post(f"{url}/v1/traces", data=b"\0" * (2 << 20), headers=pb)
+        want, text = 413, "exceeds the limit"
+    elif case == "gzip_bomb":
+        bomb = gzip.compress(b"\0" * (64 << 20))  # ~64 KiB on the wire, 64 MiB inflated
+        assert len(bomb) < (1 << 20)
+        r = requests.post(f"{url}/v1/traces", data=bomb, headers={**pb, "Content-Encoding": "gzip"})
+        want, text = 413, "decompressed body exceeds"
+    elif case == "bad_gzip":
+        r = requests.post(f"{url}/v1/traces", data=b"not gzip at all",
+                          headers={**pb, "Content-Encoding": "gzip"})
+        want, text = 400, "invalid gzip"
+    elif case == "unknown_encoding":
+        r = requests.post(f"{url}/v1/traces", data=good_body(),
+                          headers={**pb, "Content-Encoding": "br"})
+        want, text = 415, "unsupported Content-Encoding"
+    elif case == "no_token":
+        r = requests.post(f"{url}/v1/traces", data=good_body(),
+                          headers={"Content-Type": "application/x-protobuf"})
+        want, text = 401, "bearer token"
+        assert r.headers.get("WWW-Authenticate", "").startswith("Bearer")
+    else:
+        r = requests.post(f"{url}/v1/traces", data=good_body(),
+                          headers={"Content-Type": "application/x-protobuf",
+                                   "Authorization": "Bearer wrong"})
+        want, text = 401, "bearer token"
+    code, msg = status(r)
+    assert code == want, (code, msg)
+    assert text in msg, msg
+    # and the server keeps serving
+    ok = requests.post(f"{url}/v1/traces", data=good_body(), headers=pb)
+    assert ok.status_code == 200
+
+
+def test_compressed_good_bodies_accepted(rp):
+    pb = {"Content-Type": "application/x-protobuf", **AUTH}
+    for enc, data in (("gzip", gzip.compress(good_body())), ("deflate", zlib.compress(good_body()))):
+        r = requests.post(f"{rp.url}/v1/traces", data=data, headers={**pb, "Content-Encoding": enc})
+        assert r.status_code == 200, (enc, r.text)
+
+
+def test_plain_otel_spans_accepted_but_ignored(rp):
+    """Spans from other apps: 200 with OTLP partial success naming what was ignored."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    body = trace_request([plain_span(1), plain_span(2)], scope="some.other.lib",
+                         service="shop").SerializeToString()
+    r = requests.post(f"{rp.url}/v1/traces", data=body,
+                      headers={"Content-Type": "application/x-protobuf", **AUTH})
+    assert r.status_code == 200
+    resp = ExportTraceServiceResponse.FromString(r.content)
+    assert resp.partial_success.rejected_spans == 2
+    assert "without Inspect attributes" in resp.partial_success.error_message
+    # JSON flavour answers JSON
+    from tests.receiver.synth import to_otlp_json
+    r = requests.post(f"{rp.url}/v1/traces", headers={"Content-Type": "application/json", **AUTH},
+                      data=to_otlp_json(trace_request([plain_span(3)], scope="x")))
+    assert r.status_code == 200 and r.json()["partialSuccess"]["rejectedSpans"] == "1"
+    assert rp.health()["spool"]["spans"] >= 0
+
+
+def test_metrics_and_other_logs_accepted(rp):
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.logs.v1 import logs_pb2
+
+    from tests.receiver.synth import logs_request
+
+    pb = {"Content-Type": "application/x-protobuf", **AUTH}
+    r = requests.post(f"{rp.url}/v1/metrics", data=ExportMetricsServiceRequest().SerializeToString(),
+                      headers=pb)
+    assert r.status_code == 200
+    rec = logs_pb2.LogRecord(time_unix_nano=1)
+    rec.body.string_value = "hello"
+    r = requests.post(f"{rp.url}/v1/logs", data=logs_request([rec]).SerializeToString(), headers=pb)
+    assert r.status_code == 200
+    resp = ExportLogsServiceResponse.FromString(r.content)
+    assert resp.partial_success.rejected_log_records == 1
+
+
+def test_health_is_json(rp):
+    h = requests.get(f"{rp.url}/health").json()
+    assert h["mlflow"]["reachable"] is True
+    assert {"pending_spans", "pending_bytes", "max_bytes"} <= set(h["spool"])

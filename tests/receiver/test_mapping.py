@@ -1,0 +1,114 @@
+"""Pure mapping and decoding: no servers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from inspect_otel import semconv as sc
+from inspect_otel.receiver import _decode as dec
+from inspect_otel.receiver import _mapping as mp
+
+
+def test_task_params_drop_secrets_and_flatten():
+    attrs = {
+        sc.INSPECT_TASK_NAME: "t", sc.INSPECT_MODEL: "openai/gpt-4o",
+        sc.INSPECT_TASK_ARGS: json.dumps({"n": 3, "api_key": "abc", "note": "Bearer abcdefghijkl"}),
+        sc.INSPECT_TASK_MODEL_ARGS: json.dumps({"base_url": "http://x", "token": "t"}),
+        sc.GEN_AI_REQUEST_TEMPERATURE: 0.2, sc.INSPECT_GENERATE_CONFIG_PREFIX + "max_retries": 3,
+        sc.INSPECT_TASK_SCORERS: ["a", "b"], sc.INSPECT_TASK_PLAN: "x" * 7000,
+    }
+    p = mp.task_params(attrs)
+    assert p["task"] == "t" and p["model"] == "openai/gpt-4o" and p["task_args.n"] == "3"
+    assert "task_args.api_key" not in p and "task_args.note" not in p
+    assert "model_args.token" not in p and p["model_args.base_url"] == "http://x"
+    assert p["generate_config.temperature"] == "0.2"
+    assert p["generate_config.max_retries"] == "3"
+    assert p["scorers"] == "a,b"
+    assert len(p["plan"]) == mp.PARAM_VALUE_MAX and p["plan"].endswith(mp.TRUNCATION_MARKER)
+
+
+def test_task_metrics_from_results_and_usage():
+    attrs = {
+        sc.INSPECT_TASK_RESULTS: json.dumps([
+            {"name": "match", "scorer": "match", "metric": "accuracy", "value": 0.5},
+            {"name": "match", "scorer": "match", "metric": "stderr", "value": 0.1},
+        ]),
+        sc.INSPECT_TASK_SAMPLES_TOTAL: 4, sc.INSPECT_TASK_SAMPLES_ERRORED: 1,
+        sc.INSPECT_TASK_MODEL_USAGE: json.dumps({
+            "openai/gpt-4o": {"input_tokens": 10, "output_tokens": 2, "total_cost": 0.5},
+            "anthropic/claude": {"input_tokens": 5, "reasoning_tokens": 1},
+        }),
+    }
+    m = mp.task_metrics(attrs)
+    assert m["match/accuracy"] == 0.5 and m["match/stderr"] == 0.1
+    assert m["samples/total"] == 4 and m["samples/errored"] == 1
+    assert m["usage/openai/gpt-4o/input_tokens"] == 10 and m["usage/openai/gpt-4o/cost"] == 0.5
+    assert m["usage/input_tokens"] == 15 and m["usage/anthropic/claude/reasoning_tokens"] == 1
+
+
+def test_flattened_metric_fallback():
+    m = mp.task_metrics({sc.INSPECT_TASK_METRIC_PREFIX + "f1/mean": 0.7})
+    assert m == {"f1/mean": 0.7}
+
+
+def test_sample_summary_and_step_metrics():
+    attrs = {sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE, sc.INSPECT_RUN_ID: "r",
+             sc.INSPECT_EVAL_ID: "e", sc.INSPECT_SAMPLE_EPOCH: 2, sc.INSPECT_SAMPLE_INDEX: 1,
+             sc.INSPECT_SAMPLE_ORDINAL: 5, sc.INSPECT_SAMPLE_TOTAL_TIME: 1.5,
+             sc.INSPECT_SAMPLE_SCORE_PREFIX + "match": 1.0, sc.INSPECT_SAMPLE_TOTAL_TOKENS: 9}
+    s = mp.sample_summary("ab" * 16, 1, 2, attrs)
+    assert s and s.ordinal == 5 and s.epoch == 2
+    assert mp.sample_step_metrics(s.values) == {
+        "sample/match": 1.0, "sample/total_time": 1.5, "sample/total_tokens": 9.0}
+    assert mp.sample_summary("x", 1, 2, {sc.INSPECT_SPAN_KIND: "task"}) is None
+
+
+def test_aggregates_percentiles():
+    agg = mp.aggregate_metrics([1, 2, 3, 4], {"model_calls": 3, "tool_errors": 1}, 4)
+    assert agg["sample_latency/p50"] == 2.5 and agg["sample_latency/mean"] == 2.5
+    assert abs(agg["sample_latency/p95"] - 3.85) < 1e-9
+    assert agg["model_calls"] == 3 and agg["tool_calls"] == 0 and agg["tool_errors"] == 1
+
+
+def test_root_enrichment_content_and_summary():
+    attrs = {sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE, sc.INSPECT_TASK_NAME: "t",
+             sc.INSPECT_SAMPLE_ID: "7", sc.INSPECT_RUN_ID: "r",
+             sc.INSPECT_SAMPLE_SCORE_PREFIX + "match": 1.0}
+    e = mp.span_enrichment(attrs, is_root=True)
+    assert json.loads(e[mp.SPAN_INPUTS])["sample_id"] == "7"
+    assert json.loads(e[mp.SPAN_OUTPUTS])["scores"] == {"match": 1.0}
+    assert e[mp.TRACE_TAG_PREFIX + sc.INSPECT_RUN_ID] == "r"
+    assert e[mp.SPAN_TYPE] == "AGENT"
+    with_content = mp.span_enrichment({**attrs, sc.INSPECT_SAMPLE_INPUT: "What is 2+2?",
+                                       sc.INSPECT_SAMPLE_OUTPUT: "4"}, is_root=True)
+    assert with_content[mp.SPAN_INPUTS] == "What is 2+2?" and with_content[mp.SPAN_OUTPUTS] == "4"
+    # inner spans: types only where MLflow's own gen_ai translation has nothing better
+    assert mp.span_enrichment({sc.INSPECT_SPAN_TYPE: "scorer"}, False) == {mp.SPAN_TYPE: "EVALUATOR"}
+    assert mp.span_enrichment({sc.GEN_AI_OPERATION_NAME: sc.OP_CHAT}, False) == {}
+
+
+def test_evaluation_key_and_source():
+    attrs = {sc.GEN_AI_EVALUATION_NAME: "judge", sc.GEN_AI_EVALUATION_SCORE_VALUE: 0.5,
+             sc.INSPECT_SCORE_SPAN_ID: "AB" * 8, sc.INSPECT_SCORER_MODEL_GRADED: True,
+             sc.GEN_AI_EVALUATION_EXPLANATION: "because"}
+    e = mp.evaluation("t" * 32, "ff" * 8, 5, attrs)
+    assert e and e.key == ("t" * 32, "judge", "ab" * 8) and e.model_graded
+    assert e.rationale == "because"
+    assert mp.evaluation("t" * 32, "", 5, {**attrs, sc.INSPECT_SCORE_INTERMEDIATE: True}) is None
+    assert mp.evaluation("", "", 5, attrs) is None
+
+
+def test_decode_limits():
+    with pytest.raises(dec.BadRequest) as e:
+        dec.decompress(gzip.compress(b"\0" * 10_000), "gzip", 1000)
+    assert e.value.status == 413
+    assert dec.decompress(gzip.compress(b"abc"), "gzip", 1000) == b"abc"
+    with pytest.raises(dec.BadRequest) as e:
+        dec.check_content_type("application/xml")
+    assert e.value.status == 415
+    msg, mt = dec.decode("traces", b'{"resourceSpans": []}', "application/json; charset=utf-8",
+                         None, 100)
+    assert mt == dec.JSON and len(msg.resource_spans) == 0
