@@ -1,0 +1,87 @@
+"""Real hook output: an offline Inspect eval (mockllm) exports over OTLP/HTTP to a receiver
+process, which writes to the real MLflow server. Asserts what an MLflow user sees."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from inspect_otel import ids
+from inspect_otel.receiver import _mapping as mp
+from tests.receiver.mlflow_view import snapshot
+
+EXPERIMENT = "hook-e2e"
+
+
+@pytest.fixture(scope="module")
+def hook_run(mlflow_server, mlflow_client, tmp_path_factory):
+    from tests.receiver.conftest import start_receiver
+    from tests.support.evals import SECRET, run_calculator
+
+    tmp = tmp_path_factory.mktemp("hook-e2e")
+    rp = start_receiver(mlflow_server.url, tmp / "data", EXPERIMENT, settle=5.0)
+    try:
+        with pytest.MonkeyPatch.context() as m:
+            for name in list(os.environ):
+                if name.startswith(("OTEL_", "INSPECT_OTEL_")):
+                    m.delenv(name)
+            m.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rp.url)
+            m.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            m.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+            m.setenv("OTEL_METRIC_EXPORT_INTERVAL", "500")
+            log = run_calculator(tmp / "logs", epochs=1)
+        rp.wait_idle(240)
+        yield log, snapshot(mlflow_client, EXPERIMENT, log.eval.run_id), SECRET
+    finally:
+        rp.kill()
+
+
+def test_runs_params_metrics(hook_run):
+    log, snap, secret = hook_run
+    assert snap["parents"] == 1 and snap["parent"]["traces"] == 1
+    task = snap["tasks"][log.eval.task]
+    assert task["count"] == 1 and task["parent_ok"]
+    assert task["status"] == "FINISHED"
+    p = task["params"]
+    assert p["task"] == log.eval.task and p["model"] == log.eval.model
+    assert not any(secret in v for v in p.values()), "a secret became a param"
+    m = task["metrics"]
+    for score in log.results.scores:
+        for name, metric in score.metrics.items():
+            assert abs(m[f"{score.name}/{name}"] - metric.value) < 1e-9, (score.name, name)
+    n = len(log.samples)
+    assert m["samples/total"] == log.results.total_samples
+    assert m["samples/received"] == n
+    assert m["model_calls"] > 0 and m["tool_calls"] > 0 and m["tool_errors"] > 0
+    assert "sample_latency/p95" in m and any(k.startswith("usage/") for k in m)
+
+
+def test_step_metrics_tables_traces_assessments(hook_run):
+    log, snap, _ = hook_run
+    task = snap["tasks"][log.eval.task]
+    n = len(log.samples)
+    steps = [s for s, _, _ in task["history"]["sample/total_time"]]
+    assert sorted(steps) == sorted(set(steps)) and len(steps) == n
+    rows = task["tables"][mp.SAMPLES_TABLE]
+    assert isinstance(rows, list) and len(rows) == n
+    assert isinstance(task["tables"][mp.SCORES_TABLE], list)
+    assert isinstance(task["tables"][mp.MODEL_USAGE_TABLE], list)
+    want = {"tr-" + ids.trace_id_hex(ids.sample_trace_id(s.uuid)) for s in log.samples}
+    assert set(task["traces"]) == want
+    for sample in log.samples:
+        tr = task["traces"]["tr-" + ids.trace_id_hex(ids.sample_trace_id(sample.uuid))]
+        types = {t for _, t in tr["spans"]}
+        assert "AGENT" in types
+        if not sample.error:  # an errored sample ("boom") never reached the model
+            assert "CHAT_MODEL" in types and "EVALUATOR" in types
+        assert tr["request_preview"] and tr["response_preview"]
+        if sample.scores:
+            names = {a[0] for a in tr["assessments"]}
+            assert set(sample.scores) <= names, (sample.id, names)
+            assert len(tr["assessments"]) == len({(a[0], a[3]) for a in tr["assessments"]})
+            for name, _value, source, _span, _rationale in tr["assessments"]:
+                if name == "judge":
+                    assert source == "LLM_JUDGE"
+                elif name == "match":
+                    assert source == "CODE"
