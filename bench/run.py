@@ -13,7 +13,8 @@ Configurations (``--configs``):
                   start; the output says which)
   inspect-mlflow  the inspect-mlflow package (PyPI, pinned), tracking + tracing on, pointed at the
                   same MLflow server (installed into bench/.deps, never into the project's env)
-  otel-sink       optional: inspect-otel exporting to the counting sink (no receiver/MLflow CPU)
+  otel-sink       inspect-otel exporting to the counting sink: the hook's own cost, without the
+                  receiver and MLflow competing for the same CPUs during the eval
 
 Results: one table on stdout, raw JSON in bench/results/<timestamp>.json and latest.json.
 
@@ -413,7 +414,7 @@ def ingest(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
         stack.notes.append(note)
         return {"status": "missing", "note": note}
     out = stack.work / "ingest.json"
-    cmd = [PY, str(script), "--out", str(out)] + list(args.ingest_args or [])
+    cmd = [PY, str(script), "--json", str(out)] + list(args.ingest_args or ["--samples", str(args.samples)])
     log(f"running {' '.join(cmd[1:])} ...")
     m = measure(cmd, clean_env(), stack.work / "ingest.txt", timeout=args.ingest_timeout)
     result: dict[str, Any] = {"status": "ok" if m.returncode == 0 else "failed",
@@ -481,10 +482,13 @@ def _fmt_ratio(x: float | None) -> str:
 
 def table(result: dict[str, Any]) -> str:
     configs = [c for c in result["configs"] if c in result["overhead_summary"]]
-    names = {"inspect-otel": f"inspect-otel ({result['otel_target']})"}
+    configs += [r["config"] for r in result.get("memory", []) if r["config"] not in configs]
+    names = {"inspect-otel": f"inspect-otel ({result['otel_target']})",
+             "otel-sink": "inspect-otel (OTLP sink)"}
     head = ["measure"] + [names.get(c, c) for c in configs]
     lines: list[list[str]] = []
     S = result["overhead_summary"]
+    otel_col = next((c for c in configs if c in ("inspect-otel", "otel-sink")), None)
     n = result["args"]["samples"]
 
     def row(label: str, fn: Any) -> None:
@@ -527,18 +531,37 @@ def table(result: dict[str, Any]) -> str:
     if prof:
         row("on_sample_end work, us/sample (isolated)", lambda c: (
             f"{prof['map_us_per_sample']:.0f} map + {prof['emit_us_per_sample']:.0f} emit"
-            if c.startswith(("inspect-otel", "otel-sink")) else None))
+            if c == otel_col else None))
     for rep in result.get("replay", []):
         row(f"`inspect-otel export` {rep['log_samples']}-sample log: peak RSS MB, s",
             lambda c, rep=rep: f"{rep['peak_rss'] / MB:.0f} MB, {rep['wall_s']:.1f}s"
-            if c == "inspect-otel" else None)
+            if c == otel_col else None)
     ing = result.get("ingest", {})
     if ing.get("status") == "ok" and isinstance(ing.get("results"), dict):
-        for key, value in _flat(ing["results"]):
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                row(f"ingest: {key}", lambda c, v=value: f"{v:.4g}" if c == "inspect-otel" else None)
+        res = ing["results"]
+        curated = [
+            ("ingest: MLflow /v1/traces direct, spans/s", ("direct", "spans_per_s")),
+            ("ingest: receiver acknowledged, spans/s", ("receiver", "spans_acked_per_s")),
+            ("ingest: receiver traces visible in MLflow, spans/s", ("receiver", "spans_visible_per_s")),
+            ("ingest: receiver everything applied, spans/s", ("receiver", "spans_all_applied_per_s")),
+            ("ingest: visible / direct", ("ratio_visible_vs_direct",)),
+            ("ingest: sample end -> queryable, median s", ("latency_s", "median")),
+            ("ingest: sample end -> queryable, max s", ("latency_s", "max")),
+        ]
+        shown = 0
+        for label, path in curated:
+            value: Any = res
+            for part in path:
+                value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, (int, float)):
+                shown += 1
+                row(label, lambda c, v=value: f"{v:.3g}" if c == otel_col else None)
+        if not shown:  # an unknown result shape: show every number
+            for key, value in _flat(res):
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    row(f"ingest: {key}", lambda c, v=value: f"{v:.4g}" if c == otel_col else None)
     elif ing:
-        row("ingest (bench/receiver_ingest.py)", lambda c: ing.get("status") if c == "inspect-otel" else None)
+        row("ingest (bench/receiver_ingest.py)", lambda c: ing.get("status") if c == otel_col else None)
 
     widths = [max(len(r[i]) for r in [head] + lines) for i in range(len(head))]
     fmt = lambda r: "| " + " | ".join(cell.ljust(w) for cell, w in zip(r, widths)) + " |"  # noqa: E731
@@ -595,11 +618,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=4, help="rounds of overhead runs (4)")
     parser.add_argument("--mlflow-repeats", type=int, default=1,
                         help="rounds that include inspect-mlflow (1: it is ~20x slower)")
-    parser.add_argument("--configs", default="baseline,inspect-otel,inspect-mlflow",
+    parser.add_argument("--configs", default="baseline,inspect-otel,otel-sink,inspect-mlflow",
                         help=f"comma list from {','.join(ALL_CONFIGS)}")
     parser.add_argument("--memory-samples", type=int, default=2000,
                         help="samples in the memory runs (2000; 0 skips memory and replay)")
-    parser.add_argument("--memory-configs", default="baseline,inspect-otel")
+    parser.add_argument("--memory-configs", default="baseline,otel-sink",
+                        help="configs of the memory runs (baseline,otel-sink: the eval process's "
+                             "memory does not depend on where spans go, and 2,000 samples into "
+                             "MLflow would take the receiver minutes to drain)")
     parser.add_argument("--no-profile", action="store_true", help="skip the hot-path profile")
     parser.add_argument("--no-ingest", action="store_true", help="skip bench/receiver_ingest.py")
     parser.add_argument("--ingest-args", nargs=argparse.REMAINDER,
@@ -661,6 +687,7 @@ def main() -> int:
             result["replay"] = replay_memory(stack, [(n, p) for n, p in replay_logs if p])
 
         if not args.no_ingest:
+            stack.stop()  # receiver_ingest.py starts its own MLflow server: free the CPUs first
             result["ingest"] = ingest(stack, args)
     finally:
         stack.stop()
