@@ -65,22 +65,35 @@ def profile_log(log: str, rounds: int = 3, top: int = 20) -> dict[str, Any]:
 
     map_us: list[float] = []
     emit_us: list[float] = []
+    parts_us: list[dict[str, float]] = []
     spans = 0
     for _ in range(rounds):
-        t_map = t_emit = 0.0
+        t_map = t_spans = t_results = t_metrics = 0.0
         spans = 0
         for sample in samples:
             t0 = time.perf_counter()
             telemetry = map_sample(sample, ctx, policy)
             t1 = time.perf_counter()
-            pipeline.emit_sample(telemetry, ctx.task_name)
+            # emit_sample = emit_spans + emit_results + record_sample, timed one by one
+            pipeline.emit_spans(telemetry.spans)
             t2 = time.perf_counter()
+            pipeline.emit_results(telemetry.results)
+            t3 = time.perf_counter()
+            pipeline.record_sample(telemetry, ctx.task_name)
+            t4 = time.perf_counter()
             t_map += t1 - t0
-            t_emit += t2 - t1
+            t_spans += t2 - t1
+            t_results += t3 - t2
+            t_metrics += t4 - t3
             spans += len(telemetry.spans)
-        map_us.append(t_map / len(samples) * 1e6)
-        emit_us.append(t_emit / len(samples) * 1e6)
+        n = len(samples) / 1e6
+        map_us.append(t_map / n)
+        emit_us.append((t_spans + t_results + t_metrics) / n)
+        parts_us.append({"map_sample": t_map / n, "emit_spans": t_spans / n,
+                         "emit_results (log records)": t_results / n,
+                         "record_sample (metrics)": t_metrics / n})
         pipeline.drain()  # keep the queue from filling between rounds (not timed)
+    best = min(range(rounds), key=lambda i: map_us[i] + emit_us[i])
 
     profile = cProfile.Profile()
     profile.enable()
@@ -98,6 +111,7 @@ def profile_log(log: str, rounds: int = 3, top: int = 20) -> dict[str, Any]:
         "emit_us_per_sample": min(emit_us),
         "total_us_per_sample": min(m + e for m, e in zip(map_us, emit_us)),
         "rounds": {"map_us": map_us, "emit_us": emit_us},
+        "parts_us_per_sample": parts_us[best],  # the best round, split by step
         "hotspots": _hotspots(profile, len(samples), top),
         "pstats_text": text.getvalue(),
     }
@@ -121,6 +135,9 @@ def main() -> int:
           f"{result['emit_us_per_sample']:.0f} us = {result['total_us_per_sample']:.0f} us "
           f"per sample (best of {args.rounds}; median map "
           f"{statistics.median(result['rounds']['map_us']):.0f} us)")
+    print("  best round by step: " + ", ".join(
+        f"{k} {v:.0f} us" for k, v in result["parts_us_per_sample"].items()))
+    print("  cProfile (inflates many small calls; use the timings above for totals):")
     for row in result["hotspots"][:12]:
         print(f"  {row['tottime_us_per_sample']:8.1f} us self {row['cumtime_us_per_sample']:8.1f} us cum "
               f"{row['calls_per_sample']:6.1f} calls  {row['function']}")
