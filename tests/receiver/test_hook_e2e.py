@@ -32,13 +32,13 @@ def hook_run(mlflow_server, mlflow_client, tmp_path_factory):
             m.setenv("OTEL_METRIC_EXPORT_INTERVAL", "500")
             log = run_calculator(tmp / "logs", epochs=1)
         rp.wait_idle(240)
-        yield log, snapshot(mlflow_client, EXPERIMENT, log.eval.run_id), SECRET
+        yield log, snapshot(mlflow_client, EXPERIMENT, log.eval.run_id), SECRET, rp
     finally:
         rp.kill()
 
 
 def test_runs_params_metrics(hook_run):
-    log, snap, secret = hook_run
+    log, snap, secret, _ = hook_run
     assert snap["parents"] == 1 and snap["parent"]["traces"] == 1
     task = snap["tasks"][log.eval.task]
     assert task["count"] == 1 and task["parent_ok"]
@@ -58,7 +58,7 @@ def test_runs_params_metrics(hook_run):
 
 
 def test_step_metrics_tables_traces_assessments(hook_run):
-    log, snap, _ = hook_run
+    log, snap, _, _ = hook_run
     task = snap["tasks"][log.eval.task]
     n = len(log.samples)
     steps = [s for s, _, _ in task["history"]["sample/total_time"]]
@@ -85,3 +85,22 @@ def test_step_metrics_tables_traces_assessments(hook_run):
                     assert source == "LLM_JUDGE"
                 elif name == "match":
                     assert source == "CODE"
+
+
+def test_replaying_the_log_twice_changes_nothing(hook_run, mlflow_client, monkeypatch):
+    """inspect-otel export of the same log, twice, into the same receiver: MLflow state is
+    exactly what the live export left (same ids all the way, so everything collapses)."""
+    from inspect_otel.replay import export_logs
+
+    log, before, _, rp = hook_run
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "INSPECT_OTEL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rp.url)
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    for _ in range(2):
+        summary = export_logs([log.location])
+        assert summary.ok and summary.samples == len(log.samples)
+        rp.wait_idle(240)
+    after = snapshot(mlflow_client, EXPERIMENT, log.eval.run_id)
+    assert after == before
