@@ -402,7 +402,8 @@ def profile_hot_path(stack: Stack, log_path: str) -> dict[str, Any] | None:
         stack.notes.append(f"profile_hook.py failed: {m.output[-500:]}")
         return None
     data = json.loads(out.read_text())
-    log(m.output.strip().splitlines()[-13] if m.output.strip() else "profile done")
+    lines = [l for l in m.output.splitlines() if "per sample" in l or "by step" in l]
+    log("\n".join(lines) if lines else "profile done")
     return data
 
 
@@ -601,12 +602,15 @@ def machine_facts() -> dict[str, Any]:
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), None)
     except OSError:
         pass
+    versions = {p: version(p) for p in ("inspect-ai", "inspect-otel", "opentelemetry-sdk",
+                                        "mlflow", "inspect-mlflow")}
+    if versions["inspect-mlflow"] is None and (DEPS / "inspect_mlflow").is_dir():
+        versions["inspect-mlflow"] = INSPECT_MLFLOW_PIN.split("==")[1] + " (bench/.deps)"
     return {
         "cpus": os.cpu_count(), "cpu_model": cpu, "mem_total_mb": mem_kb // 1024 if mem_kb else None,
         "platform": platform.platform(), "python": platform.python_version(),
         "loadavg_start": os.getloadavg(),
-        "versions": {p: version(p) for p in ("inspect-ai", "inspect-otel", "opentelemetry-sdk",
-                                             "mlflow", "inspect-mlflow")},
+        "versions": versions,
     }
 
 
