@@ -24,12 +24,12 @@ from tests.receiver.mlflow_view import snapshot
 from tests.stack.conftest import (
     ROOT,
     kill_mentioning,
+    start_lean_mlflow,
     start_receiver,
     start_rotel,
     wait_for,
 )
 from tests.support.evals import run_calculator
-from tests.support.mlflow_server import start_mlflow_server
 
 pytestmark = pytest.mark.interop
 
@@ -104,8 +104,10 @@ def test_rotel_hop_lands_exactly_like_the_direct_path(
     # Deterministic ids make a sample the same MLflow trace wherever it comes from, so the
     # direct path needs its own MLflow to land in. It boots while the rotel path runs.
     second: dict[str, Any] = {}
+    # Set here too, so the booting thread's temporary setting changes nothing process-wide.
+    monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     booting = threading.Thread(
-        target=lambda: second.update(server=start_mlflow_server(tmp_path / "mlflow-direct")),
+        target=lambda: second.update(server=start_lean_mlflow(tmp_path / "mlflow-direct")),
         daemon=True,
     )
     booting.start()
