@@ -290,3 +290,13 @@ def test_broken_yaml_does_not_parse(tmp_path: Path) -> None:
     broken = stack_lint.COLLECTOR_PATH.read_text().replace("  otlp:\n", "  otlp:\n bad", 1)
     with pytest.raises(yaml.YAMLError):
         yaml.safe_load(broken)
+
+
+def test_docs_list_every_published_port_and_pinned_image(stack: Stack) -> None:
+    """The README's stack section (docs/stack.md) names every host port and image tag."""
+    docs = (stack_lint.REPO / "docs" / "stack.md").read_text()
+    for name, svc in stack.compose["services"].items():
+        for host_port in stack_lint.published_ports(svc):
+            assert str(host_port) in docs, f"port {host_port} of {name!r} missing from docs/stack.md"
+        if "image" in svc:
+            assert svc["image"] in docs, f"image {svc['image']!r} missing from docs/stack.md"
