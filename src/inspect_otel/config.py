@@ -14,8 +14,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_SERVICE_NAME = "inspect-ai"
+DATA_DIR_ENV = "INSPECT_OTEL_DATA_DIR"
 DEFAULT_FLUSH_TIMEOUT_S = 5.0
 DEFAULT_MAX_ATTRIBUTE_LENGTH = 16384
 
@@ -173,6 +175,15 @@ def _redact_patterns(env: Mapping[str, str], warnings: list[str]) -> tuple[str, 
         except re.error as ex:
             warnings.append(f"INSPECT_OTEL_REDACT_PATTERNS: invalid regex {pattern!r} ({ex})")
     return tuple(valid)
+
+
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where the receiver's spool and the embedded stack's MLflow live (one place for both).
+
+    Under the home directory, not the working directory: a durable spool must be found again by
+    the next receiver started from anywhere."""
+    env = os.environ if env is None else env
+    return Path(env.get(DATA_DIR_ENV) or Path.home() / ".inspect-otel").expanduser()
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -1,7 +1,7 @@
 """`inspect-otel up`: MLflow and the receiver as local child processes, no Docker.
 
 MLflow runs with a sqlite store under the data directory (``--data-dir``, env
-``INSPECT_OTEL_DATA_DIR``, default ``./.inspect-otel``); the receiver listens on the standard OTLP
+``INSPECT_OTEL_DATA_DIR``, default ``~/.inspect-otel``); the receiver listens on the standard OTLP
 ports so an eval only needs ``OTEL_EXPORTER_OTLP_ENDPOINT``. Each child gets its own process group
 (MLflow spawns workers and a job queue), and the whole group is stopped on Ctrl-C or SIGTERM.
 
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
-DATA_DIR_ENV = "INSPECT_OTEL_DATA_DIR"
-DEFAULT_DATA_DIR = ".inspect-otel"
+from .config import DATA_DIR_ENV, data_dir
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MLFLOW_PORT = 5000
 DEFAULT_HTTP_PORT = 4318  # OTLP/HTTP, the receiver CLI's default
@@ -350,9 +350,9 @@ def wait_forever(stack: EmbeddedStack, out: TextIO) -> int:
 def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir", type=Path,
-        default=Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR)),
+        default=data_dir(),
         help=f"where MLflow's sqlite database, artifacts, the receiver spool and logs live "
-             f"(env {DATA_DIR_ENV}; default ./{DEFAULT_DATA_DIR})",
+             f"(env {DATA_DIR_ENV}; default ~/.inspect-otel)",
     )
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)")

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from ..config import data_dir
 from . import _decode as dec
 from ._spool import IngestResult, Spool, SpoolFull
 from ._writer import Writer
@@ -34,7 +35,7 @@ class ReceiverConfig:
     host: str = "127.0.0.1"
     port: int = 4318
     grpc_port: int | None = 4317  # None: no gRPC
-    data_dir: str | Path = ".inspect-otel"
+    data_dir: str | Path = field(default_factory=data_dir)
     token: str | None = None
     max_body_bytes: int = 32 << 20  # per request, compressed and decompressed
     max_spool_bytes: int = 1 << 30  # pending (not yet in MLflow) data before backpressure

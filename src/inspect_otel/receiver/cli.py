@@ -8,15 +8,11 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
+
+from ..config import DATA_DIR_ENV, data_dir
 
 ENV_TOKEN = "INSPECT_OTEL_RECEIVER_TOKEN"
-ENV_DATA_DIR = "INSPECT_OTEL_DATA_DIR"
 DEFAULT_MLFLOW_URI = "http://127.0.0.1:5000"
-
-
-def default_data_dir() -> str:
-    return os.environ.get(ENV_DATA_DIR) or str(Path.home() / ".inspect-otel")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OTLP/gRPC port (default 4317)")
     parser.add_argument("--no-grpc", action="store_true", help="do not serve OTLP/gRPC")
     parser.add_argument("--data-dir", default=None,
-                        help=f"where the durable spool lives (env {ENV_DATA_DIR}; default "
+                        help=f"where the durable spool lives (env {DATA_DIR_ENV}; default "
                              "~/.inspect-otel); the spool is <data-dir>/receiver/spool.db")
     parser.add_argument("--max-body-mb", type=float, default=32.0,
                         help="largest accepted request body, compressed or not (default 32)")
@@ -67,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         grpc_port=None if args.no_grpc else args.grpc_port,
-        data_dir=args.data_dir or default_data_dir(),
+        data_dir=args.data_dir or str(data_dir()),
         token=os.environ.get(ENV_TOKEN) or None,
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
         max_spool_bytes=int(args.max_spool_mb * (1 << 20)),
