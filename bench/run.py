@@ -15,6 +15,7 @@ Configurations (``--configs``):
                   same MLflow server (installed into bench/.deps, never into the project's env)
   otel-sink       inspect-otel exporting to the counting sink: the hook's own cost, without the
                   receiver and MLflow competing for the same CPUs during the eval
+  otel-sink-spans-only  optional: the same with OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none
 
 Results: one table on stdout, raw JSON in bench/results/<timestamp>.json and latest.json.
 
@@ -53,7 +54,7 @@ INSPECT_MLFLOW_PIN = "inspect-mlflow==0.9.0"
 DEPS = BENCH / ".deps"
 PY = sys.executable
 _SCRUB = ("OTEL_", "INSPECT_OTEL_", "MLFLOW_", "INSPECT_MLFLOW_")
-ALL_CONFIGS = ("baseline", "inspect-otel", "inspect-mlflow", "otel-sink")
+ALL_CONFIGS = ("baseline", "inspect-otel", "inspect-mlflow", "otel-sink", "otel-sink-spans-only")
 MB = 1024 * 1024
 
 
@@ -264,6 +265,9 @@ def config_env(stack: Stack, config: str) -> dict[str, str] | None:
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=url) if url else None
     if config == "otel-sink":
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url) if stack.sink_url else None
+    if config == "otel-sink-spans-only":  # standard switches: no metrics, no log records
+        return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url, OTEL_METRICS_EXPORTER="none",
+                         OTEL_LOGS_EXPORTER="none") if stack.sink_url else None
     if config == "inspect-mlflow":
         if stack.mlflow is None or stack.mlflow_plugin_path is None:
             return None
@@ -485,7 +489,8 @@ def table(result: dict[str, Any]) -> str:
     configs = [c for c in result["configs"] if c in result["overhead_summary"]]
     configs += [r["config"] for r in result.get("memory", []) if r["config"] not in configs]
     names = {"inspect-otel": f"inspect-otel ({result['otel_target']})",
-             "otel-sink": "inspect-otel (OTLP sink)"}
+             "otel-sink": "inspect-otel (OTLP sink)",
+             "otel-sink-spans-only": "inspect-otel (sink, spans only)"}
     head = ["measure"] + [names.get(c, c) for c in configs]
     lines: list[list[str]] = []
     S = result["overhead_summary"]
