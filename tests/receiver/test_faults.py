@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
 from tests.receiver.conftest import wait_for
 from tests.receiver.mlflow_view import check_eval, complete, snapshot
 from tests.receiver.synth import SynthEval
@@ -53,11 +49,6 @@ def test_mlflow_unreachable_mid_stream_then_back(mlflow_server, mlflow_client, r
         proxy.stop()
 
 
-@pytest.mark.skipif(
-    os.environ.get("INSPECT_OTEL_TEST_MLFLOW_RESTART") != "1",
-    reason="restarting the MLflow server costs 20-100 s on a shared 2-core box; the TCP cut test "
-           "covers the same receiver behaviour. Set INSPECT_OTEL_TEST_MLFLOW_RESTART=1 to run.",
-)
 def test_mlflow_stopped_mid_stream_then_restarted(mlflow_server, mlflow_client, receiver_factory):
     """The real MLflow server process stopped and started again on the same port and store."""
     ev = SynthEval(run_id="fault-down", samples=3, epochs=1, scorers=("match",)).build()
