@@ -6,6 +6,7 @@ maps to the same spans whichever path sent it.
 
 from __future__ import annotations
 
+from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,7 +48,6 @@ class _Span:
     inspect_type: str | None = None
     inspect_name: str = ""
     inspect_parent: str | None = None
-    merged_tool: bool = False
 
     def freeze(self, trace_id: int, default_end: int) -> SpanData:
         end = self.end_ns if self.end_ns is not None else default_end
@@ -194,6 +194,12 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
         elif event.event == "span_end" and event.id in spans:
             spans[event.id].end_ns = to_ns(event.timestamp)
 
+    # A ToolEvent's span_id is the PARENT of its [tool] span: match on (parent, function), in
+    # order. Indexed, because long agent transcripts hold thousands of spans.
+    open_tools: dict[tuple[str | None, str], deque[_Span]] = defaultdict(deque)
+    for span in spans.values():
+        if span.inspect_type == "tool":
+            open_tools[(span.inspect_parent, span.inspect_name)].append(span)
     by_otel_id: dict[int, _Span] = {s.span_id: s for s in spans.values()}
     by_otel_id[root_id] = root
     extra: list[_Span] = []
@@ -218,12 +224,8 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
             model_calls.append(measure)
         elif kind == "tool":
             attrs, error = _tool_attributes(event, policy)
-            target = next(
-                (s for s in spans.values()
-                 if s.inspect_type == "tool" and not s.merged_tool
-                 and s.inspect_parent == event.span_id and s.inspect_name == event.function),
-                None,
-            )
+            waiting = open_tools.get((event.span_id, event.function))
+            target = waiting.popleft() if waiting else None
             if target is None:
                 target = _Span(
                     span_id=ids.span_id(trace_id, _event_key(event, index)),
@@ -233,7 +235,6 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
                     end_ns=to_ns(event.completed),
                 )
                 extra.append(target)
-            target.merged_tool = True
             target.name = f"{sc.OP_EXECUTE_TOOL} {event.function}"
             target.attributes.update(attrs)
             target.error = error
