@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,27 +15,11 @@ import pytest
 import requests
 
 from tests.support.mlflow_server import free_port, mlflow_server_fixture
+from tests.support.wait import wait_for
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 90.0, interval: float = 0.25,
-             what: str = "condition") -> Any:
-    """Bounded polling: return cond()'s first truthy value or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as e:  # noqa: BLE001 - e.g. MLflow restarting
-            last_exc = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}" + (f" (last error: {last_exc!r})"
-                                                             if last_exc else ""))
 
 
 @pytest.fixture(scope="session")

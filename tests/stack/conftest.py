@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.mlflow_server import free_port, start_mlflow_server
+from tests.support.wait import wait_for as _wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOENIX_VENV = ROOT / ".venv-phoenix"
@@ -30,21 +30,8 @@ class ProcessDied(RuntimeError):
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    """Bounded polling for a condition (never a timed assertion)."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if value:
-                return value
-        except ProcessDied:
-            raise
-        except Exception as exc:  # noqa: BLE001 - e.g. a server still starting
-            last_exc = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
-                         + (f" (last error: {last_exc!r})" if last_exc else ""))
+    """Bounded polling; a dead process ends the wait at once."""
+    return _wait_for(cond, timeout, what, interval, fatal=(ProcessDied,))
 
 
 def processes_mentioning(marker: str) -> list[tuple[int, str]]:
