@@ -185,3 +185,9 @@ def test_ids_are_deterministic_and_distinct():
 
 def test_timestamps_are_exact_nanoseconds():
     assert to_ns("2026-01-02T03:04:05.123456+00:00") == 1767323045123456000
+
+
+def test_ids_are_stable_across_versions():
+    """Ids are a contract: a log replayed by a later version must collapse onto the live export."""
+    assert ids.sample_trace_id("abc") == 155512172285075768122202620588632053271
+    assert ids.span_id(ids.sample_trace_id("abc"), "span/x") == 17671025199819311282
