@@ -12,6 +12,7 @@ import atexit
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -314,8 +315,10 @@ class TelemetryPipeline:
                 instruments["tokens"].record(call.input_tokens, {**base, sc.GEN_AI_TOKEN_TYPE: "input"})
             if call.output_tokens is not None:
                 instruments["tokens"].record(call.output_tokens, {**base, sc.GEN_AI_TOKEN_TYPE: "output"})
-        for tool_attrs in telemetry.tool_calls:
-            instruments["tools"].add(1, dict(tool_attrs))
+        # One add per distinct attribute set: each SDK measurement has a fixed cost.
+        tool_counts = Counter(tuple(sorted(a.items())) for a in telemetry.tool_calls)
+        for tool_attrs, count in tool_counts.items():
+            instruments["tools"].add(count, dict(tool_attrs))
         instruments["samples"].add(
             1, {sc.INSPECT_TASK_NAME: task_name, sc.INSPECT_SAMPLE_STATUS: telemetry.status}
         )

@@ -268,6 +268,14 @@ def test_metrics_follow_genai_metric_conventions(content_run):
         for p in samples
     }
     assert by_status == {"success": 8, "error": 2}
+    tools = metrics["inspect.tool.calls"][-1].sum.data_points
+    by_tool = {
+        tuple(sorted((a.key, a.value.string_value) for a in p.attributes)): p.as_int for p in tools
+    }
+    assert by_tool == {
+        (("gen_ai.tool.name", "add"),): 8,
+        (("error.type", "unknown"), ("gen_ai.tool.name", "divide")): 8,
+    }
 
 
 def test_resource_and_scope(content_run):
