@@ -184,11 +184,14 @@ class OtelHooks(Hooks):
             self._warned_lost = report.lost
             locations = [l.location for l in logs_by_eval.values() if l.location]
             replay = " ".join(locations) if locations else "<log files of this run>"
+            timed_out = "" if report.completed else (
+                f" within INSPECT_OTEL_FLUSH_TIMEOUT={pipeline.settings.flush_timeout_s:g}s"
+            )
             logger.warning(
-                "inspect-otel: %d of %d spans were not confirmed by the OTLP endpoint %s%s. "
+                "inspect-otel: %d of %d spans were not confirmed by the OTLP endpoint %s%s%s. "
                 "The eval itself is complete. Send them again with: inspect-otel export %s",
                 lost, report.submitted, pipeline.settings.traces_endpoint or "(SDK default)",
-                f" (last error: {report.last_error})" if report.last_error else "",
+                timed_out, f" (last error: {report.last_error})" if report.last_error else "",
                 replay,
             )
 
