@@ -118,7 +118,8 @@ class ChildProcess:
             return ""
 
 
-def _mlflow_cmd() -> list[str]:
+def mlflow_command() -> list[str]:
+    """The `mlflow` CLI of this environment (tests and benchmarks start servers with it too)."""
     exe = Path(sys.executable).with_name("mlflow")
     if exe.exists():
         return [str(exe)]
@@ -199,7 +200,7 @@ class EmbeddedStack:
         (root / "artifacts").mkdir(parents=True, exist_ok=True)
         child = ChildProcess(
             name="mlflow",
-            cmd=_mlflow_cmd() + [
+            cmd=mlflow_command() + [
                 "server",
                 "--backend-store-uri", f"sqlite:///{(root / 'mlflow.db').resolve()}",
                 "--artifacts-destination", str((root / "artifacts").resolve()),

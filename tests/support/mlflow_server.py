@@ -13,24 +13,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inspect_otel.stack import mlflow_command
+from tests.support.otlp_sink import free_port
+
 _STARTUP_TIMEOUT_S = float(os.environ.get("INSPECT_OTEL_TEST_MLFLOW_STARTUP_S", "180"))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _mlflow_executable() -> list[str]:
-    exe = Path(sys.executable).with_name("mlflow")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "mlflow"]
 
 
 @dataclass
@@ -53,7 +44,7 @@ class MlflowServer:
 
     def start(self, timeout: float = _STARTUP_TIMEOUT_S) -> "MlflowServer":
         (self.root / "artifacts").mkdir(parents=True, exist_ok=True)
-        cmd = _mlflow_executable() + [
+        cmd = mlflow_command() + [
             "server",
             "--backend-store-uri", self.backend_uri,
             "--default-artifact-root", str(self.root / "artifacts"),
