@@ -112,6 +112,10 @@ class OtelHooks(Hooks):
                 self._warned_lost = 0
             return self._pipeline
 
+    def _run_pipeline(self) -> TelemetryPipeline:
+        # Settings are read once per run (on_run_start), not on every sample.
+        return self._pipeline or self._current_pipeline()
+
     # --- run and task -----------------------------------------------------------------------------
     @_never_raise
     async def on_run_start(self, data: RunStart) -> None:
@@ -134,7 +138,7 @@ class OtelHooks(Hooks):
         task = self._task(data.run_id, data.eval_id)
         if task is None:
             return
-        pipeline = self._current_pipeline()
+        pipeline = self._run_pipeline()
         telemetry = map_sample(data.sample, task.context, self._policy)
         pipeline.emit_sample(telemetry, task.context.task_name)
         if telemetry.status == "error":
@@ -152,7 +156,7 @@ class OtelHooks(Hooks):
         run = self._runs.pop(data.run_id, None)
         if run is None:
             return
-        pipeline = self._current_pipeline()
+        pipeline = self._run_pipeline()
         # on_task_end does not fire for errored or cancelled tasks: end them here from their logs.
         logs_by_eval = {log.eval.eval_id: log for log in (data.logs or [])}
         for eval_id, task in run.tasks.items():
@@ -207,7 +211,7 @@ class OtelHooks(Hooks):
             task.spec, task.plan, log, self._policy,
             errored_samples=task.errored, start_ns=start, end_ns=end, status=status,
         )
-        self._current_pipeline().emit_spans([span])
+        self._run_pipeline().emit_spans([span])
 
 
 def _policy(settings: Settings) -> ContentPolicy:
