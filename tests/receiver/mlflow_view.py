@@ -17,6 +17,18 @@ def runs(client: Any, exp_id: str, run_id: str, role: str) -> list[Any]:
     )
 
 
+def read_table(client: Any, run_id: str, path: str) -> Any:
+    """A table the receiver logged, read through ``client`` itself. (MlflowClient.load_table
+    finds runs through the fluent API's global tracking URI, so with two servers it reads the
+    wrong one.) Parsed as MLflow parses tables: pandas JSON in "split" orientation."""
+    import tempfile
+
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return pd.read_json(client.download_artifacts(run_id, path, tmp), orient="split")
+
+
 def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
     """Everything MLflow holds for one Inspect run, with MLflow's own ids normalised away."""
     exp = client.get_experiment_by_name(experiment)
@@ -36,7 +48,7 @@ def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
         tables = {}
         for path in (mp.SAMPLES_TABLE, mp.SCORES_TABLE, mp.MODEL_USAGE_TABLE):
             try:
-                df = client.load_table(exp.experiment_id, path, run_ids=[cid])
+                df = read_table(client, cid, path)
                 df = df.astype(object).where(df.notna(), None)  # NaN != NaN
                 tables[path] = df.to_dict(orient="records")
             except Exception as e:  # noqa: BLE001

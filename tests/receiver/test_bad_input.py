@@ -17,7 +17,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture(scope="module")
 def rp(mlflow_server, tmp_path_factory):
-    from tests.receiver.conftest import start_receiver
+    from tests.support.receiver import start_receiver
 
     proc = start_receiver(mlflow_server.url, tmp_path_factory.mktemp("bad"), "bad-input",
                           "--max-body-mb", "1", env={"INSPECT_OTEL_RECEIVER_TOKEN": TOKEN})

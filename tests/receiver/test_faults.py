@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.receiver.conftest import wait_for
+from tests.support.receiver import wait_for
 from tests.receiver.mlflow_view import check_eval, complete, snapshot
 from tests.receiver.synth import SynthEval
 from tests.receiver.proxy import TcpProxy

@@ -16,7 +16,7 @@ EXPERIMENT = "hook-e2e"
 
 @pytest.fixture(scope="module")
 def hook_run(mlflow_server, mlflow_client, tmp_path_factory):
-    from tests.receiver.conftest import start_receiver
+    from tests.support.receiver import start_receiver
     from tests.support.evals import SECRET, run_calculator
 
     tmp = tmp_path_factory.mktemp("hook-e2e")

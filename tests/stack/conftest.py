@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.mlflow_server import free_port, start_mlflow_server
+from tests.support.mlflow_server import free_port, start_lean_mlflow  # noqa: F401 (re-exported)
 from tests.support.wait import wait_for as _wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,30 +116,6 @@ def http_ok(url: str) -> bool:
 
 
 # ------------------------------------------------------------------------------ servers
-
-
-def start_lean_mlflow(root: Path) -> Any:
-    """tests/support's MLflow server without MLflow's job queue (as `inspect-otel up` runs it):
-    several fewer processes and about half the start time on two cores."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-        return start_mlflow_server(root)
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    server = start_lean_mlflow(tmp_path_factory.mktemp("mlflow"))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def mlflow_client(mlflow_server):
-    from mlflow import MlflowClient
-
-    return MlflowClient(mlflow_server.url)
 
 
 @dataclass

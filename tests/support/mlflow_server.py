@@ -4,7 +4,7 @@
 ``/health``; the returned handle has ``.url`` and ``.stop()`` (kills the whole group, because the
 server spawns worker and job-queue processes). ``.restart()`` stops and starts it again on the same
 port and the same sqlite file (used by fault tests). The session fixture ``mlflow_server`` in
-``tests/receiver/conftest.py`` (and any other conftest) can call ``mlflow_server_fixture``.
+``tests/conftest.py`` serves every test directory.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class MlflowServer:
     root: Path
     port: int
     proc: subprocess.Popen | None = None
+    job_queue: bool = True  # False: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false (also on restart)
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -55,6 +56,8 @@ class MlflowServer:
         env = dict(os.environ)
         env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         env.setdefault("DO_NOT_TRACK", "true")
+        if not self.job_queue:
+            env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
@@ -124,10 +127,9 @@ def start_mlflow_server(tmp_dir: str | os.PathLike, port: int | None = None) -> 
     return MlflowServer(root=root, port=port or free_port()).start()
 
 
-def mlflow_server_fixture(tmp_path_factory):
-    """Body of a session-scoped pytest fixture: ``yield from mlflow_server_fixture(factory)``."""
-    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
-    try:
-        yield server
-    finally:
-        server.stop()
+def start_lean_mlflow(tmp_dir: str | os.PathLike, port: int | None = None) -> MlflowServer:
+    """The same server without MLflow's job queue (as `inspect-otel up` runs it): several fewer
+    processes and about half the start time on two cores. The tests' session server."""
+    root = Path(tmp_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    return MlflowServer(root=root, port=port or free_port(), job_queue=False).start()

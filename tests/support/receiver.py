@@ -1,4 +1,7 @@
-"""Receiver test fixtures: one real MLflow server per session, receivers as real processes."""
+"""Receiver processes for tests and benchmarks: ``start_receiver`` runs ``inspect-otel receiver``
+as a real process on free ports and waits for ``/health``; the handle posts, reads health, waits
+until idle and kills. The ``receiver_factory`` fixture (tests/conftest.py) stops them after a test.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +9,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
-from tests.support.mlflow_server import free_port, mlflow_server_fixture
+from tests.support.mlflow_server import free_port
 from tests.support.wait import wait_for
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    yield from mlflow_server_fixture(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def mlflow_client(mlflow_server):
-    import mlflow
-    from mlflow import MlflowClient
-
-    # mlflow.load_table (and MlflowClient.load_table) search runs through the fluent API
-    mlflow.set_tracking_uri(mlflow_server.url)
-    return MlflowClient(mlflow_server.url)
 
 
 @dataclass
@@ -105,18 +89,3 @@ def start_receiver(mlflow_uri: str, data_dir: Path, experiment: str, *extra: str
         rp.kill()
         raise
     return rp
-
-
-@pytest.fixture
-def receiver_factory(tmp_path) -> Iterator[Callable[..., ReceiverProc]]:
-    started: list[ReceiverProc] = []
-
-    def make(mlflow_uri: str, experiment: str, data_dir: Path | None = None, *extra: str,
-             **kw: Any) -> ReceiverProc:
-        rp = start_receiver(mlflow_uri, data_dir or tmp_path / "data", experiment, *extra, **kw)
-        started.append(rp)
-        return rp
-
-    yield make
-    for rp in started:
-        rp.kill(signal.SIGTERM)
