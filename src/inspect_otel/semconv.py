@@ -151,6 +151,10 @@ INSPECT_SAMPLE_COST = "inspect.sample.cost"
 INSPECT_SAMPLE_MODEL_CALLS = "inspect.sample.model_calls"
 INSPECT_SAMPLE_TOOL_CALLS = "inspect.sample.tool_calls"
 INSPECT_SAMPLE_TOOL_ERRORS = "inspect.sample.tool_errors"
+INSPECT_SAMPLE_MODEL_ERRORS = "inspect.sample.model_errors"
+# Distinct final evaluation results (name x scorer span) the sample emits: a consumer that sees the
+# results arrive separately (log records, several receivers) knows when it has them all.
+INSPECT_SAMPLE_EVALUATIONS = "inspect.sample.evaluations"
 # Per final score, numeric value for trace viewers: inspect.sample.score.<scorer> = double
 INSPECT_SAMPLE_SCORE_PREFIX = "inspect.sample.score."
 

@@ -112,6 +112,11 @@ class SynthEval:
                         sc.GEN_AI_USAGE_INPUT_TOKENS: in_tok,
                         sc.GEN_AI_USAGE_OUTPUT_TOKENS: out_tok,
                         sc.INSPECT_SAMPLE_TOTAL_TOKENS: in_tok + out_tok,
+                        sc.INSPECT_SAMPLE_MODEL_CALLS: 1,
+                        sc.INSPECT_SAMPLE_MODEL_ERRORS: 0,
+                        sc.INSPECT_SAMPLE_TOOL_CALLS: 1,
+                        sc.INSPECT_SAMPLE_TOOL_ERRORS: 1 if idx == 0 else 0,
+                        sc.INSPECT_SAMPLE_EVALUATIONS: len(self.scorers),
                         **{sc.INSPECT_SAMPLE_SCORE_PREFIX + s: v for s, v in sample_scores.items()},
                     }
                     root_span = self._span(tid, root, None, f"invoke_agent {task}", start, end,

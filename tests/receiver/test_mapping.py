@@ -85,9 +85,11 @@ def test_root_enrichment_content_and_summary():
     with_content = mp.span_enrichment({**attrs, sc.INSPECT_SAMPLE_INPUT: "What is 2+2?",
                                        sc.INSPECT_SAMPLE_OUTPUT: "4"}, is_root=True)
     assert with_content[mp.SPAN_INPUTS] == "What is 2+2?" and with_content[mp.SPAN_OUTPUTS] == "4"
-    # inner spans: types only where MLflow's own gen_ai translation has nothing better
+    # inner spans: every one typed (gen_ai operations as MLflow's own translation types them)
     assert mp.span_enrichment({sc.INSPECT_SPAN_TYPE: "scorer"}, False) == {mp.SPAN_TYPE: "EVALUATOR"}
-    assert mp.span_enrichment({sc.GEN_AI_OPERATION_NAME: sc.OP_CHAT}, False) == {}
+    assert mp.span_enrichment({sc.GEN_AI_OPERATION_NAME: sc.OP_CHAT}, False) == {
+        mp.SPAN_TYPE: "CHAT_MODEL"}
+    assert mp.span_enrichment({sc.INSPECT_SPAN_TYPE: "prepare"}, False) == {mp.SPAN_TYPE: "CHAIN"}
 
 
 def test_evaluation_key_and_source():

@@ -267,6 +267,7 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
 
     results: list[EvaluationResult] = []
     root_scores: dict[str, float] = {}
+    final_results: set[tuple[str, int]] = set()
     for _, event, span in score_events:
         scorer = event.scorer or (span.inspect_name if span.inspect_type == "scorer" else "score")
         model_graded = bool(span.attributes.get(sc.INSPECT_SCORER_MODEL_GRADED, False))
@@ -277,8 +278,10 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
         for attrs in evaluation_attributes(**shared, content=policy.on_spans):
             span.events.append(SpanEventData(sc.EVENT_EVALUATION_RESULT, time_ns, attrs))
             value = attrs.get(sc.GEN_AI_EVALUATION_SCORE_VALUE)
-            if not event.intermediate and isinstance(value, float):
-                root_scores[attrs[sc.GEN_AI_EVALUATION_NAME]] = value
+            if not event.intermediate:
+                final_results.add((attrs[sc.GEN_AI_EVALUATION_NAME], span.span_id))
+                if isinstance(value, float):
+                    root_scores[attrs[sc.GEN_AI_EVALUATION_NAME]] = value
         for attrs in evaluation_attributes(**shared, content=policy.on_events):
             results.append(EvaluationResult(trace_id, span.span_id, time_ns, attrs))
 
@@ -297,6 +300,8 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
         sc.INSPECT_SAMPLE_MODEL_CALLS: len(model_spans),
         sc.INSPECT_SAMPLE_TOOL_CALLS: len(tool_calls),
         sc.INSPECT_SAMPLE_TOOL_ERRORS: sum(1 for t in tool_calls if sc.ERROR_TYPE in t),
+        sc.INSPECT_SAMPLE_MODEL_ERRORS: sum(1 for m in model_spans if sc.ERROR_TYPE in m.attributes),
+        sc.INSPECT_SAMPLE_EVALUATIONS: len(final_results),
     })
     if index is not None:
         root.attributes[sc.INSPECT_SAMPLE_INDEX] = index

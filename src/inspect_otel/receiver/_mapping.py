@@ -7,6 +7,7 @@ tables: add a row to map one more attribute.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -24,6 +25,22 @@ TAG_PARENT_RUN_ID = "mlflow.parentRunId"
 TAG_RUN_NAME = "mlflow.runName"
 TAG_LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"
 TAG_SOURCE_NAME = "mlflow.source.name"
+# The finalization a task run holds: "<samples>/<assessments>/<digest of its tables and
+# aggregates>". Receivers compare it with what they see in MLflow before writing again.
+TAG_FINALIZED = "inspect.otel.finalized"
+# The eval log stored under the task run's artifacts (LOG_ARTIFACT_DIR): its location, or why not.
+TAG_LOG_ARTIFACT = "inspect.otel.log_artifact"
+TAG_LOG_ARTIFACT_ERROR = "inspect.otel.log_artifact_error"
+LOG_ARTIFACT_DIR = "inspect/logs"
+
+# Trace tags the receiver writes (as mlflow.traceTag.* root attributes): the kind of trace, so
+# one filter (`tags.inspect.trace.kind = 'sample'`) shows only sample traces; and the sample
+# summary every receiver reads back to build a task's tables and aggregates (JSON, see
+# sample_summary_tag).
+TRACE_TAG_KIND = "inspect.trace.kind"
+TRACE_KIND_SAMPLE = "sample"
+TRACE_KIND_RUN = "run"
+TRACE_TAG_SAMPLE = "inspect.otel.sample"
 
 # MLflow limits (3.x): param values up to 6000 chars, tag values up to 8000.
 PARAM_VALUE_MAX = 6000
@@ -423,7 +440,166 @@ def sample_step_metrics(values: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-# --- task aggregates over the receiver's own per-sample state ---------------------------------------
+# --- the sample summary each sample trace carries to MLflow (trace tag TRACE_TAG_SAMPLE) -----------
+# Whichever receiver finalizes a task reads these back from MLflow (with the traces'
+# assessments), so tables and aggregates do not depend on which receiver got which sample.
+SAMPLE_SUMMARY_VERSION = 1
+# (root attribute, key): per-sample counts summed into the task aggregates.
+SAMPLE_COUNTS: tuple[tuple[str, str], ...] = (
+    (sc.INSPECT_SAMPLE_MODEL_CALLS, "model_calls"),
+    (sc.INSPECT_SAMPLE_MODEL_ERRORS, "model_errors"),
+    (sc.INSPECT_SAMPLE_TOOL_CALLS, "tool_calls"),
+    (sc.INSPECT_SAMPLE_TOOL_ERRORS, "tool_errors"),
+)
+# Free-text columns, shortened (each to the same length) until the summary fits one trace tag;
+# the full text stays on the trace itself.
+SAMPLE_TEXT_COLUMNS = ("input", "target", "output", "error")
+
+
+def _compact(obj: Any) -> str:
+    # ensure_ascii=False: MLflow limits tag values in characters, and escapes would count 6 each
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def sample_summary_tag(summary: SampleSummary, attrs: Mapping[str, Any]) -> str:
+    """The sample's summary as compact JSON of at most TAG_VALUE_MAX characters: identity,
+    status, the samples-table columns, the counts, and how many distinct final evaluation
+    results to expect (``inspect.sample.evaluations``, when the hook sent it)."""
+    counts = {key: n for attr, key in SAMPLE_COUNTS if (n := _int(attrs.get(attr))) is not None}
+    values = dict(summary.values)
+    doc: dict[str, Any] = {"v": SAMPLE_SUMMARY_VERSION, "sample_id": summary.sample_id,
+                           "epoch": summary.epoch, "ordinal": summary.ordinal,
+                           "status": summary.status, "values": values, "counts": counts}
+    evaluations = _int(attrs.get(sc.INSPECT_SAMPLE_EVALUATIONS))
+    if evaluations is not None:
+        doc["evaluations"] = evaluations
+    text = _compact(doc)
+    texts = [c for c in SAMPLE_TEXT_COLUMNS if isinstance(values.get(c), str)]
+    if len(text) > TAG_VALUE_MAX and texts:
+        full = {c: values[c] for c in texts}
+        room = TAG_VALUE_MAX - len(_compact({**doc, "values": {**values, **dict.fromkeys(texts, "")}}))
+        each = max(0, room // len(texts))
+        while True:
+            values.update({c: truncate(full[c], each) if each > len(TRUNCATION_MARKER) else ""
+                           for c in texts})
+            text = _compact(doc)
+            if len(text) <= TAG_VALUE_MAX or each == 0:
+                break
+            # escaping made it longer than the characters counted: shrink in proportion
+            each = max(0, each * TAG_VALUE_MAX // len(text) - 1)
+    if len(text) > TAG_VALUE_MAX:  # thousands of score columns: keep what the aggregates need
+        keep = {k: v for k, v in values.items() if k == "total_time"}
+        text = _compact({**doc, "values": keep, "truncated": True})
+    return text
+
+
+def parse_sample_summary(text: str | None) -> dict[str, Any] | None:
+    """A sample summary read back from a trace tag; None when absent or not one."""
+    if not text:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("v") != SAMPLE_SUMMARY_VERSION:
+        return None
+    return doc
+
+
+# --- a task's tables and aggregates, from what MLflow holds ---------------------------------------
+@dataclass(frozen=True)
+class SampleRecord:
+    """One sample trace as MLflow holds it: id, summary tag, assessments (plain dicts with
+    name, value, label, rationale, source_type, source_id, span_id)."""
+
+    trace_id: str  # MLflow trace id ("tr-...")
+    summary: Mapping[str, Any]
+    assessments: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class TaskFinal:
+    """What finalizing a task writes, and whether the task is complete."""
+
+    samples: dict[str, list[Any]]  # samples table (columns)
+    scores: dict[str, list[Any]]  # scores table (columns)
+    aggregates: dict[str, float]
+    n_samples: int
+    n_assessments: int
+    complete: bool
+
+    @property
+    def digest(self) -> str:
+        body = _compact([self.samples, self.scores, sorted(self.aggregates.items())])
+        return hashlib.blake2b(body.encode("utf-8"), digest_size=12).hexdigest()
+
+    @property
+    def marker(self) -> str:
+        """The TAG_FINALIZED value."""
+        return f"{self.n_samples}/{self.n_assessments}/{self.digest}"
+
+
+def _score_value(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v) if math.isfinite(v) else None
+
+
+def task_final(records: Iterable[SampleRecord], expected_samples: int | None) -> TaskFinal:
+    """Tables and aggregates of a task from its sample records (any order, any source).
+    Complete when all expected samples are there, each with all its evaluation results."""
+    recs = sorted(records, key=lambda r: (_int(r.summary.get("ordinal")) or 0,
+                                          _int(r.summary.get("epoch")) or 0,
+                                          str(r.summary.get("sample_id")), r.trace_id))
+    sample_rows, score_rows, latencies = [], [], []
+    counts: dict[str, int] = {}
+    complete = isinstance(expected_samples, int) and len(recs) >= expected_samples
+    n_assessments = 0
+    for r in recs:
+        s = r.summary
+        values = s.get("values") if isinstance(s.get("values"), dict) else {}
+        row = {"sample_id": s.get("sample_id"), "epoch": s.get("epoch"),
+               "ordinal": s.get("ordinal"), "status": s.get("status"), "trace_id": r.trace_id}
+        row.update(values)
+        sample_rows.append(row)
+        t = _num(values.get("total_time"))
+        if t is not None:
+            latencies.append(t)
+        for key, n in (s.get("counts") or {}).items():
+            if isinstance(n, int):
+                counts[key] = counts.get(key, 0) + n
+        seen = set()
+        for a in sorted(r.assessments, key=lambda a: (str(a.get("name")), a.get("span_id") or "")):
+            key = (a.get("name"), a.get("span_id") or "")
+            if key in seen:
+                continue
+            seen.add(key)
+            score_rows.append({
+                "sample_id": s.get("sample_id"), "epoch": s.get("epoch"),
+                "scorer": a.get("source_id"), "name": a.get("name"),
+                "value": _score_value(a.get("value")), "label": a.get("label"),
+                "rationale": a.get("rationale"), "model_graded": a.get("source_type") == "LLM_JUDGE",
+                "trace_id": r.trace_id, "span_id": a.get("span_id") or None,
+            })
+        n_assessments += len(seen)
+        expected = _int(s.get("evaluations"))
+        if expected is not None and len(seen) < expected:
+            complete = False
+    return TaskFinal(samples=samples_table(sample_rows), scores=scores_table(score_rows),
+                     aggregates=aggregate_metrics(latencies, counts, len(recs)),
+                     n_samples=len(recs), n_assessments=n_assessments, complete=complete)
+
+
+def assessment_id(trace_hex: str, name: str, span_id: str) -> str:
+    """MLflow assessment id of one evaluation result: a function of its idempotency key, so the
+    same result written twice (redelivery, two receivers) is refused by MLflow's primary key
+    instead of doubled."""
+    key = f"{trace_hex}\x1f{name}\x1f{span_id}".encode("utf-8")
+    return "a-" + hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+# --- task aggregates (over the sample summaries MLflow holds) ---------------------------------------
 def percentile(sorted_values: list[float], q: float) -> float:
     """Linear-interpolated percentile (numpy's default) of already sorted values."""
     if not sorted_values:
@@ -465,13 +641,24 @@ SPAN_OUTPUTS = "mlflow.spanOutputs"
 SPAN_TYPE = "mlflow.spanType"
 TRACE_TAG_PREFIX = "mlflow.traceTag."
 
-# inspect.span.kind / inspect.span.type -> MLflow span type (only when MLflow's own translation of
-# gen_ai.operation.name would not give a better one: chat -> CHAT_MODEL, execute_tool -> TOOL and
-# invoke_agent -> AGENT are left to MLflow).
+# Every span the hook emits gets an MLflow span type, decided by the first table that knows it:
+# the root kind, then gen_ai.operation.name (as MLflow's own gen_ai translation types them), then
+# Inspect's span type, then sandbox actions; any other Inspect span (a user's `span("name")` has
+# its name as type) is a step of its parent: CHAIN.
 SPAN_TYPE_BY_KIND: Mapping[str, str] = {
     sc.SPAN_KIND_RUN: "WORKFLOW",
     sc.SPAN_KIND_TASK: "TASK",
     sc.SPAN_KIND_SAMPLE: "AGENT",
+}
+SPAN_TYPE_BY_OPERATION: Mapping[str, str] = {
+    sc.OP_CHAT: "CHAT_MODEL",
+    "text_completion": "LLM",
+    "generate_content": "LLM",
+    "embeddings": "EMBEDDING",
+    sc.OP_EXECUTE_TOOL: "TOOL",
+    sc.OP_INVOKE_AGENT: "AGENT",
+    "create_agent": "AGENT",
+    sc.OP_INVOKE_WORKFLOW: "WORKFLOW",
 }
 SPAN_TYPE_BY_INSPECT_TYPE: Mapping[str, str] = {
     "scorer": "EVALUATOR",
@@ -479,12 +666,30 @@ SPAN_TYPE_BY_INSPECT_TYPE: Mapping[str, str] = {
     "solver": "CHAIN",
     "solvers": "CHAIN",
     "init": "CHAIN",
+    "sample_init": "CHAIN",
     "subtask": "CHAIN",
+    "task": "CHAIN",
+    "branch": "CHAIN",
     "handoff": "AGENT",
     "agent": "AGENT",
-    "sandbox": "TOOL",
+    "tool": "TOOL",
 }
-GEN_AI_OPERATIONS_MLFLOW_TYPES = frozenset({sc.OP_CHAT, sc.OP_EXECUTE_TOOL, sc.OP_INVOKE_AGENT})
+SPAN_TYPE_SANDBOX = "TOOL"
+SPAN_TYPE_DEFAULT = "CHAIN"
+
+
+def span_type(attrs: Mapping[str, Any]) -> str:
+    """The MLflow span type of a span the hook emitted (never None)."""
+    for attr, table in ((sc.INSPECT_SPAN_KIND, SPAN_TYPE_BY_KIND),
+                        (sc.GEN_AI_OPERATION_NAME, SPAN_TYPE_BY_OPERATION),
+                        (sc.INSPECT_SPAN_TYPE, SPAN_TYPE_BY_INSPECT_TYPE)):
+        v = attrs.get(attr)
+        if isinstance(v, str) and v in table:
+            return table[v]
+    if attrs.get(sc.INSPECT_SANDBOX_ACTION) is not None:
+        return SPAN_TYPE_SANDBOX
+    return SPAN_TYPE_DEFAULT
+
 
 # Trace tags copied from sample/run roots: attribute -> trace tag key.
 TRACE_TAGS: tuple[tuple[str, str], ...] = (
@@ -527,21 +732,20 @@ def _summary(attrs: Mapping[str, Any], table: tuple[tuple[str, str], ...]) -> di
 
 
 def span_enrichment(attrs: Mapping[str, Any], is_root: bool) -> dict[str, str]:
-    """Extra attributes for MLflow: span type, and root inputs/outputs/trace tags."""
+    """Extra attributes for MLflow: span type, and root inputs/outputs/trace tags (the trace
+    kind; on sample roots the summary every receiver reads back, see sample_summary_tag)."""
     out: dict[str, str] = {}
     if SPAN_TYPE not in attrs:
-        kind = attrs.get(sc.INSPECT_SPAN_KIND)
-        stype = SPAN_TYPE_BY_KIND.get(kind) if isinstance(kind, str) else None
-        if stype is None and attrs.get(sc.GEN_AI_OPERATION_NAME) not in GEN_AI_OPERATIONS_MLFLOW_TYPES:
-            itype = attrs.get(sc.INSPECT_SPAN_TYPE)
-            if isinstance(itype, str):
-                stype = SPAN_TYPE_BY_INSPECT_TYPE.get(itype)
-            elif attrs.get(sc.INSPECT_SANDBOX_ACTION) is not None:
-                stype = SPAN_TYPE_BY_INSPECT_TYPE["sandbox"]
-        if stype:
-            out[SPAN_TYPE] = stype
-    if not is_root or attrs.get(sc.INSPECT_SPAN_KIND) is None:
+        out[SPAN_TYPE] = span_type(attrs)
+    kind = attrs.get(sc.INSPECT_SPAN_KIND)
+    if not is_root or kind is None:
         return out
+    if kind in (sc.SPAN_KIND_SAMPLE, sc.SPAN_KIND_RUN):
+        out[TRACE_TAG_PREFIX + TRACE_TAG_KIND] = str(kind)
+    if kind == sc.SPAN_KIND_SAMPLE:
+        summary = sample_summary("", 0, 0, attrs)
+        if summary is not None:
+            out[TRACE_TAG_PREFIX + TRACE_TAG_SAMPLE] = sample_summary_tag(summary, attrs)
     if SPAN_INPUTS not in attrs:
         content = attrs.get(sc.INSPECT_SAMPLE_INPUT) or attrs.get(sc.GEN_AI_INPUT_MESSAGES)
         out[SPAN_INPUTS] = (_text(content) if content

@@ -40,6 +40,7 @@ class ReceiverConfig:
     max_body_bytes: int = 32 << 20  # per request, compressed and decompressed
     max_spool_bytes: int = 1 << 30  # pending (not yet in MLflow) data before backpressure
     settle_s: float = 10.0  # quiet time after which an incomplete task is finalized anyway
+    log_artifacts: bool = True  # store each task's eval log under its run (when readable here)
 
     @property
     def spool_path(self) -> Path:
@@ -69,7 +70,7 @@ class Receiver:
         self.config = config
         self.spool = Spool(config.spool_path, max_bytes=config.max_spool_bytes)
         self.writer = Writer(self.spool, config.mlflow_uri, config.experiment_name,
-                             settle_s=config.settle_s)
+                             settle_s=config.settle_s, log_artifacts=config.log_artifacts)
         self._uvicorn: Any = None
         self._http_thread: threading.Thread | None = None
         self._grpc: Any = None
@@ -113,7 +114,7 @@ class Receiver:
         pending = {k: v for k, v in stats.items() if k.startswith("pending_") and k != "pending_bytes"}
         return {
             "status": "ok" if reachable else "degraded",
-            "idle": all(v == 0 for v in pending.values()),
+            "idle": all(v == 0 for v in pending.values()) and not self.writer.busy(),
             "spool": {**stats, "full": self.spool.is_full(), "path": str(self.spool.path)},
             "mlflow": {
                 "tracking_uri": self.config.mlflow_uri,

@@ -418,6 +418,15 @@ class Spool:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
 
+    def delete_meta(self, key: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+    def meta_items(self, prefix: str) -> list[tuple[str, str]]:
+        return [(k, v) for k, v in self._read(
+            "SELECT key, value FROM meta WHERE key >= ? AND key < ? ORDER BY key",
+            (prefix, prefix + "\uffff"))]
+
     # --- writer side: runs ---------------------------------------------------------------------
     def identities_without_run(self) -> list[dict[str, Any]]:
         rows = self._read(
@@ -507,18 +516,34 @@ class Spool:
 
     # --- writer side: assessments --------------------------------------------------------------
     def pending_results(self, limit: int = 500) -> list[dict[str, Any]]:
-        """Unapplied evaluation results whose trace already exists in MLflow."""
+        """Unapplied evaluation results whose trace this receiver already forwarded to MLflow."""
         rows = self._read(
-            """SELECT r.trace_id, r.name, r.span_id, r.data, LENGTH(r.data) FROM results r
+            """SELECT r.trace_id, r.name, r.span_id, r.data, LENGTH(r.data), r.eval_id
+               FROM results r
                WHERE r.applied = 0 AND EXISTS (
                    SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id AND s.pending = 0)
                ORDER BY r.trace_id, r.name LIMIT ?""", (limit,))
-        return [dict(trace_id=r[0], name=r[1], span_id=r[2], nbytes=r[4], **json.loads(r[3]))
-                for r in rows]
+        return [dict(trace_id=r[0], name=r[1], span_id=r[2], nbytes=r[4], eval_id=r[5],
+                     **json.loads(r[3])) for r in rows]
+
+    def results_awaiting_trace(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Unapplied evaluation results none of whose trace's spans reached this receiver: with
+        several receivers another one may have forwarded the trace to MLflow."""
+        rows = self._read(
+            """SELECT r.trace_id, r.name, r.span_id, r.data, LENGTH(r.data), r.eval_id
+               FROM results r
+               WHERE r.applied = 0 AND NOT EXISTS (
+                   SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)
+               ORDER BY r.received, r.trace_id, r.name LIMIT ?""", (limit,))
+        return [dict(trace_id=r[0], name=r[1], span_id=r[2], nbytes=r[4], eval_id=r[5],
+                     **json.loads(r[3])) for r in rows]
 
     def mark_results_applied(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Applied results count as new data of their task: its finalization is checked again
+        (a result applied late, once another receiver forwarded its trace, changes the scores)."""
         freed = 0
         with self._tx() as db:
+            evals = set()
             for r in rows:
                 cur = db.execute(
                     """UPDATE results SET applied = 1
@@ -526,53 +551,38 @@ class Spool:
                     (r["trace_id"], r["name"], r["span_id"]))
                 if cur.rowcount:
                     freed += int(r.get("nbytes") or 0)
+                    if r.get("eval_id"):
+                        evals.add(r["eval_id"])
+            for eval_id in sorted(evals):
+                self._bump(db, eval_id)
         self._pending_bytes = max(0, self._pending_bytes - freed)
 
     # --- writer side: task finalization (aggregates and tables) --------------------------------
-    def evals_to_finalize(self, settle_s: float) -> list[dict[str, Any]]:
-        """Tasks whose task span arrived and whose data changed since the last finalization,
-        and that look complete (all expected samples present) or have been quiet ``settle_s``."""
+    def evals_to_check(self, also: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Tasks whose finalization should be checked against MLflow: their local data changed
+        since the last check (or they are in ``also``: polled), and all of it is in MLflow (no
+        pending spans of their samples, sample metrics, task span, or results whose trace was
+        forwarded here). ``holder``: this receiver applied the task's task span."""
+        also = sorted(set(also))
         rows = self._read(
-            """SELECT e.eval_id, e.data_rev, e.changed, t.attrs, t.end_ns, i.mlflow_run_id,
-                      (SELECT COUNT(*) FROM samples s WHERE s.eval_id = e.eval_id)
-               FROM evals e JOIN tasks t ON t.eval_id = e.eval_id
-               JOIN identities i ON i.key = 'eval:' || e.eval_id
-               WHERE e.final_rev < e.data_rev AND i.mlflow_run_id IS NOT NULL""")
-        out, now = [], time.time()
-        for eval_id, rev, changed, attrs_json, end_ns, mlflow_run_id, n in rows:
-            attrs = json.loads(attrs_json)
-            expected = attrs.get(sc.INSPECT_TASK_SAMPLES_TOTAL)
-            complete = isinstance(expected, (int, float)) and n >= expected
-            if complete or now - changed >= settle_s:
-                out.append(dict(eval_id=eval_id, rev=rev, attrs=attrs, end_ns=end_ns,
-                                mlflow_run_id=mlflow_run_id, samples=n))
-        return out
-
-    def task_snapshot(self, eval_id: str) -> dict[str, Any]:
-        samples = [
-            dict(trace_id=r[0], sample_id=r[1], epoch=r[2], ordinal=r[3], status=r[4],
-                 values=json.loads(r[5]))
-            for r in self._read(
-                """SELECT trace_id, sample_id, epoch, ordinal, status, vals FROM samples
-                   WHERE eval_id = ? ORDER BY ordinal, epoch, sample_id, trace_id""", (eval_id,))
-        ]
-        counts = {"model_calls": 0, "model_errors": 0, "tool_calls": 0, "tool_errors": 0}
-        for category, is_error, n in self._read(
-            """SELECT sp.category, sp.is_error, COUNT(*) FROM spans sp
-               JOIN samples s ON s.trace_id = sp.trace_id
-               WHERE s.eval_id = ? AND sp.category IS NOT NULL
-               GROUP BY sp.category, sp.is_error""", (eval_id,)):
-            counts[f"{category}_calls"] += n
-            if is_error:
-                counts[f"{category}_errors"] += n
-        results = [
-            dict(trace_id=r[0], name=r[1], span_id=r[2], **json.loads(r[3]))
-            for r in self._read(
-                """SELECT r.trace_id, r.name, r.span_id, r.data FROM results r
-                   JOIN samples s ON s.trace_id = r.trace_id
-                   WHERE s.eval_id = ? ORDER BY s.ordinal, r.name, r.span_id""", (eval_id,))
-        ]
-        return dict(samples=samples, counts=counts, results=results)
+            f"""SELECT e.eval_id, e.data_rev, i.mlflow_run_id,
+                      t.eval_id IS NOT NULL AND t.applied = 1
+               FROM evals e JOIN identities i ON i.key = 'eval:' || e.eval_id
+               LEFT JOIN tasks t ON t.eval_id = e.eval_id
+               WHERE i.mlflow_run_id IS NOT NULL
+                 AND (e.final_rev < e.data_rev
+                      OR e.eval_id IN ({",".join("?" * len(also))}))
+                 AND (t.eval_id IS NULL OR t.applied = 1)
+                 AND NOT EXISTS (SELECT 1 FROM samples s
+                                 WHERE s.eval_id = e.eval_id AND s.metrics_applied = 0)
+                 AND NOT EXISTS (SELECT 1 FROM samples s JOIN spans sp ON sp.trace_id = s.trace_id
+                                 WHERE s.eval_id = e.eval_id AND sp.pending = 1)
+                 AND NOT EXISTS (SELECT 1 FROM results r
+                                 WHERE r.eval_id = e.eval_id AND r.applied = 0 AND EXISTS (
+                                     SELECT 1 FROM spans sp WHERE sp.trace_id = r.trace_id))
+               ORDER BY e.changed""", also)
+        return [dict(eval_id=r[0], rev=r[1], mlflow_run_id=r[2], holder=bool(r[3]))
+                for r in rows]
 
     def mark_finalized(self, eval_id: str, rev: int) -> None:
         with self._tx() as db:
@@ -587,8 +597,9 @@ class Spool:
             "pending_runs": "SELECT COUNT(*) FROM identities WHERE mlflow_run_id IS NULL",
             "pending_tasks": "SELECT COUNT(*) FROM tasks WHERE applied = 0",
             "pending_sample_metrics": "SELECT COUNT(*) FROM samples WHERE metrics_applied = 0",
-            "pending_finalizations": "SELECT COUNT(*) FROM evals e JOIN tasks t USING(eval_id) "
-                                     "WHERE e.final_rev < e.data_rev",
+            # tasks whose finalization is still to be checked (those whose run is known here)
+            "pending_finalizations": "SELECT COUNT(*) FROM evals e JOIN identities i ON "
+                                     "i.key = 'eval:' || e.eval_id WHERE e.final_rev < e.data_rev",
             "spans": "SELECT COUNT(*) FROM spans",
             "samples": "SELECT COUNT(*) FROM samples",
             "results": "SELECT COUNT(*) FROM results",

@@ -1,18 +1,27 @@
 """Background writer: applies the spool's pending rows to MLflow, idempotently, with backoff.
 
-Order of one pass: experiment, runs (parent per Inspect run, nested child per task), task and
-run span data (params, tags, metrics, status), span forwarding to MLflow's ``/v1/traces``,
-per-sample step metrics, assessments, then task finalization (aggregates, tables, trace links).
-Every MLflow write is keyed by Inspect ids and uses deterministic timestamps and steps, so
-re-applying after a crash or a redelivery changes nothing:
+One pass, in the order that makes finished samples visible first:
 
-- runs are looked up by tag before being created (a crash between create and the local commit
-  finds the run again);
-- params already on the run are skipped; metrics repeat exactly (MLflow's SQL store drops
-  duplicate (key, timestamp, step, value) rows);
-- spans are upserted by MLflow keyed by (trace id, span id);
-- assessments are created only when the trace has none with the same (name, span id);
-- tables are overwritten, not appended.
+1. runs: the MLflow run of each Inspect run and task, *claimed* so that several receivers agree
+   on one (``_claims.py``);
+2. traces: pending spans forwarded to MLflow's own ``/v1/traces`` in large requests (the sample
+   roots with ``x-mlflow-run-id`` of their task run, which links them);
+3. assessments: one ``create_assessment`` per evaluation result, with an id derived from the
+   result's key (concurrently; MLflow's primary key refuses a second copy, from a redelivery or
+   another receiver);
+4. per-sample step metrics, then task and run span data (params, metrics, tags, status, the
+   model usage table, the eval log as an artifact);
+5. task finalization (aggregates, samples and scores tables), computed from what *MLflow* holds
+   for the task: each sample trace carries its summary as a trace tag, its assessments are on
+   it. Whichever receiver applied the last piece of a task sees it complete and writes; the
+   receiver holding the task span also polls until the task is complete, or writes what there is
+   once nothing changed for ``settle_s``. A write happens only when the content differs from
+   the finalization the task run already records (tag ``inspect.otel.finalized``).
+
+Every MLflow write is keyed by Inspect ids with deterministic timestamps and steps, so applying
+the same data again (crash, redelivery, another receiver) changes nothing: metrics repeat exactly
+(MLflow drops duplicate rows), params are insert-once, spans are upserted by (trace, span) id,
+assessments have deterministic ids, tables are overwritten.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +47,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from inspect_otel import semconv as sc
 
 from . import _mapping as mp
+from ._claims import Claims
 from ._spool import EVAL_KEY, RUN_KEY, PendingSpan, Spool, eval_key, run_key
 
 log = logging.getLogger("inspect_otel.receiver")
@@ -44,9 +55,18 @@ log = logging.getLogger("inspect_otel.receiver")
 MAX_BATCH_METRICS = 1000
 MAX_BATCH_PARAMS = 100
 MAX_BATCH_TAGS = 100
+MAX_BATCH_ENTITIES = 1000
 MAX_TRACE_LINKS = 100
 FORWARD_MAX_SPANS = 1000
 FORWARD_MAX_BYTES = 4 << 20
+FORWARD_BATCHES_PER_PASS = 4
+SEARCH_PAGE = 500
+ASSESSMENT_WORKERS = 4
+# A result whose trace this receiver never saw is tried against MLflow this often (another
+# receiver may forward the trace), backing off to the maximum.
+PROBE_MIN_S, PROBE_MAX_S = 1.0, 30.0
+CHECK_MIN_INTERVAL_S = 0.5  # between two finalization checks of one task
+LOG_ARTIFACT_META = "log_artifact:"  # spool meta: eval logs still to store
 
 # MLflow error codes that mean "this item is wrong", not "try again later".
 PERMANENT_ERROR_CODES = frozenset({
@@ -101,36 +121,64 @@ class WriterStatus:
 class Writer:
     def __init__(self, spool: Spool, tracking_uri: str, experiment_name: str,
                  settle_s: float = 10.0, max_backoff_s: float = 30.0,
-                 request_timeout_s: float = 60.0):
+                 request_timeout_s: float = 60.0, log_artifacts: bool = True,
+                 assessment_workers: int = ASSESSMENT_WORKERS):
         self.spool = spool
         self.tracking_uri = tracking_uri.rstrip("/")
         self.experiment_name = experiment_name
         self.settle_s = settle_s
         self.max_backoff_s = max_backoff_s
         self.request_timeout_s = request_timeout_s
+        self.log_artifacts = log_artifacts
         self.status = WriterStatus()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: Any = None
         self._tracing: Any = None
+        self._creds: Any = None
+        self._claims: Claims | None = None
         self._experiment_id: str | None = None
-        self._http = requests.Session()
+        self._pool = ThreadPoolExecutor(max(1, assessment_workers),
+                                        thread_name_prefix="inspect-otel-assess")
+        # results whose trace is not (yet) in MLflow: (trace id) -> (next try, backoff)
+        self._probe: dict[str, tuple[float, float]] = {}
+        # finalization: eval id -> when to check again (tasks polled by their task-span holder)
+        self._poll: dict[str, float] = {}
+        self._last_check: dict[str, float] = {}
+        # eval id -> (marker of the MLflow view, when it last changed): the settle clock
+        self._view: dict[str, tuple[str, float]] = {}
+        self._logs_thread: threading.Thread | None = None
+        self._logs_wake = threading.Event()
         spool.add_listener(self._wake.set)
+        # set_terminated would print "View run ... / View experiment ..." (and read the run back
+        # to do so) on every status write; a headless receiver wants neither.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="inspect-otel-writer", daemon=True)
         self._thread.start()
+        if self.log_artifacts:
+            self._logs_thread = threading.Thread(target=self._logs_loop, daemon=True,
+                                                 name="inspect-otel-eval-logs")
+            self._logs_thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._logs_wake.set()
+        for t in (self._thread, self._logs_thread):
+            if t is not None:
+                t.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
         self._wake.set()
+
+    def busy(self) -> bool:
+        """Work the spool's counts do not show: polls of unfinished tasks, eval logs to store."""
+        return bool(self._poll) or bool(self.spool.meta_items(LOG_ARTIFACT_META))
 
     def _loop(self) -> None:
         backoff = 0.5
@@ -139,8 +187,7 @@ class Writer:
                 did = self.run_once()
                 backoff = 0.5
                 if not did:
-                    # Poll for settle deadlines too; new data wakes us immediately.
-                    self._wake.wait(min(1.0, max(0.1, self.settle_s / 4)))
+                    self._wake.wait(self._idle_wait())
                     self._wake.clear()
             except Exception as e:  # noqa: BLE001 - the writer must survive anything
                 err = _classify(e)
@@ -151,15 +198,35 @@ class Writer:
                 self._stop.wait(backoff)
                 backoff = min(self.max_backoff_s, backoff * 2)
 
+    def _idle_wait(self) -> float:
+        """Until the next poll or probe is due (new data wakes the writer at once)."""
+        now = time.monotonic()
+        due = [t for t in self._poll.values()] + [t for t, _ in self._probe.values()]
+        return max(0.05, min([1.0] + [t - now for t in due]))
+
     # --- MLflow clients ------------------------------------------------------------------------
     def _mlflow(self) -> Any:
         if self._client is None:
             from mlflow import MlflowClient
             from mlflow.tracing.client import TracingClient
+            from mlflow.utils.credentials import get_default_host_creds
 
             self._client = MlflowClient(self.tracking_uri)
             self._tracing = TracingClient(self.tracking_uri)
+            self._creds = get_default_host_creds(self.tracking_uri)
         return self._client
+
+    def _rest(self, method: str, endpoint: str, **kw: Any) -> requests.Response:
+        """One request with MLflow's own REST plumbing (auth from MLflow's env vars), no
+        retries: the writer retries whole passes on its own schedule."""
+        from mlflow.utils.rest_utils import http_request
+
+        self._mlflow()
+        try:
+            return http_request(self._creds, endpoint, method, max_retries=0, retry_codes=(),
+                                timeout=self.request_timeout_s, **kw)
+        except requests.RequestException as e:
+            raise Transient(f"{method} {endpoint}: {e}") from e
 
     def experiment_id(self) -> str:
         if self._experiment_id is None:
@@ -179,6 +246,7 @@ class Writer:
                     client.restore_experiment(exp.experiment_id)
                 exp_id = exp.experiment_id
             self._experiment_id = exp_id
+            self._claims = Claims(client, exp_id)
         return self._experiment_id
 
     def _permanent(self, what: str, err: Exception, n: int = 1) -> None:
@@ -202,14 +270,13 @@ class Writer:
     # --- one pass ------------------------------------------------------------------------------
     def run_once(self) -> bool:
         """Apply everything pending once. Returns True if anything was done."""
-        did = False
         self.experiment_id()
-        did |= self._create_runs()
+        did = self._resolve_runs()
+        did |= self._forward_spans()
+        did |= self._apply_results()
+        did |= self._apply_sample_metrics()
         did |= self._apply_tasks()
         did |= self._apply_runs()
-        did |= self._forward_spans()
-        did |= self._apply_sample_metrics()
-        did |= self._apply_results()
         did |= self._finalize_tasks()
         self.status.passes += 1
         self.status.mlflow_ok = True
@@ -217,43 +284,23 @@ class Writer:
         return did
 
     # --- runs ----------------------------------------------------------------------------------
-    def _find_run(self, tag: str, value: str, role: str) -> str | None:
-        safe = value.replace("\\", "\\\\").replace("'", "\\'")
-        runs = self._mlflow().search_runs(
-            [self.experiment_id()],
-            filter_string=f"tags.`{tag}` = '{safe}' and tags.`{mp.TAG_ROLE}` = '{role}'",
-            max_results=2,
-            order_by=["attributes.start_time ASC"],
-        )
-        return runs[0].info.run_id if runs else None
-
-    def _create_runs(self) -> bool:
+    def _resolve_runs(self) -> bool:
         did = False
+        assert self._claims is not None
         for ident in self.spool.identities_without_run():
-            client = self._mlflow()
-            attrs = ident["attrs"]
-            start_ms = _ms(ident["start_ns"])
+            attrs, start_ms = ident["attrs"], _ms(ident["start_ns"])
             if ident["role"] == mp.ROLE_RUN:
-                run_id = ident["run_id"]
-                mlflow_id = self._find_run(sc.INSPECT_RUN_ID, run_id, mp.ROLE_RUN)
-                if mlflow_id is None:
-                    run = client.create_run(
-                        self.experiment_id(), start_time=start_ms,
-                        tags=mp.parent_run_tags(run_id, attrs),
-                        run_name=mp.parent_run_name(run_id, attrs))
-                    mlflow_id = run.info.run_id
+                mlflow_id = self._claims.parent_run(
+                    ident["run_id"], mp.parent_run_tags(ident["run_id"], attrs), start_ms,
+                    run_name=mp.parent_run_name(ident["run_id"], attrs))
             else:
                 parent = self.spool.mlflow_run_id(run_key(ident["run_id"]))
                 if parent is None:
-                    continue  # the parent identity is created first in the same pass
-                eval_id = ident["eval_id"]
-                mlflow_id = self._find_run(sc.INSPECT_EVAL_ID, eval_id, mp.ROLE_TASK)
-                if mlflow_id is None:
-                    run = client.create_run(
-                        self.experiment_id(), start_time=start_ms,
-                        tags=mp.task_run_tags(eval_id, parent, attrs),
-                        run_name=mp.task_run_name(attrs))
-                    mlflow_id = run.info.run_id
+                    continue  # the parent identity is resolved first in the same pass
+                tags = dict(mp.task_run_tags(ident["eval_id"], parent, attrs))
+                tags[mp.TAG_RUN_NAME] = mp.task_run_name(attrs)
+                mlflow_id = self._claims.task_run(ident["eval_id"], parent, tags, start_ms,
+                                                  run_name=tags[mp.TAG_RUN_NAME])
             self.spool.set_mlflow_run_id(ident["key"], mlflow_id)
             self.status.applied["runs"] += 1
             did = True
@@ -261,39 +308,57 @@ class Writer:
 
     def _log_batch(self, run_id: str, metrics: list[Any] = (), params: list[Any] = (),
                    tags: list[Any] = ()) -> None:
+        """As few log_batch calls as MLflow's limits allow (one for a typical task)."""
         client = self._mlflow()
-        for chunk in _chunks(list(metrics), MAX_BATCH_METRICS):
-            client.log_batch(run_id, metrics=chunk)
-        for chunk in _chunks(list(params), MAX_BATCH_PARAMS):
-            client.log_batch(run_id, params=chunk)
-        for chunk in _chunks(list(tags), MAX_BATCH_TAGS):
-            client.log_batch(run_id, tags=chunk)
+        metrics, params, tags = list(metrics), list(params), list(tags)
+        while metrics or params or tags:
+            p, params = params[:MAX_BATCH_PARAMS], params[MAX_BATCH_PARAMS:]
+            t, tags = tags[:MAX_BATCH_TAGS], tags[MAX_BATCH_TAGS:]
+            room = MAX_BATCH_ENTITIES - len(p) - len(t)
+            m, metrics = metrics[:min(room, MAX_BATCH_METRICS)], metrics[min(room, MAX_BATCH_METRICS):]
+            client.log_batch(run_id, metrics=m, params=p, tags=t)
 
     def _apply_tasks(self) -> bool:
-        from mlflow.entities import Metric, Param, RunTag
-
         did = False
         for task in self.spool.pending_tasks():
-            def apply(task: dict[str, Any] = task) -> None:
-                client = self._mlflow()
-                run_id, attrs = task["mlflow_run_id"], task["attrs"]
-                existing = client.get_run(run_id).data.params
-                params = [Param(k, v) for k, v in sorted(mp.task_params(attrs).items())
-                          if k not in existing]
-                ts = _ms(task["end_ns"]) or 0
-                metrics = [Metric(k, v, ts, 0) for k, v in sorted(mp.task_metrics(attrs).items())]
-                parent = self.spool.mlflow_run_id(run_key(task["run_id"])) or ""
-                tags = [RunTag(k, v) for k, v in
-                        sorted(mp.task_run_tags(task["eval_id"], parent, attrs).items())]
-                self._log_batch(run_id, metrics, params, tags)
-                status = mp.run_status(attrs.get(sc.INSPECT_TASK_STATUS))
-                if status:
-                    client.set_terminated(run_id, status, end_time=_ms(task["end_ns"]))
-            self._guard(f"task {task['eval_id']}", apply)
+            self._guard(f"task {task['eval_id']}", self._apply_task, task)
             self.spool.mark_task_applied(task["eval_id"], task["digest"])
             self.status.applied["tasks"] += 1
             did = True
         return did
+
+    def _apply_task(self, task: dict[str, Any]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.exceptions import MlflowException
+
+        client = self._mlflow()
+        run_id, attrs = task["mlflow_run_id"], task["attrs"]
+        ts = _ms(task["end_ns"]) or 0
+        params = [Param(k, v) for k, v in sorted(mp.task_params(attrs).items())]
+        metrics = [Metric(k, v, ts, 0) for k, v in sorted(mp.task_metrics(attrs).items())]
+        parent = self.spool.mlflow_run_id(run_key(task["run_id"])) or ""
+        tags = dict(mp.task_run_tags(task["eval_id"], parent, attrs))
+        tags[mp.TAG_RUN_NAME] = mp.task_run_name(attrs)
+        run_tags = [RunTag(k, v) for k, v in sorted(tags.items())]
+        try:
+            self._log_batch(run_id, metrics, params, run_tags)
+        except MlflowException as e:
+            if getattr(e, "error_code", "") != "INVALID_PARAMETER_VALUE":
+                raise
+            # a param already logged with another value (an earlier version of this task
+            # span): params are insert-once, keep the first and log the rest
+            existing = client.get_run(run_id).data.params
+            self._log_batch(run_id, metrics, [p for p in params if p.key not in existing],
+                            run_tags)
+        self._write_tables(run_id, {mp.MODEL_USAGE_TABLE: mp.model_usage_table(attrs)})
+        status = mp.run_status(attrs.get(sc.INSPECT_TASK_STATUS))
+        if status:
+            client.set_terminated(run_id, status, end_time=_ms(task["end_ns"]))
+        location = attrs.get(sc.INSPECT_TASK_LOG_LOCATION)
+        if self.log_artifacts and isinstance(location, str) and location:
+            self.spool.set_meta(LOG_ARTIFACT_META + task["eval_id"],
+                                json.dumps({"run_id": run_id, "location": location}))
+            self._logs_wake.set()
 
     def _apply_runs(self) -> bool:
         from mlflow.entities import RunTag
@@ -317,9 +382,9 @@ class Writer:
         return did
 
     # --- traces --------------------------------------------------------------------------------
-    def _forward_spans(self, max_batches: int = 8) -> bool:
+    def _forward_spans(self) -> bool:
         did = False
-        for _ in range(max_batches):
+        for _ in range(FORWARD_BATCHES_PER_PASS):
             spans = self.spool.pending_spans(FORWARD_MAX_SPANS, FORWARD_MAX_BYTES)
             if not spans:
                 break
@@ -340,11 +405,7 @@ class Writer:
                    "x-mlflow-experiment-id": self.experiment_id()}
         if mlflow_run_id:
             headers["x-mlflow-run-id"] = mlflow_run_id
-        try:
-            r = self._http.post(f"{self.tracking_uri}/v1/traces", data=body, headers=headers,
-                                timeout=self.request_timeout_s)
-        except requests.RequestException as e:
-            raise Transient(f"POST /v1/traces: {e}") from e
+        r = self._rest("POST", "/v1/traces", data=body, extra_headers=headers)
         if r.status_code < 300:
             return
         if r.status_code in (408, 429) or r.status_code >= 500:
@@ -381,111 +442,275 @@ class Writer:
 
     # --- assessments ---------------------------------------------------------------------------
     def _apply_results(self) -> bool:
-        rows = self.spool.pending_results()
-        if not rows:
+        ready = self.spool.pending_results()
+        now = time.monotonic()
+        waiting = [r for r in self.spool.results_awaiting_trace()
+                   if self._probe.get(r["trace_id"], (0.0, 0.0))[0] <= now]
+        if not ready and not waiting:
             return False
-        by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in rows:
-            by_trace[r["trace_id"]].append(r)
-        for trace_hex, results in by_trace.items():
-            self._guard(f"assessments of tr-{trace_hex}", self._log_assessments, trace_hex,
-                        results, n=len(results))
-            self.spool.mark_results_applied(results)
-            self.status.applied["assessments"] += len(results)
-        return True
+        rows = ready + waiting
+        outcomes = list(self._pool.map(self._create_assessment, rows))
+        applied, transient = [], None
+        for i, (r, (outcome, detail)) in enumerate(zip(rows, outcomes)):
+            if outcome == "applied":
+                applied.append(r)
+                self._probe.pop(r["trace_id"], None)
+            elif outcome == "no_trace" and i >= len(ready):
+                _, backoff = self._probe.get(r["trace_id"], (0.0, PROBE_MIN_S / 2))
+                backoff = min(PROBE_MAX_S, backoff * 2)
+                self._probe[r["trace_id"]] = (now + backoff, backoff)
+            elif outcome == "transient":
+                transient = detail
+            else:  # permanent, or no trace although this receiver forwarded it
+                self._permanent(f"assessment {r['name']} of tr-{r['trace_id']}", Permanent(detail))
+                applied.append(r)
+        if applied:
+            self.spool.mark_results_applied(applied)
+            self.status.applied["assessments"] += len(applied)
+        if transient is not None:
+            raise Transient(transient)
+        return bool(applied)
 
-    def _log_assessments(self, trace_hex: str, results: list[dict[str, Any]]) -> None:
+    def _create_assessment(self, r: dict[str, Any]) -> tuple[str, str]:
+        """Outcome of writing one result: applied | no_trace | transient | permanent."""
         from mlflow.entities import AssessmentSource, AssessmentSourceType, Feedback
+        from mlflow.protos.service_pb2 import CreateAssessment
+        from mlflow.utils.proto_json_utils import message_to_json
 
-        self._mlflow()
-        trace_id = "tr-" + trace_hex
-        info = self._tracing.get_trace_info(trace_id)
-        existing = {(a.name, a.span_id or "") for a in (info.assessments or [])}
-        for r in results:
-            if (r["name"], r["span_id"]) in existing:
-                continue
-            source = AssessmentSource(
+        trace_id = "tr-" + r["trace_id"]
+        aid = mp.assessment_id(r["trace_id"], r["name"], r["span_id"])
+        ts = _ms(r.get("time_ns"))
+        feedback = Feedback(
+            name=r["name"],
+            value=r.get("value") if r.get("value") is not None else r.get("label"),
+            source=AssessmentSource(
                 source_type=(AssessmentSourceType.LLM_JUDGE if r.get("model_graded")
                              else AssessmentSourceType.CODE),
-                source_id=r.get("scorer") or r["name"],
-            )
-            ts = _ms(r.get("time_ns"))
-            feedback = Feedback(
-                name=r["name"], value=r.get("value") if r.get("value") is not None else r.get("label"),
-                source=source, rationale=r.get("rationale"), metadata=r.get("metadata") or None,
-                span_id=r["span_id"] or None, create_time_ms=ts, last_update_time_ms=ts,
-            )
-            self._tracing.log_assessment(trace_id, feedback)
-            existing.add((r["name"], r["span_id"]))
+                source_id=r.get("scorer") or r["name"]),
+            rationale=r.get("rationale"), metadata=r.get("metadata") or None,
+            span_id=r["span_id"] or None, create_time_ms=ts, last_update_time_ms=ts,
+        )
+        feedback.assessment_id = aid
+        feedback.trace_id = trace_id
+        endpoint = f"/api/3.0/mlflow/traces/{trace_id}/assessments"
+        try:
+            resp = self._rest("POST", endpoint, data=message_to_json(
+                CreateAssessment(assessment=feedback.to_proto())),
+                extra_headers={"Content-Type": "application/json"})
+            if resp.status_code == 200:
+                return "applied", ""
+            if resp.status_code == 404:
+                return "no_trace", resp.text[:300]
+            # A second copy is refused by the primary key (as an internal error); it is there.
+            exists = self._rest("GET", f"{endpoint}/{aid}")
+            if exists.status_code == 200:
+                return "applied", ""
+            if resp.status_code in (408, 429) or resp.status_code >= 500:
+                return "transient", f"HTTP {resp.status_code} {resp.text[:300]}"
+            return "permanent", f"HTTP {resp.status_code} {resp.text[:300]}"
+        except Transient as e:
+            return "transient", str(e)
 
     # --- task finalization ---------------------------------------------------------------------
     def _finalize_tasks(self) -> bool:
+        now = time.monotonic()
+        due = [e for e, t in self._poll.items() if t <= now]
         did = False
-        for ev in self.spool.evals_to_finalize(self.settle_s):
-            self._guard(f"finalize task {ev['eval_id']}", self._finalize, ev)
-            self.spool.mark_finalized(ev["eval_id"], ev["rev"])
-            self.status.applied["finalizations"] += 1
+        checkable = self.spool.evals_to_check(due)
+        for eval_id in set(due) - {ev["eval_id"] for ev in checkable}:
+            self._poll[eval_id] = now + self._poll_interval()  # its own data is still pending
+        for ev in checkable:
+            eval_id = ev["eval_id"]
+            if eval_id not in due and now - self._last_check.get(eval_id, -1e9) < CHECK_MIN_INTERVAL_S:
+                self._poll[eval_id] = self._last_check[eval_id] + CHECK_MIN_INTERVAL_S
+                continue
+            self._last_check[eval_id] = now
+            self._poll.pop(eval_id, None)
+            done = True
+            try:
+                done = self._check_task(ev)
+            except Exception as e:  # noqa: BLE001
+                err = _classify(e)
+                if isinstance(err, Transient):
+                    raise err from e
+                self._permanent(f"finalize task {eval_id}", err)
+            if done:
+                self.spool.mark_finalized(eval_id, ev["rev"])
+                self._view.pop(eval_id, None)
+            else:
+                self._poll[eval_id] = time.monotonic() + self._poll_interval()
             did = True
         return did
 
-    def _finalize(self, ev: dict[str, Any]) -> None:
-        from mlflow.entities import Metric
+    def _poll_interval(self) -> float:
+        return max(0.2, min(1.0, self.settle_s / 4))
 
-        client = self._mlflow()
-        run_id, attrs = ev["mlflow_run_id"], ev["attrs"]
-        snap = self.spool.task_snapshot(ev["eval_id"])
-        samples = snap["samples"]
-        latencies = [s["values"].get("total_time") for s in samples]
-        agg = mp.aggregate_metrics([x for x in latencies if isinstance(x, (int, float))],
-                                   snap["counts"], len(samples))
-        ts = _ms(ev["end_ns"]) or 0
-        step = len(samples)
-        self._log_batch(run_id, [Metric(k, v, ts, step) for k, v in sorted(agg.items())])
+    def _check_task(self, ev: dict[str, Any]) -> bool:
+        """Finalize the task if this receiver should, from what MLflow holds. Returns True when
+        this receiver has nothing more to do for it (until its own data changes again)."""
+        eval_id, run_id = ev["eval_id"], ev["mlflow_run_id"]
+        run = self._mlflow().get_run(run_id)
+        expected = run.data.metrics.get("samples/total")
+        final = mp.task_final(self._sample_records(eval_id),
+                              int(expected) if expected is not None else None)
+        recorded = run.data.tags.get(mp.TAG_FINALIZED)
+        now = time.monotonic()
+        marker, since = self._view.get(eval_id, (final.marker, now))
+        if marker != final.marker:
+            since = now
+        self._view[eval_id] = (final.marker, since)
+        if recorded == final.marker:
+            return final.complete or not ev["holder"] or now - since >= self.settle_s
+        if final.complete:
+            self._write_final(run, final)
+            return True
+        if ev["holder"]:
+            if now - since < self.settle_s:
+                return False  # others may still be writing: look again soon
+            self._write_final(run, final)
+            return False  # confirm once more: a concurrent writer may have had another view
+        if recorded is not None and _covers(final, recorded):
+            # the holder gave up waiting and wrote what it saw; this receiver saw more
+            self._write_final(run, final)
+            return False
+        return True
 
-        sample_rows = []
-        for s in samples:
-            row = {"sample_id": s["sample_id"], "epoch": s["epoch"], "ordinal": s["ordinal"],
-                   "status": s["status"], "trace_id": "tr-" + s["trace_id"]}
-            row.update(s["values"])
-            sample_rows.append(row)
-        by_trace = {s["trace_id"]: s for s in samples}
-        score_rows = []
-        for r in snap["results"]:
-            s = by_trace.get(r["trace_id"], {})
-            score_rows.append({
-                "sample_id": s.get("sample_id"), "epoch": s.get("epoch"),
-                "scorer": r.get("scorer"), "name": r["name"], "value": r.get("value"),
-                "label": r.get("label"), "rationale": r.get("rationale"),
-                "model_graded": bool(r.get("model_graded")), "trace_id": "tr-" + r["trace_id"],
-                "span_id": r["span_id"] or None,
-            })
-        tables = {
-            mp.SAMPLES_TABLE: mp.samples_table(sample_rows),
-            mp.SCORES_TABLE: mp.scores_table(score_rows),
-            mp.MODEL_USAGE_TABLE: mp.model_usage_table(attrs),
-        }
-        self._write_tables(run_id, tables)
+    def _sample_records(self, eval_id: str) -> list[mp.SampleRecord]:
+        """Every sample trace of the task in MLflow, with its summary and our assessments."""
+        self._mlflow()
+        quoted = eval_id.replace("\\", "\\\\").replace("'", "\\'")
+        filter_string = (f"tags.`{sc.INSPECT_EVAL_ID}` = '{quoted}' AND "
+                         f"tags.`{mp.TRACE_TAG_KIND}` = '{mp.TRACE_KIND_SAMPLE}'")
+        out, token = [], None
+        while True:
+            infos, token = self._tracing.store.search_traces(
+                experiment_ids=[self.experiment_id()], filter_string=filter_string,
+                max_results=SEARCH_PAGE, page_token=token)
+            for info in infos:
+                summary = mp.parse_sample_summary(info.tags.get(mp.TRACE_TAG_SAMPLE))
+                if summary is None:
+                    continue
+                hex_id = info.trace_id[3:] if info.trace_id.startswith("tr-") else info.trace_id
+                ours = []
+                for a in info.assessments or []:
+                    span = a.span_id or ""
+                    if a.assessment_id != mp.assessment_id(hex_id, a.name, span):
+                        continue  # written by someone else (a person, another tool)
+                    ours.append({
+                        "name": a.name, "value": a.feedback.value if a.feedback else None,
+                        "label": (a.metadata or {}).get("label"), "rationale": a.rationale,
+                        "source_type": a.source.source_type if a.source else None,
+                        "source_id": a.source.source_id if a.source else None,
+                        "span_id": span,
+                    })
+                out.append(mp.SampleRecord(info.trace_id, summary, tuple(ours)))
+            if not token:
+                return out
 
-        trace_ids = ["tr-" + s["trace_id"] for s in samples]
+    def _write_final(self, run: Any, final: mp.TaskFinal) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        run_id = run.info.run_id
+        ts = run.info.end_time or 0
+        self._write_tables(run_id, {mp.SAMPLES_TABLE: final.samples,
+                                    mp.SCORES_TABLE: final.scores})
+        trace_ids = sorted(set(final.samples.get("trace_id", [])))
         for chunk in _chunks(trace_ids, MAX_TRACE_LINKS):
-            try:
-                client.link_traces_to_run(chunk, run_id)
-            except Exception as e:  # noqa: BLE001 - traces not forwarded yet link on arrival
-                if isinstance(_classify(e), Transient):
-                    raise
+            self._mlflow().link_traces_to_run(chunk, run_id)
+        logged = [{"path": p, "type": "table"}
+                  for p in (mp.SAMPLES_TABLE, mp.SCORES_TABLE, mp.MODEL_USAGE_TABLE)]
+        # the marker last, in the same batch as the aggregates: it says what is written
+        self._log_batch(run_id,
+                        [Metric(k, v, ts, final.n_samples)
+                         for k, v in sorted(final.aggregates.items())],
+                        tags=[RunTag(mp.TAG_LOGGED_ARTIFACTS, json.dumps(logged)),
+                              RunTag(mp.TAG_FINALIZED, final.marker)])
+        self.status.applied["finalizations"] += 1
 
     def _write_tables(self, run_id: str, tables: dict[str, dict[str, list[Any]]]) -> None:
         import pandas as pd
 
-        client = self._mlflow()
         with tempfile.TemporaryDirectory(prefix="inspect-otel-") as tmp:
             for path, data in tables.items():
-                local = os.path.join(tmp, os.path.basename(path))
+                local = os.path.join(tmp, path)
+                os.makedirs(os.path.dirname(local), exist_ok=True)
                 pd.DataFrame(data).to_json(local, orient="split", index=False,
                                            date_format="iso")
-                client.log_artifact(run_id, local, artifact_path=os.path.dirname(path))
-        logged = [{"path": p, "type": "table"} for p in tables]
-        client.set_tag(run_id, mp.TAG_LOGGED_ARTIFACTS, json.dumps(logged))
+            self._mlflow().log_artifacts(run_id, tmp)
+
+    # --- the eval log as an artifact -----------------------------------------------------------
+    def _logs_loop(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            items = self.spool.meta_items(LOG_ARTIFACT_META)
+            if not items:
+                self._logs_wake.wait(5.0)
+                self._logs_wake.clear()
+                continue
+            try:
+                for key, value in items:
+                    job = json.loads(value)
+                    self._store_eval_log(job["run_id"], job["location"])
+                    self.spool.delete_meta(key)
+                backoff = 1.0
+            except Exception as e:  # noqa: BLE001 - MLflow unreachable: try again later
+                log.warning("storing an eval log in MLflow failed (%s); retrying in %.0fs",
+                            _classify(e), backoff)
+                self._stop.wait(backoff)
+                backoff = min(self.max_backoff_s, backoff * 2)
+
+    def _store_eval_log(self, run_id: str, location: str) -> None:
+        """Store the task's eval log under the task run's artifacts (LOG_ARTIFACT_DIR). A log
+        this receiver cannot read (another machine's path, no credentials for the bucket) is
+        recorded in a tag, never an error. MLflow failures raise (retried)."""
+        from inspect_ai._util.file import basename, filesystem
+
+        client = self._mlflow()
+        with tempfile.TemporaryDirectory(prefix="inspect-otel-log-") as tmp:
+            try:
+                fs = filesystem(location)
+                if fs.is_local() and os.path.isfile(_local_path(location)):
+                    local = _local_path(location)
+                else:
+                    local = os.path.join(tmp, basename(location))
+                    fs.get_file(location, local)
+                if not os.path.isfile(local):
+                    raise FileNotFoundError(location)
+            except Exception as e:  # noqa: BLE001 - unreadable here: say so on the run
+                reason = f"{type(e).__name__}: {e}"[:500]
+                log.info("eval log %s not stored in MLflow: %s", location, reason)
+                client.log_batch(run_id, tags=_tags({mp.TAG_LOG_ARTIFACT_ERROR:
+                                                     mp.truncate(f"{location}: {reason}", mp.TAG_VALUE_MAX)}))
+                return
+            client.log_artifact(run_id, local, artifact_path=mp.LOG_ARTIFACT_DIR)
+            client.log_batch(run_id, tags=_tags({
+                mp.TAG_LOG_ARTIFACT: mp.truncate(f"{mp.LOG_ARTIFACT_DIR}/{os.path.basename(local)}",
+                                                 mp.TAG_VALUE_MAX)}))
+            try:
+                client.delete_tag(run_id, mp.TAG_LOG_ARTIFACT_ERROR)
+            except Exception:  # noqa: BLE001 - there was none
+                pass
+        self.status.applied["eval_logs"] += 1
+
+
+def _local_path(location: str) -> str:
+    return location[len("file://"):] if location.startswith("file://") else location
+
+
+def _tags(tags: dict[str, str]) -> list[Any]:
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, v) for k, v in sorted(tags.items())]
+
+
+def _covers(final: mp.TaskFinal, recorded: str) -> bool:
+    """``final`` holds more than the finalization recorded on the run (``n/m/digest``)."""
+    try:
+        n, m, _ = recorded.split("/", 2)
+        return (final.n_samples, final.n_assessments) > (int(n), int(m)) and \
+            final.n_samples >= int(n) and final.n_assessments >= int(m)
+    except ValueError:
+        return True
 
 
 def _kv(key: str, value: str) -> common_pb2.KeyValue:

@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settle-seconds", type=float, default=10.0,
                         help="finalize a task's aggregates and tables this long after its last "
                              "data when not all expected samples arrived (default 10)")
+    parser.add_argument("--no-log-artifacts", action="store_true",
+                        help="do not store each task's eval log (inspect.task.log_location, when "
+                             "this receiver can read it) under the task run's artifacts "
+                             "inspect/logs/")
     parser.add_argument("--log-level", default=os.environ.get("INSPECT_OTEL_LOG_LEVEL", "INFO"))
 
 
@@ -49,6 +53,8 @@ def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow's client prints "View run ... / View experiment ..." for every run status write.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
     from ._server import Receiver, ReceiverConfig
 
@@ -68,6 +74,7 @@ def main(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
         max_spool_bytes=int(args.max_spool_mb * (1 << 20)),
         settle_s=args.settle_seconds,
+        log_artifacts=not args.no_log_artifacts,
     )
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.token:
         logging.getLogger("inspect_otel.receiver").warning(

@@ -1,0 +1,163 @@
+"""One MLflow run per Inspect run and per task, whichever receivers see them first.
+
+MLflow generates run ids itself and has no unique constraint on run tags, so "look the run up by
+tag, create it when missing" races between receivers (each finds nothing and creates one). A run
+is instead *claimed* through the two insert-once writes MLflow's SQL store offers over its REST
+API, on sqlite and PostgreSQL alike (no receiver-to-receiver protocol):
+
+- the parent run of an Inspect run: an experiment named ``claim_experiment_name(...)`` (experiment
+  names are unique, deleted experiments included) created with the claimed run id as a tag, in
+  the same transaction. It is deleted right after (hidden from MLflow's experiment list; a deleted
+  experiment keeps its name and tags, so the claim stays readable and reserved);
+- a task run: the param ``inspect.otel.task_run.<eval id>`` on the agreed parent run (params are
+  insert-once per run and key; another value is refused with INVALID_PARAMETER_VALUE).
+
+A claimer first creates a *candidate* run (tagged only with its claim key), then tries to
+register it. A loser deletes its candidate and uses the registered run.
+Whoever resolves a claim sets the identity tags on the winner (idempotent). A receiver that dies
+mid-claim leaves nothing stuck: its candidate is deleted by the next claimer of the key, and an
+undeleted claim experiment by the next reader. Runs created before claims existed (by tag, older
+receivers) are adopted as the candidate instead of creating a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from inspect_otel import semconv as sc
+
+from . import _mapping as mp
+
+log = logging.getLogger("inspect_otel.receiver")
+
+TAG_CLAIM = "inspect.otel.claim"  # on candidate runs (and kept by the winner): the claim key
+TAG_CLAIMED_RUN = "inspect.otel.claimed_run_id"  # on a claim experiment: the registered run
+TASK_RUN_PARAM_PREFIX = "inspect.otel.task_run."
+
+
+def claim_experiment_name(experiment_id: str, run_id: str) -> str:
+    return f"inspect-otel claim: experiment {experiment_id}, inspect run {run_id}"
+
+
+def task_run_param(eval_id: str) -> str:
+    return TASK_RUN_PARAM_PREFIX + mp.metric_key(eval_id)
+
+
+def _code(exc: BaseException) -> str:
+    return getattr(exc, "error_code", "") or ""
+
+
+class Claims:
+    """Resolves Inspect runs and tasks to MLflow run ids through ``client`` (an MlflowClient)."""
+
+    def __init__(self, client: Any, experiment_id: str):
+        self.client = client
+        self.experiment_id = experiment_id
+
+    # --- parent run --------------------------------------------------------------------------
+    def parent_run(self, run_id: str, tags: Mapping[str, str], start_ms: int | None,
+                   run_name: str) -> str:
+        name = claim_experiment_name(self.experiment_id, run_id)
+        winner = self._read_experiment_claim(name)
+        if winner is None:
+            key = f"run/{run_id}"
+            legacy = self._find_legacy(sc.INSPECT_RUN_ID, run_id, mp.ROLE_RUN)
+            candidate = legacy or self._candidate(key, start_ms, run_name)
+            try:
+                claim_id = self.client.create_experiment(name, tags={TAG_CLAIMED_RUN: candidate,
+                                                                     sc.INSPECT_RUN_ID: run_id})
+                winner = candidate
+                self._hide(claim_id)
+            except Exception as e:
+                if _code(e) != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                winner = self._read_experiment_claim(name)
+                if winner is None:
+                    raise
+            self._settle(key, winner, candidate if candidate != legacy else None)
+        self.client.log_batch(winner, tags=_run_tags(tags))
+        return winner
+
+    def _read_experiment_claim(self, name: str) -> str | None:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            return None
+        winner = exp.tags.get(TAG_CLAIMED_RUN)
+        if exp.lifecycle_stage == "active":  # its claimer died before hiding it
+            self._hide(exp.experiment_id)
+        return winner
+
+    def _hide(self, claim_experiment_id: str) -> None:
+        try:
+            self.client.delete_experiment(claim_experiment_id)
+        except Exception as e:  # noqa: BLE001 - another reader hid it first
+            if _code(e) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_STATE"):
+                raise
+
+    # --- task run ----------------------------------------------------------------------------
+    def task_run(self, eval_id: str, parent_mlflow_id: str, tags: Mapping[str, str],
+                 start_ms: int | None, run_name: str) -> str:
+        param = task_run_param(eval_id)
+        winner = self.client.get_run(parent_mlflow_id).data.params.get(param)
+        if winner is None:
+            key = f"task/{eval_id}"
+            legacy = self._find_legacy(sc.INSPECT_EVAL_ID, eval_id, mp.ROLE_TASK)
+            candidate = legacy or self._candidate(key, start_ms, run_name)
+            try:
+                self.client.log_param(parent_mlflow_id, param, candidate)
+                winner = candidate
+            except Exception as e:
+                if _code(e) != "INVALID_PARAMETER_VALUE":
+                    raise
+                winner = self.client.get_run(parent_mlflow_id).data.params.get(param)
+                if winner is None:
+                    raise
+            self._settle(key, winner, candidate if candidate != legacy else None)
+        self.client.log_batch(winner, tags=_run_tags(tags))
+        return winner
+
+    # --- candidates --------------------------------------------------------------------------
+    def _candidate(self, key: str, start_ms: int | None, run_name: str) -> str:
+        # Named as the run will be (a parent run's final name comes with its run span, from
+        # whichever receiver gets that: resolving a claim never renames it), and tagged with the
+        # claim key only: no identity tag, so no search by Inspect id finds a candidate.
+        run = self.client.create_run(self.experiment_id, start_time=start_ms,
+                                     tags={TAG_CLAIM: key}, run_name=run_name)
+        return run.info.run_id
+
+    def _settle(self, key: str, winner: str, mine: str | None) -> None:
+        """After a claim this receiver took part in: delete every candidate of ``key`` but the
+        winner (its own if it lost, and any left by a claimer that died mid-claim)."""
+        if mine is None:
+            return
+        losers = {mine} - {winner}
+        for run in self.client.search_runs([self.experiment_id],
+                                           filter_string=f"tags.`{TAG_CLAIM}` = '{_quote(key)}'",
+                                           max_results=100):
+            if run.info.run_id != winner:
+                losers.add(run.info.run_id)
+        for run_id in sorted(losers):
+            try:
+                self.client.delete_run(run_id)
+            except Exception as e:  # noqa: BLE001 - a candidate another claimer already removed
+                log.debug("candidate run %s not deleted: %s", run_id, e)
+
+    def _find_legacy(self, tag: str, value: str, role: str) -> str | None:
+        """A run of this identity created without a claim (receivers before claims existed)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{tag}` = '{_quote(value)}' and tags.`{mp.TAG_ROLE}` = '{role}'",
+            max_results=1, order_by=["attributes.start_time ASC"])
+        return runs[0].info.run_id if runs else None
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _run_tags(tags: Mapping[str, str]) -> list[Any]:
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, v) for k, v in sorted(tags.items())]
