@@ -175,3 +175,20 @@ def diff(a: Any, b: Any, path: str = "") -> list[str]:
                 out += diff(a[k], b[k], f"{path}/{k}")
         return out
     return [] if a == b else [f"{path}: {a!r} != {b!r}"[:400]]
+
+
+def normalized(snap: dict[str, Any], ev: Any) -> Any:
+    """``snap`` with every id derived from the eval's Inspect run id (trace and span ids, the run
+    id itself in eval ids and sample uuids) replaced by its position in ``ev``: snapshots of the
+    same eval sent under different run ids (MLflow's trace ids are global, so one eval cannot be
+    sent twice to one MLflow under the same ids) compare equal."""
+    import json
+
+    subs: dict[str, str] = {}
+    for i, span in enumerate(ev.spans()):
+        subs.setdefault(span.trace_id.hex(), f"<trace {len(subs)}>")
+        subs[span.span_id.hex()] = f"<span {i}>"
+    text = json.dumps(snap, sort_keys=True, default=repr)
+    for old, new in subs.items():
+        text = text.replace(old, new)
+    return json.loads(text.replace(ev.run_id, "<run>"))
