@@ -59,6 +59,7 @@ class SynthEval:
     model: str = "mockllm/model"
     scorers: tuple[str, ...] = ("match",)
     model_graded: tuple[str, ...] = ()
+    log_locations: dict[str, str] = field(default_factory=dict)  # task -> its eval log location
     items: list[Item] = field(default_factory=list)
     expected: dict[str, Any] = field(default_factory=dict)
 
@@ -193,6 +194,8 @@ class SynthEval:
                 sc.INSPECT_TASK_SAMPLES_COMPLETED: n,
                 sc.INSPECT_TASK_SAMPLES_ERRORED: 0,
                 sc.INSPECT_TASK_RESULTS: json.dumps(results),
+                **({sc.INSPECT_TASK_LOG_LOCATION: self.log_locations[task]}
+                   if task in self.log_locations else {}),
                 sc.INSPECT_TASK_MODEL_USAGE: json.dumps({self.model: {
                     "input_tokens": usage_in, "output_tokens": usage_out,
                     "total_tokens": usage_in + usage_out}}),

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from inspect_otel import ids
+from inspect_otel import semconv as sc
 from inspect_otel.receiver import _mapping as mp
 from tests.receiver.mlflow_view import snapshot
 
@@ -104,3 +105,39 @@ def test_replaying_the_log_twice_changes_nothing(hook_run, mlflow_client, monkey
         rp.wait_idle(240)
     after = snapshot(mlflow_client, EXPERIMENT, log.eval.run_id)
     assert after == before
+
+
+def test_trace_kind_filter_span_types_and_quiet_output(hook_run, mlflow_client):
+    """One filter in MLflow's Traces table shows only the sample traces (the run trace is the
+    other kind); every span has an MLflow span type; the receiver never prints MLflow's
+    "View run ... / View experiment ..." lines."""
+    log, snap, _, rp = hook_run
+    exp = mlflow_client.get_experiment_by_name(EXPERIMENT)
+    samples = {"tr-" + ids.trace_id_hex(ids.sample_trace_id(s.uuid)) for s in log.samples}
+
+    def kind(k: str) -> set[str]:
+        return {t.info.trace_id for t in mlflow_client.search_traces(
+            locations=[exp.experiment_id], filter_string=f"tags.inspect.trace.kind = '{k}'",
+            include_spans=False, max_results=500)
+            if t.info.tags.get(sc.INSPECT_RUN_ID) == log.eval.run_id}
+
+    assert kind("sample") == samples
+    assert kind("run") == {"tr-" + ids.trace_id_hex(ids.run_trace_id(log.eval.run_id))}
+    task = snap["tasks"][log.eval.task]
+    types = [t for tr in task["traces"].values() for _, t in tr["spans"]]
+    assert types and all(t not in (None, "", "UNKNOWN") for t in types), sorted(set(map(str, types)))
+    assert "CHAIN" in types  # the user span "prepare" (its type is its name) is a step
+    assert "View run" not in rp.log() and "View experiment" not in rp.log()
+
+
+def test_eval_log_stored_with_the_task_run(hook_run, mlflow_client, tmp_path):
+    log, snap, _, _ = hook_run
+    exp = mlflow_client.get_experiment_by_name(EXPERIMENT)
+    (task_run,) = mlflow_client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`{sc.INSPECT_EVAL_ID}` = '{log.eval.eval_id}'")
+    name = os.path.basename(log.location)
+    stored = [f.path for f in mlflow_client.list_artifacts(task_run.info.run_id, mp.LOG_ARTIFACT_DIR)]
+    assert stored == [f"{mp.LOG_ARTIFACT_DIR}/{name}"]
+    local = mlflow_client.download_artifacts(task_run.info.run_id, stored[0], str(tmp_path))
+    with open(local, "rb") as a, open(log.location, "rb") as b:
+        assert a.read() == b.read()

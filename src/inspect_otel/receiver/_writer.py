@@ -157,6 +157,9 @@ class Writer:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
+        # Importing MLflow takes seconds: before the receiver says it is ready, not after the
+        # first data arrived.
+        self._mlflow()
         self._thread = threading.Thread(target=self._loop, name="inspect-otel-writer", daemon=True)
         self._thread.start()
         if self.log_artifacts:
@@ -182,6 +185,10 @@ class Writer:
 
     def _loop(self) -> None:
         backoff = 0.5
+        try:
+            self.experiment_id()
+        except Exception as e:  # noqa: BLE001 - MLflow not reachable yet: the passes retry
+            log.info("MLflow not ready at start (%s); retrying", _classify(e))
         while not self._stop.is_set():
             try:
                 did = self.run_once()
@@ -388,15 +395,27 @@ class Writer:
             spans = self.spool.pending_spans(FORWARD_MAX_SPANS, FORWARD_MAX_BYTES)
             if not spans:
                 break
+            # One request per run to link (MLflow links the traces whose root is in a request to
+            # its x-mlflow-run-id); spans that link nothing ride along with the largest group:
+            # MLflow's per-request cost is high, its per-span cost low.
             groups: dict[str | None, list[PendingSpan]] = defaultdict(list)
+            unlinked: list[PendingSpan] = []
+            runs = {k: self.spool.mlflow_run_id(k) for k in {s.link_key for s in spans} if k}
             for s in spans:
-                run = self.spool.mlflow_run_id(s.link_key) if s.link_key else None
-                groups[run].append(s)
+                if s.link_key and runs[s.link_key] is None:
+                    continue  # a root whose run is not resolved yet: next pass
+                (groups[runs[s.link_key]] if s.link_key else unlinked).append(s)
+            carrier = max(groups, key=lambda k: len(groups[k]), default=None)
+            groups[carrier].extend(unlinked)
+            sent = [s for group in groups.values() for s in group]
             for run, group in groups.items():
-                self._post_spans(group, run)
-            self.spool.mark_spans_forwarded(spans)
-            self.status.applied["spans"] += len(spans)
-            did = True
+                if group:
+                    self._post_spans(group, run)
+            self.spool.mark_spans_forwarded(sent)
+            self.status.applied["spans"] += len(sent)
+            did = did or bool(sent)
+            if len(sent) < len(spans):
+                break
         return did
 
     def _post_spans(self, spans: list[PendingSpan], mlflow_run_id: str | None) -> None:
