@@ -88,3 +88,43 @@ def test_full_spool_answers_503_with_retry_after(receiver_factory, tmp_path):
             break
     assert statuses[0] == 200 and statuses[-1] == 503
     assert rp.health()["spool"]["full"] is True
+
+
+def test_postgres_down_mid_stream_with_two_receivers(pg_mlflow_server, receiver_factory, tmp_path):
+    """MLflow's PostgreSQL goes away while two receivers (trace-id split) are mid-stream: they
+    keep acknowledging into their spools, retry, and once PostgreSQL is back everything lands
+    exactly once (one run per Inspect run and task, exact metric histories)."""
+    from mlflow import MlflowClient
+
+    from tests.support.router import split
+
+    client = MlflowClient(pg_mlflow_server.url)
+    ev = SynthEval(run_id="fault-pg", tasks=("task_a", "task_b"), samples=3, epochs=2,
+                   scorers=("match", "judge"), model_graded=("judge",)).build()
+    receivers = [receiver_factory(pg_mlflow_server.url, "faults-pg", tmp_path / f"r{i}",
+                                  "--settle-seconds", "30") for i in range(2)]
+    batches = ev.batches(size=9, shuffle_seed=13)
+    half = len(batches) // 2
+
+    def deliver(part):
+        for sig, body in part:
+            for i, piece in split(sig, body, 2).items():
+                assert receivers[i].post(sig, piece).status_code == 200
+
+    deliver(batches[:half])
+    postgres = pg_mlflow_server.postgres
+    postgres.stop()
+    try:
+        deliver(batches[half:])
+        wait_for(lambda: any(rp.health()["mlflow"]["writer_ok"] is False for rp in receivers)
+                 and all(not rp.health()["idle"] for rp in receivers), 60,
+                 what="receivers failing to write while PostgreSQL is down")
+    finally:
+        postgres.start()
+    for rp in receivers:
+        rp.wait_idle(240)
+    snap = wait_for(lambda: complete(s := snapshot(client, "faults-pg", ev.run_id), ev) and s,
+                    120, what="everything in MLflow", interval=1.0)
+    check_eval(snap, ev, exact_history=True)
+    exp = client.get_experiment_by_name("faults-pg")
+    assert len(client.search_runs([exp.experiment_id])) == 1 + len(ev.tasks)

@@ -157,9 +157,6 @@ class Writer:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        # Importing MLflow takes seconds: before the receiver says it is ready, not after the
-        # first data arrived.
-        self._mlflow()
         self._thread = threading.Thread(target=self._loop, name="inspect-otel-writer", daemon=True)
         self._thread.start()
         if self.log_artifacts:
@@ -186,6 +183,8 @@ class Writer:
     def _loop(self) -> None:
         backoff = 0.5
         try:
+            # Importing MLflow takes seconds: right away, while the first eval is still running,
+            # not when its first data arrives.
             self.experiment_id()
         except Exception as e:  # noqa: BLE001 - MLflow not reachable yet: the passes retry
             log.info("MLflow not ready at start (%s); retrying", _classify(e))
