@@ -67,6 +67,25 @@ def pg_mlflow_server(postgres_server, tmp_path_factory):
         server.stop()
 
 
+@pytest.fixture(scope="session", params=[
+    "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def mlflow_backend(request):
+    """The MLflow server of each backend store a user runs: a test (or module fixture) that
+    takes this runs once on `mlflow_server` (sqlite, one worker) and once on `pg_mlflow_server`
+    (PostgreSQL, several workers). Read it with `backend_client`, not the global `mlflow_client`.
+    """
+    return request.getfixturevalue(
+        "mlflow_server" if request.param == "sqlite" else "pg_mlflow_server")
+
+
+@pytest.fixture(scope="session")
+def backend_client(mlflow_backend):
+    """An MlflowClient of `mlflow_backend` (leaves the fluent API's global URI alone)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(mlflow_backend.url)
+
+
 @pytest.fixture(scope="session")
 def mlflow_client(mlflow_server):
     import mlflow

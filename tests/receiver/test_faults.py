@@ -1,4 +1,5 @@
-"""Faults: MLflow down mid-stream, receiver killed with a non-empty spool, full spool."""
+"""Faults: MLflow down mid-stream, receiver killed with a non-empty spool, full spool; on
+PostgreSQL: the database stopped or crashed under a running MLflow, MLflow restarted on it."""
 
 from __future__ import annotations
 
@@ -88,3 +89,67 @@ def test_full_spool_answers_503_with_retry_after(receiver_factory, tmp_path):
             break
     assert statuses[0] == 200 and statuses[-1] == 503
     assert rp.health()["spool"]["full"] is True
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def test_postgres_stopped_then_crashed_mid_stream(pg_mlflow_server, receiver_factory):
+    """PostgreSQL goes away twice under a running MLflow: a clean shutdown while the receiver is
+    idle, then a crash (SIGKILL) right after fresh data arrived. MLflow's /health does not
+    touch the database, so it keeps answering while every write fails (503): the receiver must
+    take that as "try again later", keep the data spooled, and apply all of it once the
+    database is back (recovered from its WAL after the crash): nothing dropped, nothing
+    doubled."""
+    from mlflow import MlflowClient
+
+    pg = pg_mlflow_server.postgres
+    experiment = "faults-pg"
+    ev = SynthEval(run_id="fault-pg", samples=3, epochs=2, scorers=("match", "judge"),
+                   model_graded=("judge",)).build()
+    rp = receiver_factory(pg_mlflow_server.url, experiment)
+    batches = ev.batches(size=7, shuffle_seed=13)
+    third = len(batches) // 3
+
+    def post(part) -> None:
+        for sig, body in part:
+            assert rp.post(sig, body).status_code == 200
+
+    def outage_seen() -> None:
+        h = wait_for(lambda: (h := rp.health())["mlflow"]["writer_ok"] is False and h, 90,
+                     what="the writer to see the database outage")
+        assert h["spool"]["pending_spans"] > 0 and not h["idle"]
+        assert h["writer"]["dropped"] == 0, h["mlflow"]["last_error"]
+
+    post(batches[:third])
+    rp.wait_idle()
+    pg.stop()
+    try:
+        post(batches[third: 2 * third])
+        outage_seen()
+    finally:
+        pg.start()
+    rp.wait_idle(240)
+    crash_part = batches[2 * third:]
+    post(crash_part[: len(crash_part) // 2])  # the writer wakes and starts applying this
+    pg.kill()
+    try:
+        post(crash_part[len(crash_part) // 2:])
+        outage_seen()
+    finally:
+        pg.start()
+    h = rp.wait_idle(240)
+    assert h["writer"]["dropped"] == 0, h["mlflow"]["last_error"]
+    snap = snapshot(MlflowClient(pg_mlflow_server.url), experiment, ev.run_id)
+    assert complete(snap, ev)
+    check_eval(snap, ev, exact_history=False)
+
+
+def test_mlflow_on_postgres_restarted_mid_stream(pg_mlflow_server, receiver_factory):
+    """MLflow (several workers on PostgreSQL) stopped and started again on the same port."""
+    from mlflow import MlflowClient
+
+    ev = SynthEval(run_id="fault-pg-mlflow", samples=3, epochs=1, scorers=("match",)).build()
+    rp = receiver_factory(pg_mlflow_server.url, "faults-pg-mlflow")
+    _outage(rp, ev, MlflowClient(pg_mlflow_server.url), "faults-pg-mlflow",
+            pg_mlflow_server.stop, pg_mlflow_server.start)
