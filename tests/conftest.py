@@ -23,8 +23,17 @@ from tests.support.receiver import ReceiverProc, start_receiver
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 _PREFIXES = ("OTEL_", "INSPECT_OTEL_", "MLFLOW_")
-# Several, as a PostgreSQL-backed MLflow is run (sqlite serialises writers; PostgreSQL does not).
-PG_MLFLOW_WORKERS = 3
+# Several, as a PostgreSQL-backed MLflow is run (sqlite serialises writers; PostgreSQL does not);
+# two, because each worker's boot costs a few CPU seconds on two cores, at start and restart.
+PG_MLFLOW_WORKERS = 2
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `-m "not postgres"` skips everything that starts PostgreSQL (mlflow_backend marks its
+    # postgresql param itself: fixtures it requests at run time are invisible here).
+    for item in items:
+        if {"postgres_server", "pg_mlflow_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
-"""End to end over real sockets: synthetic hook output -> receiver process -> real MLflow, on
-each backend store (sqlite with one worker, PostgreSQL with several)."""
+"""End to end over real sockets: synthetic hook output -> receiver process -> real MLflow (the
+delivery test on each backend store: sqlite with one worker, PostgreSQL with several)."""
 
 from __future__ import annotations
 
@@ -35,13 +35,14 @@ def test_shuffled_duplicated_delivery_lands_once(mlflow_backend, backend_client,
     assert not diff(snap, again), diff(snap, again)
 
 
-def test_grpc_and_json_paths(mlflow_backend, backend_client, receiver_factory):
-    """OTLP/gRPC (with bearer token metadata) and OTLP/JSON carry the same data."""
+def test_grpc_and_json_paths(mlflow_server, mlflow_client, receiver_factory):
+    """OTLP/gRPC (with bearer token metadata) and OTLP/JSON carry the same data. (The transport
+    is the receiver's side alone: one backend is enough.)"""
     from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
     ev = SynthEval(run_id="e2e-grpc", samples=2, scorers=("match",)).build()
-    rp = receiver_factory(mlflow_backend.url, "e2e-grpc", env={"INSPECT_OTEL_RECEIVER_TOKEN": "t0k"})
+    rp = receiver_factory(mlflow_server.url, "e2e-grpc", env={"INSPECT_OTEL_RECEIVER_TOKEN": "t0k"})
     channel = grpc.insecure_channel(f"127.0.0.1:{rp.grpc_port}")
     traces = trace_service_pb2_grpc.TraceServiceStub(channel)
     logs = logs_service_pb2_grpc.LogsServiceStub(channel)
@@ -62,6 +63,6 @@ def test_grpc_and_json_paths(mlflow_backend, backend_client, receiver_factory):
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/json")
     rp.wait_idle(180)
-    snap = snapshot(backend_client, "e2e-grpc", ev.run_id)
+    snap = snapshot(mlflow_client, "e2e-grpc", ev.run_id)
     check_eval(snap, ev)
     channel.close()

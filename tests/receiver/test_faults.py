@@ -94,13 +94,15 @@ def test_full_spool_answers_503_with_retry_after(receiver_factory, tmp_path):
 # --------------------------------------------------------------------------- PostgreSQL
 
 
-def test_postgres_stopped_then_crashed_mid_stream(pg_mlflow_server, receiver_factory):
-    """PostgreSQL goes away twice under a running MLflow: a clean shutdown while the receiver is
-    idle, then a crash (SIGKILL) right after fresh data arrived. MLflow's /health does not
-    touch the database, so it keeps answering while every write fails (503): the receiver must
-    take that as "try again later", keep the data spooled, and apply all of it once the
-    database is back (recovered from its WAL after the crash): nothing dropped, nothing
-    doubled."""
+def test_postgres_and_mlflow_outages_mid_stream(pg_mlflow_server, receiver_factory):
+    """One eval streamed through three outages of MLflow on PostgreSQL (one receiver, one eval:
+    each phase costs less than a test of its own):
+    1. PostgreSQL shut down (clients disconnected) while the receiver is idle. MLflow's /health
+       does not touch the database, so MLflow stays "reachable" while every write fails (503).
+    2. PostgreSQL killed (SIGKILL) right after fresh data arrived; it recovers from its WAL.
+    3. MLflow itself (several workers) stopped and started again on the same port.
+    Each time the receiver must take the failures as "try again later", keep the data spooled,
+    and apply all of it once the part is back: nothing dropped, nothing doubled."""
     from mlflow import MlflowClient
 
     pg = pg_mlflow_server.postgres
@@ -108,48 +110,44 @@ def test_postgres_stopped_then_crashed_mid_stream(pg_mlflow_server, receiver_fac
     ev = SynthEval(run_id="fault-pg", samples=3, epochs=2, scorers=("match", "judge"),
                    model_graded=("judge",)).build()
     rp = receiver_factory(pg_mlflow_server.url, experiment)
-    batches = ev.batches(size=7, shuffle_seed=13)
-    third = len(batches) // 3
+    batches = ev.batches(size=5, shuffle_seed=13)
+    quarter = len(batches) // 4
+    parts = [batches[:quarter], batches[quarter: 2 * quarter], batches[2 * quarter: 3 * quarter],
+             batches[3 * quarter:]]
 
     def post(part) -> None:
         for sig, body in part:
             assert rp.post(sig, body).status_code == 200
 
-    def outage_seen() -> None:
-        h = wait_for(lambda: (h := rp.health())["mlflow"]["writer_ok"] is False and h, 90,
-                     what="the writer to see the database outage")
-        assert h["spool"]["pending_spans"] > 0 and not h["idle"]
+    def outage(cut, restore, part, seen) -> None:
+        cut()
+        try:
+            post(part)
+            h = wait_for(lambda: (h := rp.health()) and seen(h) and h, 90,
+                         what="the receiver to see the outage")
+            assert h["spool"]["pending_spans"] > 0 and not h["idle"]
+            assert h["writer"]["dropped"] == 0, h["mlflow"]["last_error"]
+        finally:
+            restore()
+        h = rp.wait_idle(240)
         assert h["writer"]["dropped"] == 0, h["mlflow"]["last_error"]
 
-    post(batches[:third])
+    def writes_fail(h) -> bool:
+        return h["mlflow"]["writer_ok"] is False
+
+    def mlflow_gone(h) -> bool:
+        return h["mlflow"]["reachable"] is False and h["mlflow"]["writer_ok"] is False
+
+    post(parts[0])
     rp.wait_idle()
-    pg.stop()
-    try:
-        post(batches[third: 2 * third])
-        outage_seen()
-    finally:
-        pg.start()
-    rp.wait_idle(240)
-    crash_part = batches[2 * third:]
-    post(crash_part[: len(crash_part) // 2])  # the writer wakes and starts applying this
-    pg.kill()
-    try:
-        post(crash_part[len(crash_part) // 2:])
-        outage_seen()
-    finally:
-        pg.start()
-    h = rp.wait_idle(240)
-    assert h["writer"]["dropped"] == 0, h["mlflow"]["last_error"]
+    outage(pg.stop, pg.start, parts[1], writes_fail)
+
+    def crash_after_fresh_data() -> None:
+        post(parts[2][: len(parts[2]) // 2])  # the writer wakes and starts applying this
+        pg.kill()
+
+    outage(crash_after_fresh_data, pg.start, parts[2][len(parts[2]) // 2:], writes_fail)
+    outage(pg_mlflow_server.stop, pg_mlflow_server.start, parts[3], mlflow_gone)
     snap = snapshot(MlflowClient(pg_mlflow_server.url), experiment, ev.run_id)
     assert complete(snap, ev)
     check_eval(snap, ev, exact_history=False)
-
-
-def test_mlflow_on_postgres_restarted_mid_stream(pg_mlflow_server, receiver_factory):
-    """MLflow (several workers on PostgreSQL) stopped and started again on the same port."""
-    from mlflow import MlflowClient
-
-    ev = SynthEval(run_id="fault-pg-mlflow", samples=3, epochs=1, scorers=("match",)).build()
-    rp = receiver_factory(pg_mlflow_server.url, "faults-pg-mlflow")
-    _outage(rp, ev, MlflowClient(pg_mlflow_server.url), "faults-pg-mlflow",
-            pg_mlflow_server.stop, pg_mlflow_server.start)
