@@ -1,5 +1,6 @@
 """Real hook output: an offline Inspect eval (mockllm) exports over OTLP/HTTP to a receiver
-process, which writes to the real MLflow server. Asserts what an MLflow user sees."""
+process, which writes to the real MLflow server (on sqlite, and on PostgreSQL with several
+workers). Asserts what an MLflow user sees."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ EXPERIMENT = "hook-e2e"
 
 
 @pytest.fixture(scope="module")
-def hook_run(mlflow_server, mlflow_client, tmp_path_factory):
+def hook_run(mlflow_backend, backend_client, tmp_path_factory):
     from tests.support.receiver import start_receiver
     from tests.support.evals import SECRET, run_calculator
 
     tmp = tmp_path_factory.mktemp("hook-e2e")
-    rp = start_receiver(mlflow_server.url, tmp / "data", EXPERIMENT, settle=5.0)
+    rp = start_receiver(mlflow_backend.url, tmp / "data", EXPERIMENT, settle=5.0)
     try:
         with pytest.MonkeyPatch.context() as m:
             for name in list(os.environ):
@@ -33,7 +34,7 @@ def hook_run(mlflow_server, mlflow_client, tmp_path_factory):
             m.setenv("OTEL_METRIC_EXPORT_INTERVAL", "500")
             log = run_calculator(tmp / "logs", epochs=1)
         rp.wait_idle(240)
-        yield log, snapshot(mlflow_client, EXPERIMENT, log.eval.run_id), SECRET, rp
+        yield log, snapshot(backend_client, EXPERIMENT, log.eval.run_id), SECRET, rp
     finally:
         rp.kill()
 
@@ -88,7 +89,7 @@ def test_step_metrics_tables_traces_assessments(hook_run):
                     assert source == "CODE"
 
 
-def test_replaying_the_log_twice_changes_nothing(hook_run, mlflow_client, monkeypatch):
+def test_replaying_the_log_twice_changes_nothing(hook_run, backend_client, monkeypatch):
     """inspect-otel export of the same log, twice, into the same receiver: MLflow state is
     exactly what the live export left (same ids all the way, so everything collapses)."""
     from inspect_otel.replay import export_logs
@@ -103,20 +104,20 @@ def test_replaying_the_log_twice_changes_nothing(hook_run, mlflow_client, monkey
         summary = export_logs([log.location])
         assert summary.ok and summary.samples == len(log.samples)
         rp.wait_idle(240)
-    after = snapshot(mlflow_client, EXPERIMENT, log.eval.run_id)
+    after = snapshot(backend_client, EXPERIMENT, log.eval.run_id)
     assert after == before
 
 
-def test_trace_kind_filter_span_types_and_quiet_output(hook_run, mlflow_client):
+def test_trace_kind_filter_span_types_and_quiet_output(hook_run, backend_client):
     """One filter in MLflow's Traces table shows only the sample traces (the run trace is the
     other kind); every span has an MLflow span type; the receiver never prints MLflow's
     "View run ... / View experiment ..." lines."""
     log, snap, _, rp = hook_run
-    exp = mlflow_client.get_experiment_by_name(EXPERIMENT)
+    exp = backend_client.get_experiment_by_name(EXPERIMENT)
     samples = {"tr-" + ids.trace_id_hex(ids.sample_trace_id(s.uuid)) for s in log.samples}
 
     def kind(k: str) -> set[str]:
-        return {t.info.trace_id for t in mlflow_client.search_traces(
+        return {t.info.trace_id for t in backend_client.search_traces(
             locations=[exp.experiment_id], filter_string=f"tags.inspect.trace.kind = '{k}'",
             include_spans=False, max_results=500)
             if t.info.tags.get(sc.INSPECT_RUN_ID) == log.eval.run_id}
@@ -130,14 +131,14 @@ def test_trace_kind_filter_span_types_and_quiet_output(hook_run, mlflow_client):
     assert "View run" not in rp.log() and "View experiment" not in rp.log()
 
 
-def test_eval_log_stored_with_the_task_run(hook_run, mlflow_client, tmp_path):
+def test_eval_log_stored_with_the_task_run(hook_run, backend_client, tmp_path):
     log, snap, _, _ = hook_run
-    exp = mlflow_client.get_experiment_by_name(EXPERIMENT)
-    (task_run,) = mlflow_client.search_runs(
+    exp = backend_client.get_experiment_by_name(EXPERIMENT)
+    (task_run,) = backend_client.search_runs(
         [exp.experiment_id], filter_string=f"tags.`{sc.INSPECT_EVAL_ID}` = '{log.eval.eval_id}'")
     name = os.path.basename(log.location)
-    stored = [f.path for f in mlflow_client.list_artifacts(task_run.info.run_id, mp.LOG_ARTIFACT_DIR)]
+    stored = [f.path for f in backend_client.list_artifacts(task_run.info.run_id, mp.LOG_ARTIFACT_DIR)]
     assert stored == [f"{mp.LOG_ARTIFACT_DIR}/{name}"]
-    local = mlflow_client.download_artifacts(task_run.info.run_id, stored[0], str(tmp_path))
+    local = backend_client.download_artifacts(task_run.info.run_id, stored[0], str(tmp_path))
     with open(local, "rb") as a, open(log.location, "rb") as b:
         assert a.read() == b.read()

@@ -4,7 +4,7 @@ often, MLflow ends up exactly as one receiver leaves it.
 The receivers run as real processes with their own spools behind a router that splits OTLP
 requests by trace id as the Collector's ``loadbalancing`` exporter does (``routing_key:
 traceID``), or at random (spans of one trace on different receivers). MLflow is the session's
-PostgreSQL-backed server with several workers when the suite has one, else the sqlite one.
+PostgreSQL-backed server with several workers.
 """
 
 from __future__ import annotations
@@ -26,12 +26,9 @@ SETTLE = "30"  # no partial finalization while a test's receivers are still deli
 
 
 @pytest.fixture(scope="module")
-def server(request):
-    """MLflow on PostgreSQL with several workers when the suite provides it, else sqlite."""
-    try:
-        return request.getfixturevalue("pg_mlflow_server")
-    except pytest.FixtureLookupError:
-        return request.getfixturevalue("mlflow_server")
+def server(pg_mlflow_server):
+    """MLflow on PostgreSQL with several workers: concurrent writers, as at scale."""
+    return pg_mlflow_server
 
 
 @pytest.fixture(scope="module")

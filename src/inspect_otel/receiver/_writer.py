@@ -568,7 +568,9 @@ class Writer:
         this receiver has nothing more to do for it (until its own data changes again)."""
         eval_id, run_id = ev["eval_id"], ev["mlflow_run_id"]
         run = self._mlflow().get_run(run_id)
-        expected = run.data.metrics.get("samples/total")
+        # The task span's data is complete once its run is terminated (the holder's last write
+        # for it): before that, the aggregates' timestamp (the run's end) is not known yet.
+        expected = run.data.metrics.get("samples/total") if run.info.end_time else None
         final = mp.task_final(self._sample_records(eval_id),
                               int(expected) if expected is not None else None)
         recorded = run.data.tags.get(mp.TAG_FINALIZED)
