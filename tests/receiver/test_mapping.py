@@ -114,3 +114,88 @@ def test_decode_limits():
     msg, mt = dec.decode("traces", b'{"resourceSpans": []}', "application/json; charset=utf-8",
                          None, 100)
     assert mt == dec.JSON and len(msg.resource_spans) == 0
+
+
+def test_every_span_gets_an_mlflow_span_type():
+    for kind, stype in mp.SPAN_TYPE_BY_KIND.items():
+        assert mp.span_type({sc.INSPECT_SPAN_KIND: kind}) == stype
+    for op, stype in mp.SPAN_TYPE_BY_OPERATION.items():
+        assert mp.span_type({sc.GEN_AI_OPERATION_NAME: op}) == stype
+    for itype, stype in mp.SPAN_TYPE_BY_INSPECT_TYPE.items():
+        assert mp.span_type({sc.INSPECT_SPAN_TYPE: itype}) == stype
+    assert mp.span_type({sc.INSPECT_SANDBOX_ACTION: "exec"}) == "TOOL"
+    # a user's span("prepare") has its name as type; anything else inner is a step
+    assert mp.span_type({sc.INSPECT_SPAN_TYPE: "prepare"}) == mp.SPAN_TYPE_DEFAULT == "CHAIN"
+    assert mp.span_type({}) == "CHAIN"
+    # the root kind wins over the operation (a sample root is invoke_agent, a task invoke_workflow)
+    assert mp.span_type({sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_TASK,
+                         sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_WORKFLOW}) == "TASK"
+    # an explicit mlflow.spanType from the sender is kept
+    assert mp.span_enrichment({mp.SPAN_TYPE: "RETRIEVER"}, False) == {}
+
+
+def _root(**extra):
+    return {sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE, sc.INSPECT_RUN_ID: "r",
+            sc.INSPECT_EVAL_ID: "e", sc.INSPECT_SAMPLE_ID: "s1", sc.INSPECT_SAMPLE_EPOCH: 1,
+            sc.INSPECT_SAMPLE_ORDINAL: 3, sc.INSPECT_SAMPLE_TOTAL_TIME: 2.5,
+            sc.INSPECT_SAMPLE_SCORE_PREFIX + "match": 1.0, sc.INSPECT_SAMPLE_MODEL_CALLS: 2,
+            sc.INSPECT_SAMPLE_TOOL_ERRORS: 1, sc.INSPECT_SAMPLE_EVALUATIONS: 2, **extra}
+
+
+def test_sample_summary_rides_on_the_root_and_fits_one_trace_tag():
+    e = mp.span_enrichment(_root(), is_root=True)
+    assert e[mp.TRACE_TAG_PREFIX + mp.TRACE_TAG_KIND] == "sample"
+    doc = mp.parse_sample_summary(e[mp.TRACE_TAG_PREFIX + mp.TRACE_TAG_SAMPLE])
+    assert doc["sample_id"] == "s1" and doc["ordinal"] == 3 and doc["evaluations"] == 2
+    assert doc["values"]["total_time"] == 2.5 and doc["values"]["score/match"] == 1.0
+    assert doc["counts"] == {"model_calls": 2, "tool_errors": 1}
+    # content that escapes (quotes, newlines, control characters) and is far too long
+    big = ('"quoted"\n\x01 ' + "é" * 50) * 400
+    attrs = _root(**{sc.INSPECT_SAMPLE_INPUT: big, sc.INSPECT_SAMPLE_OUTPUT: big,
+                     sc.INSPECT_SAMPLE_TARGET: "42"})
+    tag = mp.span_enrichment(attrs, is_root=True)[mp.TRACE_TAG_PREFIX + mp.TRACE_TAG_SAMPLE]
+    assert len(tag) <= mp.TAG_VALUE_MAX
+    doc = mp.parse_sample_summary(tag)
+    assert doc["values"]["input"].endswith(mp.TRUNCATION_MARKER) and doc["values"]["target"] == "42"
+    assert doc["values"]["total_time"] == 2.5
+    assert mp.span_enrichment({sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_RUN, sc.INSPECT_RUN_ID: "r"},
+                              True)[mp.TRACE_TAG_PREFIX + mp.TRACE_TAG_KIND] == "run"
+    assert mp.parse_sample_summary("not json") is None and mp.parse_sample_summary(None) is None
+
+
+def _record(i: int, assessments: int, evaluations: int = 2) -> mp.SampleRecord:
+    summary = {"v": 1, "sample_id": str(i), "epoch": 1, "ordinal": i, "status": "success",
+               "values": {"total_time": float(i + 1)}, "counts": {"model_calls": 1},
+               "evaluations": evaluations}
+    found = tuple({"name": n, "value": 1.0 if n == "match" else "C", "label": "C",
+                   "rationale": None, "source_type": "LLM_JUDGE" if n == "judge" else "CODE",
+                   "source_id": n, "span_id": "ab" * 8} for n in ("match", "judge")[:assessments])
+    return mp.SampleRecord(f"tr-{i:032x}", summary, found)
+
+
+def test_task_final_from_any_order_and_complete_only_with_everything():
+    import random
+
+    records = [_record(i, 2) for i in range(5)]
+    final = mp.task_final(records, 5)
+    assert final.complete and final.n_samples == 5 and final.n_assessments == 10
+    shuffled = list(records)
+    random.Random(1).shuffle(shuffled)
+    assert mp.task_final(shuffled + records[:1], 5).samples == final.samples  # duplicates too
+    assert final.samples["ordinal"] == [0, 1, 2, 3, 4]
+    assert final.scores["value"][:2] == [None, 1.0]  # judge's "C" is a label, not a value
+    assert final.scores["model_graded"][:2] == [True, False]
+    assert final.aggregates["samples/received"] == 5 and final.aggregates["model_calls"] == 5
+    assert final.aggregates["sample_latency/p50"] == 3.0
+    assert not mp.task_final(records[:4], 5).complete  # a sample missing
+    assert not mp.task_final(records[:4] + [_record(4, 1)], 5).complete  # an assessment missing
+    assert not mp.task_final(records, None).complete  # the task span not applied yet
+    assert mp.task_final(records, 5).marker == final.marker
+    assert mp.task_final(records[:4] + [_record(4, 1)], 5).marker != final.marker
+
+
+def test_assessment_ids_are_a_function_of_the_result_key():
+    a = mp.assessment_id("ab" * 16, "match", "cd" * 8)
+    assert a == mp.assessment_id("ab" * 16, "match", "cd" * 8) and a.startswith("a-")
+    assert len(a) <= 50  # MLflow's column
+    assert a != mp.assessment_id("ab" * 16, "match", "") != mp.assessment_id("ab" * 16, "judge", "")

@@ -549,7 +549,8 @@ def _score_value(v: Any) -> float | None:
 def task_final(records: Iterable[SampleRecord], expected_samples: int | None) -> TaskFinal:
     """Tables and aggregates of a task from its sample records (any order, any source).
     Complete when all expected samples are there, each with all its evaluation results."""
-    recs = sorted(records, key=lambda r: (_int(r.summary.get("ordinal")) or 0,
+    unique = {r.trace_id: r for r in records}  # pages of a search can overlap
+    recs = sorted(unique.values(), key=lambda r: (_int(r.summary.get("ordinal")) or 0,
                                           _int(r.summary.get("epoch")) or 0,
                                           str(r.summary.get("sample_id")), r.trace_id))
     sample_rows, score_rows, latencies = [], [], []
