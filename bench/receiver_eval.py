@@ -260,7 +260,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--receivers", type=int, default=1)
     ap.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
-    ap.add_argument("--workers", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--mlflow-catalog", action="store_true",
                     help="let MLflow fetch its model price catalog (stalls offline)")

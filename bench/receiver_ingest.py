@@ -254,7 +254,7 @@ def main() -> int:
     ap.add_argument("--receivers", type=int, default=1,
                     help="receiver processes behind a trace-id split (default 1)")
     ap.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
-    ap.add_argument("--workers", type=int, default=3, help="MLflow workers (postgres only)")
+    ap.add_argument("--workers", type=int, default=2, help="MLflow workers (postgres only)")
     ap.add_argument("--latency-samples", type=int, default=20)
     ap.add_argument("--cold", action="store_true", help="no warm-up trace before the rounds")
     ap.add_argument("--mlflow-catalog", action="store_true",

@@ -128,6 +128,12 @@ def test_trace_kind_filter_span_types_and_quiet_output(hook_run, backend_client)
     types = [t for tr in task["traces"].values() for _, t in tr["spans"]]
     assert types and all(t not in (None, "", "UNKNOWN") for t in types), sorted(set(map(str, types)))
     assert "CHAIN" in types  # the user span "prepare" (its type is its name) is a step
+    # trace token usage = the sample's model usage (summed from its chat spans: the root's copy
+    # of the sample total is not forwarded, so MLflow cannot count it twice)
+    for sample in log.samples:
+        tr = task["traces"]["tr-" + ids.trace_id_hex(ids.sample_trace_id(sample.uuid))]
+        want = sum(u.total_tokens for u in (sample.model_usage or {}).values())
+        assert (tr["tokens"] or 0) == want, (sample.id, tr["tokens"], want)
     assert "View run" not in rp.log() and "View experiment" not in rp.log()
 
 

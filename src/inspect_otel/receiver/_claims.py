@@ -23,7 +23,8 @@ receivers) are adopted as the candidate instead of creating a new one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future
 from typing import Any
 
 from inspect_otel import semconv as sc
@@ -50,33 +51,63 @@ def _code(exc: BaseException) -> str:
 
 
 class Claims:
-    """Resolves Inspect runs and tasks to MLflow run ids through ``client`` (an MlflowClient)."""
+    """Resolves Inspect runs and tasks to MLflow run ids through ``client`` (an MlflowClient).
 
-    def __init__(self, client: Any, experiment_id: str):
+    With ``pool`` (an Executor), the two reads of a resolution run at once and the clean-up
+    after a claim (hiding the claim experiment, deleting candidates) runs beside the writer's
+    next steps; ``drain()`` waits for it."""
+
+    def __init__(self, client: Any, experiment_id: str, pool: Executor | None = None):
         self.client = client
         self.experiment_id = experiment_id
+        self._pool = pool
+        self._pending: list[Future[Any]] = []
+
+    def drain(self) -> None:
+        """Wait for the clean-up started so far (errors are logged: the next claimer of the
+        same key, or reader of the claim, cleans up again)."""
+        pending, self._pending = self._pending, []
+        for f in pending:
+            try:
+                f.result()
+            except Exception as e:  # noqa: BLE001
+                log.info("claim clean-up left for later: %s", e)
+
+    def _later(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._pool is None:
+            fn(*args)
+        else:
+            self._pending.append(self._pool.submit(fn, *args))
+
+    def _both(self, first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
+        if self._pool is None:
+            return first(), second()
+        other = self._pool.submit(second)
+        return first(), other.result()
 
     # --- parent run --------------------------------------------------------------------------
     def parent_run(self, run_id: str, tags: Mapping[str, str], start_ms: int | None,
                    run_name: str) -> str:
         name = claim_experiment_name(self.experiment_id, run_id)
-        winner = self._read_experiment_claim(name)
+        winner, legacy = self._both(
+            lambda: self._read_experiment_claim(name),
+            lambda: self._find_legacy(sc.INSPECT_RUN_ID, run_id, mp.ROLE_RUN))
         if winner is None:
             key = f"run/{run_id}"
-            legacy = self._find_legacy(sc.INSPECT_RUN_ID, run_id, mp.ROLE_RUN)
             candidate = legacy or self._candidate(key, start_ms, run_name)
             try:
                 claim_id = self.client.create_experiment(name, tags={TAG_CLAIMED_RUN: candidate,
                                                                      sc.INSPECT_RUN_ID: run_id})
                 winner = candidate
-                self._hide(claim_id)
+                self._later(self._hide, claim_id)
             except Exception as e:
                 if _code(e) != "RESOURCE_ALREADY_EXISTS":
                     raise
                 winner = self._read_experiment_claim(name)
                 if winner is None:
                     raise
-            self._settle(key, winner, candidate if candidate != legacy else None)
+            if candidate != legacy:
+                self._later(self._settle, key, winner, candidate)
         self.client.log_batch(winner, tags=_run_tags(tags))
         return winner
 
@@ -85,8 +116,8 @@ class Claims:
         if exp is None:
             return None
         winner = exp.tags.get(TAG_CLAIMED_RUN)
-        if exp.lifecycle_stage == "active":  # its claimer died before hiding it
-            self._hide(exp.experiment_id)
+        if exp.lifecycle_stage == "active":  # its claimer died before hiding it (or is hiding it)
+            self._later(self._hide, exp.experiment_id)
         return winner
 
     def _hide(self, claim_experiment_id: str) -> None:
@@ -100,10 +131,11 @@ class Claims:
     def task_run(self, eval_id: str, parent_mlflow_id: str, tags: Mapping[str, str],
                  start_ms: int | None, run_name: str) -> str:
         param = task_run_param(eval_id)
-        winner = self.client.get_run(parent_mlflow_id).data.params.get(param)
+        winner, legacy = self._both(
+            lambda: self.client.get_run(parent_mlflow_id).data.params.get(param),
+            lambda: self._find_legacy(sc.INSPECT_EVAL_ID, eval_id, mp.ROLE_TASK))
         if winner is None:
             key = f"task/{eval_id}"
-            legacy = self._find_legacy(sc.INSPECT_EVAL_ID, eval_id, mp.ROLE_TASK)
             candidate = legacy or self._candidate(key, start_ms, run_name)
             try:
                 self.client.log_param(parent_mlflow_id, param, candidate)
@@ -114,7 +146,8 @@ class Claims:
                 winner = self.client.get_run(parent_mlflow_id).data.params.get(param)
                 if winner is None:
                     raise
-            self._settle(key, winner, candidate if candidate != legacy else None)
+            if candidate != legacy:
+                self._later(self._settle, key, winner, candidate)
         self.client.log_batch(winner, tags=_run_tags(tags))
         return winner
 
@@ -127,11 +160,9 @@ class Claims:
                                      tags={TAG_CLAIM: key}, run_name=run_name)
         return run.info.run_id
 
-    def _settle(self, key: str, winner: str, mine: str | None) -> None:
+    def _settle(self, key: str, winner: str, mine: str) -> None:
         """After a claim this receiver took part in: delete every candidate of ``key`` but the
         winner (its own if it lost, and any left by a claimer that died mid-claim)."""
-        if mine is None:
-            return
         losers = {mine} - {winner}
         for run in self.client.search_runs([self.experiment_id],
                                            filter_string=f"tags.`{TAG_CLAIM}` = '{_quote(key)}'",

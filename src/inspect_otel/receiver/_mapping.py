@@ -692,6 +692,26 @@ def span_type(attrs: Mapping[str, Any]) -> str:
     return SPAN_TYPE_DEFAULT
 
 
+# Attributes a sample root does not take to MLflow. MLflow sums token usage over a trace tree-aware
+# (a span's usage counts unless an ancestor has usage) over the spans it holds at each write, and
+# recomputes only when a write brings usage. The root's sample-wide gen_ai.usage.* would count
+# again beside chat spans whose parent reaches MLflow in a later request (a trace split over
+# requests or receivers), and the connecting span brings no usage: doubled for good. Without them
+# the trace's usage is the sum of its chat spans in any order (the same tokens: Inspect's sample
+# usage is the sum of its model calls). The spool keeps them; the sample summary has the totals.
+ROOT_ATTRIBUTES_NOT_FORWARDED = frozenset({
+    sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS,
+    sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+})
+
+
+def forwarded_attribute(key: str, enrich: Mapping[str, str]) -> bool:
+    """Whether a span attribute goes to MLflow (``enrich``: the span's enrichment)."""
+    return not (key in ROOT_ATTRIBUTES_NOT_FORWARDED
+                and enrich.get(TRACE_TAG_PREFIX + TRACE_TAG_KIND) == TRACE_KIND_SAMPLE)
+
+
 # Trace tags copied from sample/run roots: attribute -> trace tag key.
 TRACE_TAGS: tuple[tuple[str, str], ...] = (
     (sc.INSPECT_RUN_ID, sc.INSPECT_RUN_ID),

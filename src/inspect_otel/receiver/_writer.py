@@ -61,7 +61,10 @@ FORWARD_MAX_SPANS = 1000
 FORWARD_MAX_BYTES = 4 << 20
 FORWARD_BATCHES_PER_PASS = 4
 SEARCH_PAGE = 500
-ASSESSMENT_WORKERS = 4
+# Assessments are written concurrently: MLflow has no batch call for them, and an MLflow with
+# several uvicorn workers answers each request ~40 ms late on Linux (its workers' sockets lack
+# TCP_NODELAY), a latency that only concurrency hides. A one-worker sqlite MLflow serialises them.
+ASSESSMENT_WORKERS = 8
 # A result whose trace this receiver never saw is tried against MLflow this often (another
 # receiver may forward the trace), backing off to the maximum.
 PROBE_MIN_S, PROBE_MAX_S = 1.0, 30.0
@@ -252,7 +255,7 @@ class Writer:
                     client.restore_experiment(exp.experiment_id)
                 exp_id = exp.experiment_id
             self._experiment_id = exp_id
-            self._claims = Claims(client, exp_id)
+            self._claims = Claims(client, exp_id, self._pool)
         return self._experiment_id
 
     def _permanent(self, what: str, err: Exception, n: int = 1) -> None:
@@ -284,6 +287,8 @@ class Writer:
         did |= self._apply_tasks()
         did |= self._apply_runs()
         did |= self._finalize_tasks()
+        assert self._claims is not None
+        self._claims.drain()
         self.status.passes += 1
         self.status.mlflow_ok = True
         self.status.last_success_at = time.time()
@@ -757,6 +762,10 @@ def build_trace_request(spans: list[PendingSpan]) -> ExportTraceServiceRequest:
             scopes[key] = ss
         span = trace_pb2.Span.FromString(s.payload)
         if s.enrich:
+            kept = [kv for kv in span.attributes if mp.forwarded_attribute(kv.key, s.enrich)]
+            if len(kept) < len(span.attributes):
+                del span.attributes[:]
+                span.attributes.extend(kept)
             span.attributes.extend(_kv(k, v) for k, v in sorted(s.enrich.items()))
         ss.spans.append(span)
     return req
