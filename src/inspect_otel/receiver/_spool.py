@@ -526,15 +526,16 @@ class Spool:
         return [dict(trace_id=r[0], name=r[1], span_id=r[2], nbytes=r[4], eval_id=r[5],
                      **json.loads(r[3])) for r in rows]
 
-    def results_awaiting_trace(self, limit: int = 500) -> list[dict[str, Any]]:
+    def results_awaiting_trace(self, limit: int = 2000) -> list[dict[str, Any]]:
         """Unapplied evaluation results none of whose trace's spans reached this receiver: with
-        several receivers another one may have forwarded the trace to MLflow."""
+        several receivers another one may have forwarded the trace to MLflow. Newest first: the
+        likeliest to have a trace in MLflow by now."""
         rows = self._read(
             """SELECT r.trace_id, r.name, r.span_id, r.data, LENGTH(r.data), r.eval_id
                FROM results r
                WHERE r.applied = 0 AND NOT EXISTS (
                    SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)
-               ORDER BY r.received, r.trace_id, r.name LIMIT ?""", (limit,))
+               ORDER BY r.received DESC, r.trace_id, r.name LIMIT ?""", (limit,))
         return [dict(trace_id=r[0], name=r[1], span_id=r[2], nbytes=r[4], eval_id=r[5],
                      **json.loads(r[3])) for r in rows]
 

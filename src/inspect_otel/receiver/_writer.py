@@ -67,7 +67,8 @@ SEARCH_PAGE = 500
 ASSESSMENT_WORKERS = 8
 # A result whose trace this receiver never saw is tried against MLflow this often (another
 # receiver may forward the trace), backing off to the maximum.
-PROBE_MIN_S, PROBE_MAX_S = 1.0, 30.0
+PROBE_MIN_S, PROBE_MAX_S = 0.5, 10.0
+PROBE_TRACES_PER_PASS = 100
 CHECK_MIN_INTERVAL_S = 0.5  # between two finalization checks of one task
 LOG_ARTIFACT_META = "log_artifact:"  # spool meta: eval logs still to store
 
@@ -465,28 +466,44 @@ class Writer:
 
     # --- assessments ---------------------------------------------------------------------------
     def _apply_results(self) -> bool:
+        """Results of traces forwarded here, then results of traces this receiver never saw (with
+        several receivers another one may forward them): one result per such trace probes
+        MLflow first (with backoff while the trace is not there), the rest follow."""
         ready = self.spool.pending_results()
         now = time.monotonic()
-        waiting = [r for r in self.spool.results_awaiting_trace()
-                   if self._probe.get(r["trace_id"], (0.0, 0.0))[0] <= now]
-        if not ready and not waiting:
+        by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in self.spool.results_awaiting_trace():
+            if self._probe.get(r["trace_id"], (0.0, 0.0))[0] <= now and (
+                    r["trace_id"] in by_trace or len(by_trace) < PROBE_TRACES_PER_PASS):
+                by_trace[r["trace_id"]].append(r)
+        probes = [rows[0] for rows in by_trace.values()]
+        if not ready and not probes:
             return False
-        rows = ready + waiting
-        outcomes = list(self._pool.map(self._create_assessment, rows))
         applied, transient = [], None
-        for i, (r, (outcome, detail)) in enumerate(zip(rows, outcomes)):
-            if outcome == "applied":
-                applied.append(r)
-                self._probe.pop(r["trace_id"], None)
-            elif outcome == "no_trace" and i >= len(ready):
-                _, backoff = self._probe.get(r["trace_id"], (0.0, PROBE_MIN_S / 2))
-                backoff = min(PROBE_MAX_S, backoff * 2)
-                self._probe[r["trace_id"]] = (now + backoff, backoff)
-            elif outcome == "transient":
-                transient = detail
-            else:  # permanent, or no trace although this receiver forwarded it
-                self._permanent(f"assessment {r['name']} of tr-{r['trace_id']}", Permanent(detail))
-                applied.append(r)
+
+        def settle(rows: list[dict[str, Any]], probing: bool) -> list[str]:
+            nonlocal transient
+            found = []
+            for r, (outcome, detail) in zip(rows, self._pool.map(self._create_assessment, rows)):
+                if outcome == "applied":
+                    applied.append(r)
+                    found.append(r["trace_id"])
+                    self._probe.pop(r["trace_id"], None)
+                elif outcome == "no_trace" and probing:
+                    _, backoff = self._probe.get(r["trace_id"], (0.0, PROBE_MIN_S / 2))
+                    backoff = min(PROBE_MAX_S, backoff * 2)
+                    self._probe[r["trace_id"]] = (now + backoff, backoff)
+                elif outcome == "transient":
+                    transient = detail
+                else:  # permanent, or no trace although this receiver forwarded it
+                    self._permanent(f"assessment {r['name']} of tr-{r['trace_id']}",
+                                    Permanent(detail))
+                    applied.append(r)
+            return found
+
+        settle(ready, probing=False)
+        for trace_id in settle(probes, probing=True):
+            settle(by_trace[trace_id][1:], probing=True)
         if applied:
             self.spool.mark_results_applied(applied)
             self.status.applied["assessments"] += len(applied)
