@@ -4,7 +4,8 @@ The eval: the calculator agent of tests/support/evals.py with 10 samples x 2 epo
 (match, includes, exact, a model-graded judge), tool calls (one failing per sample), a sandbox
 exec, a retried sample and one that always errors (2 erroring sample x epochs), offline
 (``mockllm/model``). The hook exports over OTLP/HTTP with its defaults (the SDK's batch span
-processor flushes every 5 s, and at the end of the run) to ``--receivers`` receiver processes
+processor flushes every 5 s, and at the end of the run; ``--export-delay-ms`` sets the standard
+``OTEL_BSP_SCHEDULE_DELAY``/``OTEL_BLRP_SCHEDULE_DELAY``) to ``--receivers`` receiver processes
 behind a trace-id router (tests/support/router.py, also with one receiver: it timestamps when each
 trace's data reached a receiver). A poller reads MLflow's traces every 200 ms (more often, it
 becomes a load of its own on a one-worker MLflow).
@@ -174,7 +175,8 @@ def finalized(client, experiment: str, run_id: str, samples: int, scores: int) -
         return False
 
 
-def one_eval(server, tmp: Path, receivers: int, tag: str) -> dict:
+def one_eval(server, tmp: Path, receivers: int, tag: str, export_delay_ms: int | None = None
+             ) -> dict:
     from inspect_ai import eval as inspect_eval
 
     from inspect_otel import ids
@@ -183,13 +185,22 @@ def one_eval(server, tmp: Path, receivers: int, tag: str) -> dict:
 
     experiment = f"bench-eval-{tag}"
     rps = [start_receiver(server.url, tmp / f"r-{tag}-{i}", experiment) for i in range(receivers)]
+    # a user's receiver has been up for a while: its writer is connected to MLflow
+    from tests.support.wait import wait_for
+
+    wait_for(lambda: all(rp.health()["mlflow"]["writer_ok"] for rp in rps), 120,
+             what="receivers connected to MLflow", interval=0.1)
     router = TimingRouter([rp.url for rp in rps]).start()
     poller = Poller(server.url, experiment).start()
     try:
+        delays = ("OTEL_BSP_SCHEDULE_DELAY", "OTEL_BLRP_SCHEDULE_DELAY")
         saved = {k: os.environ.get(k) for k in ("OTEL_EXPORTER_OTLP_ENDPOINT",
-                                                 "OTEL_EXPORTER_OTLP_PROTOCOL")}
+                                                 "OTEL_EXPORTER_OTLP_PROTOCOL", *delays)}
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = router.url
         os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf"
+        if export_delay_ms is not None:  # the SDK's batch processors' standard knobs
+            for k in delays:
+                os.environ[k] = str(export_delay_ms)
         evals._attempts.clear()
         try:
             log = inspect_eval(eval_task(), model=evals.MODEL, model_args=evals.model_args(),
@@ -262,6 +273,9 @@ def main() -> int:
     ap.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--export-delay-ms", type=int, default=None,
+                    help="OTEL_BSP_SCHEDULE_DELAY / OTEL_BLRP_SCHEDULE_DELAY for the hook "
+                         "(default: the SDK's 5000 / 1000)")
     ap.add_argument("--mlflow-catalog", action="store_true",
                     help="let MLflow fetch its model price catalog (stalls offline)")
     ap.add_argument("--json", default=None)
@@ -272,10 +286,12 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="inspect-otel-bench-eval-"))
     server, pg = start_server(tmp, args.backend, args.workers)
     out = {"backend": args.backend, "receivers": args.receivers, "cpu_count": os.cpu_count(),
+           "export_delay_ms": args.export_delay_ms,
            "load_avg_start": os.getloadavg(), "runs": []}
     try:
         for i in range(args.repeats):
-            r = one_eval(server, tmp, args.receivers, f"{args.receivers}r{i}")
+            r = one_eval(server, tmp, args.receivers, f"{args.receivers}r{i}",
+                         args.export_delay_ms)
             out["runs"].append(r)
             print(f"run {i + 1}: {r['samples']} samples ({r['errored_samples']} errored), "
                   f"{r['scores']} scores, {args.receivers} receiver(s): eval end -> last trace "

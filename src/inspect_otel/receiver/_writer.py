@@ -69,7 +69,8 @@ ASSESSMENT_WORKERS = 8
 # receiver may forward the trace), backing off to the maximum.
 PROBE_MIN_S, PROBE_MAX_S = 0.5, 10.0
 PROBE_TRACES_PER_PASS = 100
-CHECK_MIN_INTERVAL_S = 0.5  # between two finalization checks of one task
+AWAITING_SCAN = 2000  # results awaiting a trace looked at per pass (newest first)
+CHECK_MIN_INTERVAL_S = 0.25  # between two finalization checks of one task
 LOG_ARTIFACT_META = "log_artifact:"  # spool meta: eval logs still to store
 
 # MLflow error codes that mean "this item is wrong", not "try again later".
@@ -145,6 +146,10 @@ class Writer:
         self._experiment_id: str | None = None
         self._pool = ThreadPoolExecutor(max(1, assessment_workers),
                                         thread_name_prefix="inspect-otel-assess")
+        # claims run beside the pass (one at a time), with their own helpers: queued behind a
+        # pass's assessment writes they would wait for all of them
+        self._claim_pool = ThreadPoolExecutor(1, thread_name_prefix="inspect-otel-claims")
+        self._claim_io = ThreadPoolExecutor(2, thread_name_prefix="inspect-otel-claims-io")
         # results whose trace is not (yet) in MLflow: (trace id) -> (next try, backoff)
         self._probe: dict[str, tuple[float, float]] = {}
         # finalization: eval id -> when to check again (tasks polled by their task-span holder)
@@ -176,6 +181,8 @@ class Writer:
             if t is not None:
                 t.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._claim_pool.shutdown(wait=False, cancel_futures=True)
+        self._claim_io.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
         self._wake.set()
@@ -187,9 +194,10 @@ class Writer:
     def _loop(self) -> None:
         backoff = 0.5
         try:
-            # Importing MLflow takes seconds: right away, while the first eval is still running,
-            # not when its first data arrives.
-            self.experiment_id()
+            # Importing MLflow takes seconds, and a fresh MLflow server's first search takes a
+            # while too: right away, while the first eval is still running, not when its first
+            # data arrives.
+            self._mlflow().search_runs([self.experiment_id()], max_results=1)
         except Exception as e:  # noqa: BLE001 - MLflow not reachable yet: the passes retry
             log.info("MLflow not ready at start (%s); retrying", _classify(e))
         while not self._stop.is_set():
@@ -256,7 +264,7 @@ class Writer:
                     client.restore_experiment(exp.experiment_id)
                 exp_id = exp.experiment_id
             self._experiment_id = exp_id
-            self._claims = Claims(client, exp_id, self._pool)
+            self._claims = Claims(client, exp_id, self._claim_io)
         return self._experiment_id
 
     def _permanent(self, what: str, err: Exception, n: int = 1) -> None:
@@ -281,9 +289,17 @@ class Writer:
     def run_once(self) -> bool:
         """Apply everything pending once. Returns True if anything was done."""
         self.experiment_id()
-        did = self._resolve_runs()
-        did |= self._forward_spans()
+        # Claiming runs takes a few round trips: meanwhile the spans that link no run are
+        # forwarded and their traces' assessments written; the roots follow once their run is
+        # known (MLflow links a trace to the run named in the request that carries its root).
+        claiming = (self._claim_pool.submit(self._resolve_runs)
+                    if self.spool.identities_without_run() else None)
+        did = self._forward_spans()
         did |= self._apply_results()
+        if claiming is not None:
+            did |= claiming.result()
+            did |= self._forward_spans()
+            did |= self._apply_results()
         did |= self._apply_sample_metrics()
         did |= self._apply_tasks()
         did |= self._apply_runs()
@@ -472,7 +488,11 @@ class Writer:
         ready = self.spool.pending_results()
         now = time.monotonic()
         by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in self.spool.results_awaiting_trace():
+        awaiting = self.spool.results_awaiting_trace(AWAITING_SCAN)
+        if len(awaiting) < AWAITING_SCAN:  # forget traces no result waits for (applied, expired)
+            waiting_for = {r["trace_id"] for r in awaiting}
+            self._probe = {t: v for t, v in self._probe.items() if t in waiting_for}
+        for r in awaiting:
             if self._probe.get(r["trace_id"], (0.0, 0.0))[0] <= now and (
                     r["trace_id"] in by_trace or len(by_trace) < PROBE_TRACES_PER_PASS):
                 by_trace[r["trace_id"]].append(r)
