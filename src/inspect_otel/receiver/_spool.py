@@ -531,13 +531,14 @@ class Spool:
         several receivers another one may have forwarded the trace to MLflow. Newest first: the
         likeliest to have a trace in MLflow by now."""
         rows = self._read(
-            """SELECT r.trace_id, r.name, r.span_id, r.data, LENGTH(r.data), r.eval_id
+            """SELECT r.trace_id, r.name, r.span_id, r.data, LENGTH(r.data), r.eval_id,
+                      r.received
                FROM results r
                WHERE r.applied = 0 AND NOT EXISTS (
                    SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)
                ORDER BY r.received DESC, r.trace_id, r.name LIMIT ?""", (limit,))
         return [dict(trace_id=r[0], name=r[1], span_id=r[2], nbytes=r[4], eval_id=r[5],
-                     **json.loads(r[3])) for r in rows]
+                     received=r[6], **json.loads(r[3])) for r in rows]
 
     def mark_results_applied(self, rows: Iterable[dict[str, Any]]) -> None:
         """Applied results count as new data of their task: its finalization is checked again

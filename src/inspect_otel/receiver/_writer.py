@@ -69,6 +69,10 @@ ASSESSMENT_WORKERS = 8
 # receiver may forward the trace), backing off to the maximum.
 PROBE_MIN_S, PROBE_MAX_S = 0.5, 10.0
 PROBE_TRACES_PER_PASS = 100
+# A result is first tried against MLflow this long after it arrived: with the Collector's
+# trace-id routing its trace comes to this receiver too, only later (the SDK's span batches leave
+# every 5 s by default, log records every second).
+PROBE_GRACE_S = 5.0
 AWAITING_SCAN = 2000  # results awaiting a trace looked at per pass (newest first)
 CHECK_MIN_INTERVAL_S = 0.25  # between two finalization checks of one task
 LOG_ARTIFACT_META = "log_artifact:"  # spool meta: eval logs still to store
@@ -217,7 +221,8 @@ class Writer:
                 backoff = min(self.max_backoff_s, backoff * 2)
 
     def _idle_wait(self) -> float:
-        """Until the next poll or probe is due (new data wakes the writer at once)."""
+        """Until the next poll or probe is due (new data wakes the writer at once; results in
+        their grace period are looked at every second)."""
         now = time.monotonic()
         due = [t for t in self._poll.values()] + [t for t, _ in self._probe.values()]
         return max(0.05, min([1.0] + [t - now for t in due]))
@@ -290,16 +295,15 @@ class Writer:
         """Apply everything pending once. Returns True if anything was done."""
         self.experiment_id()
         # Claiming runs takes a few round trips: meanwhile the spans that link no run are
-        # forwarded and their traces' assessments written; the roots follow once their run is
-        # known (MLflow links a trace to the run named in the request that carries its root).
+        # forwarded; the roots follow once their run is known (MLflow links a trace to the run
+        # named in the request that carries its root), then the traces' assessments.
         claiming = (self._claim_pool.submit(self._resolve_runs)
                     if self.spool.identities_without_run() else None)
         did = self._forward_spans()
-        did |= self._apply_results()
         if claiming is not None:
             did |= claiming.result()
             did |= self._forward_spans()
-            did |= self._apply_results()
+        did |= self._apply_results()
         did |= self._apply_sample_metrics()
         did |= self._apply_tasks()
         did |= self._apply_runs()
@@ -492,7 +496,10 @@ class Writer:
         if len(awaiting) < AWAITING_SCAN:  # forget traces no result waits for (applied, expired)
             waiting_for = {r["trace_id"] for r in awaiting}
             self._probe = {t: v for t, v in self._probe.items() if t in waiting_for}
+        young = time.time() - PROBE_GRACE_S
         for r in awaiting:
+            if r["received"] > young and r["trace_id"] not in self._probe:
+                continue  # its trace is most likely still on its way here
             if self._probe.get(r["trace_id"], (0.0, 0.0))[0] <= now and (
                     r["trace_id"] in by_trace or len(by_trace) < PROBE_TRACES_PER_PASS):
                 by_trace[r["trace_id"]].append(r)
