@@ -147,11 +147,33 @@ def test_provider_names(model, provider, request_model):
     "value, number, label",
     [("C", 1.0, "C"), ("I", 0.0, "I"), ("P", 0.5, "P"), ("N", 0.0, "N"), (True, 1.0, "true"),
      (False, 0.0, "false"), (0.25, 0.25, None), (3, 3.0, None), ("yes", 1.0, "yes"),
-     ("A", None, "A"), ([1, 2], None, None)],
+     ("A", None, "A"), ([1, 2], None, None), ("correct", None, "correct"), ("TRUE", 1.0, "TRUE"),
+     ("1e3", 1000.0, "1e3"), ("nan", None, "nan"), (None, None, None), ({"a": 1}, None, None)],
 )
 def test_score_values(value, number, label):
     assert numeric_score(value) == number
     assert score_label(value) == label
+
+
+SCORE_VALUES = ["C", "I", "P", "N", "c", "yes", "No", "TRUE", "false", " yes", "correct",
+                "incorrect", "A", "", "0.25", "-3", "1e3", "nan", "inf", "0x10", True, False, 0,
+                1, 0.5, -2.5, None, [1, 2], {"a": 1}]
+
+
+@pytest.mark.parametrize("value", SCORE_VALUES, ids=repr)
+def test_numeric_score_is_inspect_value_to_float(value, caplog):
+    """numeric_score is value_to_float where Inspect can read the value, None exactly where
+    value_to_float gives up (it then logs a warning and answers 0.0)."""
+    from inspect_ai.scorer import value_to_float
+
+    caplog.set_level("WARNING", logger="inspect_ai.scorer._metric")
+    inspect_number = value_to_float()(value)
+    gave_up = any("Unable to convert" in r.getMessage() for r in caplog.records)
+    number = numeric_score(value)
+    if gave_up:
+        assert number is None and inspect_number == 0.0
+    else:
+        assert number == inspect_number
 
 
 def test_usage_input_includes_cache():
