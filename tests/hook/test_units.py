@@ -213,3 +213,28 @@ def test_ids_are_stable_across_versions():
     """Ids are a contract: a log replayed by a later version must collapse onto the live export."""
     assert ids.sample_trace_id("abc") == 155512172285075768122202620588632053271
     assert ids.span_id(ids.sample_trace_id("abc"), "span/x") == 17671025199819311282
+
+
+def test_sample_metadata_only_on_opt_in():
+    """Sample metadata can hold content: none by default, the named keys when opted in, every
+    scalar key under content capture; secrets redacted, non-scalars never sent."""
+    from inspect_otel import semconv as sc
+    from inspect_otel.mapping._sample import _add_metadata
+
+    metadata = {"topic": "geo", "level": 3, "weight": 0.5, "hard": True, "nested": {"a": 1},
+                "api_key": "abc", "note": "token sk-abcdefghijklmnopqrstuvwxyz", "big": 2**70}
+    p = sc.INSPECT_SAMPLE_METADATA_PREFIX
+
+    def emitted(policy: ContentPolicy) -> dict:
+        attrs: dict = {}
+        _add_metadata(attrs, metadata, policy)
+        return attrs
+
+    assert emitted(ContentPolicy()) == {}
+    assert emitted(ContentPolicy(metadata_keys=("topic", "nested", "missing"))) == {
+        p + "topic": "geo"}
+    everything = emitted(ContentPolicy(capture=ContentCapture.SPAN_AND_EVENT))
+    assert everything == {p + "topic": "geo", p + "level": 3, p + "weight": 0.5, p + "hard": True,
+                          p + "api_key": "[REDACTED]", p + "note": "token [REDACTED]"}
+    settings = load_settings({"INSPECT_OTEL_SAMPLE_METADATA_KEYS": " topic, level,,topic "})
+    assert settings.sample_metadata_keys == ("topic", "level")

@@ -227,14 +227,26 @@ def test_scorer(name: str, baseline: np.ndarray, candidate: np.ndarray, *, alpha
     discordant = {}
     if binary:
         discordant = dict(regressed_pairs=int(np.sum(d < 0)), improved_pairs=int(np.sum(d > 0)))
-    constant = bool(np.all(d == d[0]))
+    # "The same change for every sample" up to floating-point rounding (a + 0.25 - a is not
+    # always 0.25): t is undefined there, and rounding noise must not pass for evidence.
+    tolerance = 1e-12 * max(1.0, float(np.max(np.abs(baseline))),
+                            float(np.max(np.abs(candidate))))
+    constant = float(np.ptp(d)) <= tolerance
     units = n
     if clusters is not None:
         units = len(set(clusters))
         common.update(clusters=units)
-    if constant and diff != 0 and not binary and units > 1:
-        # Every sample moved by exactly the same amount: t is undefined (no variance). The exact
-        # sign test over the independent units still gives a valid p; no honest interval exists.
+    test = "clustered t" if clusters is not None else (
+        "exact McNemar" if binary else "paired t")
+    if constant and abs(diff) <= tolerance:
+        # identical results: nothing to test against, nothing changed
+        return ScorerResult(**common, **means, **discordant, ci_low=diff, ci_high=diff,
+                            p_value=1.0, p_adjusted=None, test=test, se=0.0,
+                            df=units - 1 if units > 1 else None,
+                            bootstrap_ci_low=diff, bootstrap_ci_high=diff)
+    if constant and not binary and units > 1:
+        # Every sample moved by the same amount: no variance for t. The exact sign test over the
+        # independent units still gives a valid p; no honest interval exists.
         p = float(stats.binomtest(units, units, 0.5).pvalue)
         return ScorerResult(**common, **means, ci_low=None, ci_high=None, p_value=p,
                             p_adjusted=None, test="sign test", se=0.0, df=units - 1,
@@ -244,43 +256,34 @@ def test_scorer(name: str, baseline: np.ndarray, candidate: np.ndarray, *, alpha
 
     if clusters is not None:
         groups = list(clusters)
-        count = units
-        if count < 2:
+        if units < 2:
             return ScorerResult(**common, **means, **discordant, ci_low=None, ci_high=None,
-                                p_value=None, p_adjusted=None, test="clustered t",
+                                p_value=None, p_adjusted=None, test=test,
                                 note="one cluster: a clustered standard error needs 2 or more")
         se = _clustered_se(d, groups, cluster_key or "cluster")
-        df = count - 1
-        if se == 0 and not constant:
+        df = units - 1
+        if se <= tolerance:
             return ScorerResult(**common, **means, **discordant, ci_low=None, ci_high=None,
-                                p_value=None, p_adjusted=None, test="clustered t", se=se, df=df,
+                                p_value=None, p_adjusted=None, test=test, se=se, df=df,
                                 note="the clustered standard error is 0 (every cluster's "
                                      "differences average out): no test")
-        test = "clustered t"
         p, low, high = _t_from_se(diff, se, df, alpha)
-        boot = _bootstrap_clusters(d, groups, alpha, seed, resamples) if not constant \
-            else (diff, diff)
+        boot = _bootstrap_clusters(d, groups, alpha, seed, resamples)
     else:
         if n == 1 and not binary:
             return ScorerResult(**common, **means, ci_low=None, ci_high=None, p_value=None,
-                                p_adjusted=None, test="paired t",
+                                p_adjusted=None, test=test,
                                 note="one paired sample: no variance to test against")
         se = float(stats.sem(d)) if n > 1 else None
         df = n - 1
         if binary:
-            test = "exact McNemar"
             p, low, high = _exact_mcnemar(discordant["improved_pairs"],
                                           discordant["regressed_pairs"], n, alpha)
         else:
-            test = "paired t"
-            if constant:
-                p, low, high = _t_from_se(diff, 0.0, df, alpha)
-            else:
-                result = stats.ttest_rel(candidate, baseline)
-                ci = result.confidence_interval(1 - alpha)
-                p, low, high = float(result.pvalue), float(ci.low), float(ci.high)
-        boot = (diff, diff) if constant else (
-            _bootstrap(baseline, candidate, alpha, seed, resamples) if n > 1 else (None, None))
+            result = stats.ttest_rel(candidate, baseline)
+            ci = result.confidence_interval(1 - alpha)
+            p, low, high = float(result.pvalue), float(ci.low), float(ci.high)
+        boot = _bootstrap(baseline, candidate, alpha, seed, resamples) if n > 1 else (None, None)
     return ScorerResult(
         **common, **means, **discordant, ci_low=low, ci_high=high, p_value=p, p_adjusted=None,
         test=test, se=se, df=df, mde=_mde(se, df, alpha),
@@ -293,16 +296,14 @@ def _is_binary(values: np.ndarray) -> bool:
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    if len(a) < 3 or np.all(a == a[0]) or np.all(b == b[0]):
+    if len(a) < 3 or np.ptp(a) <= 1e-12 * max(1.0, float(np.max(np.abs(a)))) \
+            or np.ptp(b) <= 1e-12 * max(1.0, float(np.max(np.abs(b)))):
         return None  # undefined for constant scores
     return float(stats.pearsonr(a, b).statistic)
 
 
 def _t_from_se(diff: float, se: float, df: int, alpha: float) -> tuple[float, float, float]:
-    """Two-sided t p-value and CI from a standard error. Zero SE only reaches here with no
-    difference at all (identical results): p=1, CI [0, 0]."""
-    if se == 0:
-        return 1.0, diff, diff
+    """Two-sided t p-value and CI from a (positive) standard error."""
     t = stats.t
     half = float(t.ppf(1 - alpha / 2, df)) * se
     return float(2 * t.sf(abs(diff / se), df)), diff - half, diff + half

@@ -55,7 +55,7 @@ def _missing_extra(plot: bool) -> str | None:
     needed = ["scipy", "statsmodels"] + (["matplotlib"] if plot else [])
     missing = [m for m in needed if importlib.util.find_spec(m) is None]
     if missing:
-        return (f"{PROG} needs the compare extra ({', '.join(missing)} missing): "
+        return (f"needs the compare extra ({', '.join(missing)} missing): "
                 "pip install 'inspect-otel[compare]'")
     return None
 
