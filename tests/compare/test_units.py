@@ -84,7 +84,7 @@ def test_report_and_plot(tmp_path):
     c = compare_tables(*paired(a, b))
     text = render(c, top=2)
     assert "exact McNemar" in text and "2 regressed and 12 improved pairs" in text
-    assert "s: 2 samples regressed:" in text and "s: 12 samples improved, the 2 largest:" in text
+    assert "s: 2 samples regressed:" in text and "1 sample" not in text and "s: 12 samples improved, the 2 largest:" in text
     json.dumps(c.to_dict(), allow_nan=False)
     path = forest_plot(c, str(tmp_path / "plot.png"))
     assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -10,6 +10,8 @@ result as JSON, and the forest plot.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import tempfile
@@ -63,7 +65,7 @@ _COLORS = {"worse": "#c0392b", "better": "#1e8449", "no significant difference":
 def forest_plot(c: Comparison, path: str) -> str:
     """One row per scorer: the difference (candidate - baseline) as a dot with its interval as a
     bar, a dashed line at 0 (no difference), the colour saying the verdict after Holm's
-    correction. Rows whose interval lies within [-1, 1] (accuracies, proportions) share one x
+    correction. Scorers whose scores all lie in [0, 1] (accuracies, proportions) share one x
     scale; a scorer in other units (a length, a count) gets its own. Returns ``path``."""
     import matplotlib
 
@@ -73,7 +75,10 @@ def forest_plot(c: Comparison, path: str) -> str:
 
     rows = list(c.scorers)
     level = f"{round((1 - c.alpha) * 100, 2):g}%"
-    shared = _limits([b for r in rows if (b := _bounds(r)) and max(map(abs, b)) <= 1])
+    outside = {row.scorer for row in c.rows
+               if any(v is not None and not 0 <= v <= 1 for v in (row.baseline, row.candidate))}
+    unit = {r.scorer for r in rows if r.scorer not in outside}
+    shared = _limits([b for r in rows if r.scorer in unit and (b := _bounds(r))])
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.5 + 0.62 * len(rows)), dpi=120,
                              squeeze=False)
     try:
@@ -98,7 +103,7 @@ def forest_plot(c: Comparison, path: str) -> str:
                 ax.errorbar([r.difference], [0], xerr=[[r.difference - lo], [hi - r.difference]],
                             fmt="o", color=color, ecolor=color, elinewidth=2.2, capsize=5,
                             markersize=7)
-                own = max(abs(lo), abs(hi)) > 1 or shared is None
+                own = r.scorer not in unit or shared is None
                 ax.set_xlim(*(_limits([(lo, hi)]) if own else shared))
                 ci = (f" [{lo:+.3g}, {hi:+.3g}]" if r.ci_low is not None else "")
                 text = f"{r.difference:+.3g}{ci}\np adj {_p(r.p_adjusted)}, n={r.n}, {r.test}"
@@ -222,7 +227,9 @@ def log_comparison(c: Comparison, *, tracking_uri: str | None = None,
             client.log_artifact(run_id, plot, artifact_path=os.path.dirname(FOREST_PLOT))
         client.set_tag(run_id, TAG_LOGGED_ARTIFACTS, json.dumps(
             [{"path": p, "type": "table"} for p in (COMPARISON_TABLE, SCORERS_TABLE)]))
-        client.set_terminated(run_id, "FINISHED")
+        # MLflow's client prints its own "View run" lines to stdout here; ours is the one line
+        with contextlib.redirect_stdout(io.StringIO()):
+            client.set_terminated(run_id, "FINISHED")
     except MlflowException as e:
         raise CompareError(f"cannot log the comparison to MLflow at {uri}: {_first_line(e)}") \
             from None

@@ -166,18 +166,24 @@ def _moved(c: Comparison, r: ScorerResult, top: int) -> list[str]:
                                   sum(1 for x in rows if sign * x.difference > 0))):
         if not chosen:
             continue
-        out.append(f"{r.scorer}: {count} samples {title}" + (
-            f", the {len(chosen)} largest:" if count > len(chosen) else ":"))
-        out += [_moved_line(c, x) for x in chosen]
+        noun = "sample" if count == 1 else "samples"
+        out.append(f"{r.scorer}: {count} {noun} {title}" + (
+            (f", the {len(chosen)} largest:" if len(chosen) > 1 else ", the largest:")
+            if count > len(chosen) else ":"))
+        for x in chosen:
+            out += _moved_lines(c, x)
     return out
 
 
-def _moved_line(c: Comparison, row: SampleRow) -> str:
-    text = (f"  {row.sample_id}: {_num(row.baseline)} -> {_num(row.candidate)} "
-            f"({_num(row.difference, signed=True)})")
-    links = [u for u in (trace_url(c.baseline, row.baseline_trace_id),
-                         trace_url(c.candidate, row.candidate_trace_id)) if u]
-    return text + ("  " + "  ".join(links) if links else "")
+def _moved_lines(c: Comparison, row: SampleRow) -> list[str]:
+    lines = [f"  {row.sample_id}: {_num(row.baseline)} -> {_num(row.candidate)} "
+             f"({_num(row.difference, signed=True)})"]
+    for side, source, trace in (("baseline", c.baseline, row.baseline_trace_id),
+                                ("candidate", c.candidate, row.candidate_trace_id)):
+        url = trace_url(source, trace)
+        if url:
+            lines.append(f"      {side:<9} trace {url}")
+    return lines
 
 
 def _usage(b: SideSummary, c: SideSummary) -> list[str]:

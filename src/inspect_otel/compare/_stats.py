@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 from ._types import (
     CompareError,
@@ -380,8 +381,6 @@ def _finite(value: Any) -> float | None:
 # --- across scorers --------------------------------------------------------------------------------
 def holm(results: list[ScorerResult], alpha: float) -> list[ScorerResult]:
     """Holm-adjusted p-values across the scorers that have a p-value, and each verdict."""
-    from statsmodels.stats.multitest import multipletests
-
     tested = [i for i, r in enumerate(results) if r.p_value is not None]
     adjusted: dict[int, float] = {}
     if tested:
