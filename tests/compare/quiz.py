@@ -1,9 +1,9 @@
 """Two offline evals of one quiz that differ in a known way (mockllm, scripted answers).
 
-The quiz has 30 questions in 4 topics (sample metadata ``topic``). A "model" is a set of
+The quiz has 24 questions in 4 topics (sample metadata ``topic``). A "model" is a set of
 per-question answer rules; the candidate fixes some questions the baseline gets wrong, breaks a
 few, and is unsure (right in some epochs only) on others, so the epoch means are fractions.
-Scorers: ``match`` (C/I), ``includes`` (C/I), ``quality`` (dict-valued: ``correct`` 0/1,
+Scorers: ``match`` (C/I), ``quality`` (dict-valued: ``correct`` 0/1,
 ``brevity`` a float, ``verdict`` a C/I/P label, ``note`` always None: excluded and counted) and
 ``length`` (a number where lower is better).
 """
@@ -23,13 +23,13 @@ from inspect_ai.solver import TaskState, generate
 MODEL = "mockllm/model"
 TOPICS = ("arithmetic", "geography", "history", "science")
 QUESTIONS = [(f"q{i:02d}", f"Question {i}: what is {i} + {i}?", str(2 * i), TOPICS[i % 4])
-             for i in range(30)]
+             for i in range(24)]
 
 # question index -> how the model answers: "right", "wrong", or "flaky" (right on odd calls).
-# The baseline gets the even questions wrong; the candidate fixes 13 of them, half-fixes one,
+# The baseline gets the even questions wrong; the candidate fixes 10 of them, half-fixes one,
 # and breaks one question the baseline got right.
-BASELINE = {i: ("wrong" if i % 2 == 0 else "right") for i in range(30)}
-CANDIDATE = {**{i: "right" for i in range(30)}, 10: "flaky", 20: "wrong", 1: "wrong"}
+BASELINE = {i: ("wrong" if i % 2 == 0 else "right") for i in range(24)}
+CANDIDATE = {**{i: "right" for i in range(24)}, 10: "flaky", 20: "wrong", 1: "wrong"}
 
 
 def answering(rules: dict[int, str], extra_only: tuple[str, ...] = ()) -> Any:
@@ -79,7 +79,7 @@ def quiz(count: int = len(QUESTIONS)):
         dataset=[Sample(id=i, input=q, target=t, metadata={"topic": topic, "secret_note": "x"})
                  for i, q, t, topic in QUESTIONS[:count]],
         solver=generate(),
-        scorer=[match(location="end"), includes(), quality(), length()],
+        scorer=[match(location="end"), quality(), length()],
     )
 
 
@@ -88,8 +88,7 @@ def quiz_extra(count: int = len(QUESTIONS)):
     """Same questions, one more scorer (for "a scorer present on one side only")."""
     base = quiz(count=count)
     return Task(dataset=base.dataset, solver=generate(),
-                scorer=[match(location="end"), includes(), quality(), length(), includes(
-                    ignore_case=False)], name="quiz")
+                scorer=[match(location="end"), quality(), length(), includes()], name="quiz")
 
 
 def run_quiz(log_dir: Path, rules: dict[int, str], epochs: int = 2, **kwargs: Any) -> EvalLog:

@@ -25,6 +25,7 @@ from ._types import (
     SampleRow,
     ScorerResult,
     SideSummary,
+    check_options,
 )
 
 DEFAULT_RESAMPLES = 2000
@@ -56,13 +57,14 @@ def compare_evals(baseline: Any, candidate: Any, *, scorers: Sequence[str] | Non
     """
     from ._readers import check_reference, read_side
 
+    check_options(alpha, resamples)
     check_reference(baseline)
     check_reference(candidate)
-    from ._stats import compare_tables
-
     keys = (cluster,) if cluster else ()
     base = read_side(baseline, tracking_uri=tracking_uri, metadata_keys=keys)
     cand = read_side(candidate, tracking_uri=tracking_uri, metadata_keys=keys)
+    from ._stats import compare_tables  # scipy and statsmodels: only once both sides are read
+
     return compare_tables(base, cand, scorers=scorers, alpha=alpha, cluster=cluster,
                           lower_is_better=lower_is_better, seed=seed, resamples=resamples)
 

@@ -34,6 +34,7 @@ from ._types import (
     SampleRow,
     ScorerResult,
     SideSummary,
+    check_options,
 )
 
 POWER = 0.8
@@ -110,10 +111,7 @@ def compare_tables(baseline: EvalTable, candidate: EvalTable, *,
                    scorers: Sequence[str] | None = None, alpha: float = 0.05,
                    cluster: str | None = None, lower_is_better: Iterable[str] = (),
                    seed: int = 0, resamples: int = DEFAULT_RESAMPLES) -> Comparison:
-    if not 0 < alpha < 1:
-        raise CompareError(f"alpha must be between 0 and 1 (got {alpha})")
-    if resamples < 100:
-        raise CompareError(f"bootstrap resamples must be at least 100 (got {resamples})")
+    check_options(alpha, resamples)
     names = select_scorers(baseline, candidate, scorers)
     lower = set(lower_is_better)
     unknown = sorted(n for n in lower if n not in names

@@ -17,6 +17,13 @@ class CompareError(ValueError):
     """Input that cannot be compared, with a one-line message for the user."""
 
 
+def check_options(alpha: float, resamples: int) -> None:
+    if not 0 < alpha < 1:
+        raise CompareError(f"alpha must be between 0 and 1 (got {alpha})")
+    if resamples < 100:
+        raise CompareError(f"bootstrap resamples must be at least 100 (got {resamples})")
+
+
 # --- what a reader produces ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EpochRecord:
