@@ -213,6 +213,8 @@ def test_other_bad_input(world, capsys):
          "cannot reach MLflow"),
         ([world["base"].location, world["cand"].location, "--cluster", "nope"],
          "have no 'nope' in their metadata"),
+        ([runs["base"].info.run_id, world["cand"].location, "--tracking-uri", url, "--cluster",
+          "nope"], "carries only topic (the hook sends metadata with"),
         ([world["base"].location, world["cand"].location, "--scorer", "nope"],
          "no scorer named 'nope'"),
         ([world["base"].location, world["cand"].location, "--alpha", "1.5"], "alpha must be"),

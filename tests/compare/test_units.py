@@ -54,8 +54,8 @@ def test_mlflow_tables_join_into_records():
                "total_time": [1.0, 2.0, 3.0], "metadata/topic": ["x", "x", None]}
     scores = {"sample_id": ["1", "2", "2", None], "epoch": [1, 1, 1, 1],
               "name": ["m", "m", "q/a", "m"], "value": [1.0, None, 0.25, 1.0]}
-    records, names, has_metadata = mlflow_records(samples, scores, ("topic",))
-    assert names == ("m", "q/a") and has_metadata
+    records, names, columns = mlflow_records(samples, scores, ("topic",))
+    assert names == ("m", "q/a") and columns == ("topic",)
     first, errored, second = records
     assert (first.sample_id, first.epoch, dict(first.scores)) == ("1", 1, {"m": 1.0})
     assert first.trace_id == "a" * 32 and first.metadata == {"topic": "x"}

@@ -220,13 +220,13 @@ def read_mlflow_run(run_id: str, tracking_uri: str | None, *, label: str | None 
     with tempfile.TemporaryDirectory(prefix="inspect-otel-compare-") as tmp:
         scores = _table(client, run_id, SCORES_TABLE, tmp, tags)
         samples = _table(client, run_id, SAMPLES_TABLE, tmp, tags)
-    records, names, has_metadata = mlflow_records(samples, scores, metadata_keys)
+    records, names, columns = mlflow_records(samples, scores, metadata_keys)
     source = EvalSource(
         kind="mlflow", label=label, task=tags.get(sc.INSPECT_TASK_NAME, ""),
         model=tags.get(sc.INSPECT_MODEL, ""), eval_id=tags.get(sc.INSPECT_EVAL_ID, ""),
         run_id=tags.get(sc.INSPECT_RUN_ID, ""), status=run.info.status,
         mlflow_run_id=run_id, experiment_id=run.info.experiment_id,
-        tracking_uri=tracking_uri.rstrip("/"), has_metadata=has_metadata,
+        tracking_uri=tracking_uri.rstrip("/"), metadata_keys=columns,
     )
     return EvalTable(source, records, names)
 
@@ -283,8 +283,9 @@ def _table(client: Any, run_id: str, path: str, tmp: str, tags: Mapping[str, str
 
 def mlflow_records(samples: Mapping[str, list], scores: Mapping[str, list],
                    metadata_keys: tuple[str, ...] = ()
-                   ) -> tuple[tuple[EpochRecord, ...], tuple[str, ...], bool]:
-    """Join the receiver's samples and scores tables into sample x epoch records."""
+                   ) -> tuple[tuple[EpochRecord, ...], tuple[str, ...], tuple[str, ...]]:
+    """Join the receiver's samples and scores tables into sample x epoch records; also the
+    evaluation names and the metadata keys the table has columns for."""
     by_epoch: dict[tuple[str, int], dict[str, float | None]] = {}
     names: dict[str, None] = {}
     score_columns = [scores.get(c, []) for c in ("sample_id", "epoch", "name", "value")]
@@ -296,7 +297,8 @@ def mlflow_records(samples: Mapping[str, list], scores: Mapping[str, list],
         by_epoch.setdefault(key, {})[str(name)] = finite(float(number)) if number is not None else None
         names[str(name)] = None
     columns = list(samples)
-    has_metadata = any(c.startswith(METADATA_COLUMN_PREFIX) for c in columns)
+    metadata_columns = tuple(c[len(METADATA_COLUMN_PREFIX):] for c in columns
+                             if c.startswith(METADATA_COLUMN_PREFIX))
     count = len(samples.get("sample_id", []))
 
     def col(name: str) -> list[Any]:
@@ -317,7 +319,7 @@ def mlflow_records(samples: Mapping[str, list], scores: Mapping[str, list],
             trace_id=trace[3:] if isinstance(trace, str) and trace.startswith("tr-") else trace,
             metadata={k: v[i] for k, v in meta_columns.items() if v[i] is not None},
         ))
-    return tuple(records), tuple(names), has_metadata
+    return tuple(records), tuple(names), metadata_columns
 
 
 def _first_line(e: BaseException) -> str:

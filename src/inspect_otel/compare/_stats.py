@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -159,7 +159,7 @@ def compare_tables(baseline: EvalTable, candidate: EvalTable, *,
             alpha=alpha, clusters=[clusters[i] for i in ids_] if cluster else None,
             cluster_key=cluster, epochs=(b_k, c_k), seed=seed, resamples=resamples,
         )
-        results.append(_replace(
+        results.append(replace(
             result, higher_is_better=higher, unpaired=unpaired,
             excluded_baseline=sum(base[s].excluded.get(name, 0) for s in base),
             excluded_candidate=sum(cand[s].excluded.get(name, 0) for s in cand),
@@ -180,11 +180,13 @@ def _cluster_ids(key: str, common: list[str], base: Mapping[str, _Sample],
                  cand: Mapping[str, _Sample], baseline: EvalTable,
                  candidate: EvalTable) -> dict[str, Any]:
     for table in (baseline, candidate):
-        if not table.source.has_metadata:
+        keys = table.source.metadata_keys
+        if keys is not None and key not in keys:
+            held = f"only {', '.join(keys)}" if keys else "no sample metadata"
             raise CompareError(
-                f"--cluster {key}: MLflow run {table.source.mlflow_run_id} carries no sample "
-                "metadata (the hook sends it with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_"
-                f"CONTENT=true or INSPECT_OTEL_SAMPLE_METADATA_KEYS={key})")
+                f"--cluster {key}: MLflow run {table.source.mlflow_run_id} carries {held} (the "
+                "hook sends metadata with OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true "
+                f"or INSPECT_OTEL_SAMPLE_METADATA_KEYS={key})")
     ids: dict[str, Any] = {}
     missing = []
     for sample_id in common:
@@ -197,12 +199,6 @@ def _cluster_ids(key: str, common: list[str], base: Mapping[str, _Sample],
         raise CompareError(f"--cluster {key}: {len(missing)} of {len(common)} paired samples have "
                            f"no {key!r} in their metadata (e.g. {missing[0]!r})")
     return ids
-
-
-def _replace(result: ScorerResult, **changes: Any) -> ScorerResult:
-    from dataclasses import replace
-
-    return replace(result, **changes)
 
 
 # --- one scorer ------------------------------------------------------------------------------------
@@ -394,7 +390,7 @@ def holm(results: list[ScorerResult], alpha: float) -> list[ScorerResult]:
             verdict = "better" if (r.difference > 0) == r.higher_is_better else "worse"
         else:
             verdict = "no significant difference"
-        out.append(_replace(r, p_adjusted=p, verdict=verdict))
+        out.append(replace(r, p_adjusted=p, verdict=verdict))
     return out
 
 

@@ -57,9 +57,9 @@ class EvalSource:
     mlflow_run_id: str | None = None
     experiment_id: str | None = None
     tracking_uri: str | None = None
-    # False when the source could not carry sample metadata at all (an MLflow run whose spans
-    # had none: the hook sends metadata only under content capture or when opted in)
-    has_metadata: bool = True
+    # The sample metadata keys this source can carry; None for a log (all of them). An MLflow
+    # run has those the hook sent (only under content capture or when opted in).
+    metadata_keys: tuple[str, ...] | None = None
 
     @property
     def short(self) -> str:
