@@ -18,7 +18,6 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,7 +39,6 @@ LOG_SUFFIXES = (".eval", ".json")
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _RUNS_URI = re.compile(r"^runs:/([0-9a-f]{32})(?:/.*)?$")
 _RUN_URL_FRAGMENT = re.compile(r"/experiments/([^/?#]+)/runs/([0-9a-f]{32})")
-
 
 
 def finite(value: float | None) -> float | None:
@@ -214,7 +212,7 @@ def read_mlflow_run(run_id: str, tracking_uri: str | None, *, label: str | None 
             raise CompareError(f"unknown MLflow run {run_id} at {tracking_uri}") from None
         raise CompareError(f"cannot read MLflow run {run_id} at {tracking_uri}: "
                            f"{_first_line(e)}") from None
-    run = _task_run(client, run, tracking_uri)
+    run = _task_run(client, run)
     tags = run.data.tags
     run_id = run.info.run_id
     with tempfile.TemporaryDirectory(prefix="inspect-otel-compare-") as tmp:
@@ -243,22 +241,23 @@ def _check_reachable(tracking_uri: str) -> None:
         raise CompareError(f"cannot reach MLflow at {tracking_uri} ({type(e).__name__})") from None
 
 
-def _task_run(client: Any, run: Any, tracking_uri: str) -> Any:
-    tags = run.data.tags
-    if tags.get(TAG_ROLE) != ROLE_RUN:
+def _task_run(client: Any, run: Any) -> Any:
+    """The run itself, or the single task run of a parent (Inspect run) run."""
+    if run.data.tags.get(TAG_ROLE) != ROLE_RUN:
         return run
-    safe = run.info.run_id
+    parent = run.info.run_id  # 32 hex: safe inside the filter string
     children = client.search_runs(
         [run.info.experiment_id],
-        filter_string=f"tags.`{TAG_PARENT_RUN_ID}` = '{safe}' and tags.`{TAG_ROLE}` = '{ROLE_TASK}'",
+        filter_string=f"tags.`{TAG_PARENT_RUN_ID}` = '{parent}' and "
+                      f"tags.`{TAG_ROLE}` = '{ROLE_TASK}'",
         max_results=100,
     )
     if len(children) == 1:
         return children[0]
     if not children:
-        raise CompareError(f"MLflow run {safe} is an Inspect run with no task runs (yet)")
+        raise CompareError(f"MLflow run {parent} is an Inspect run with no task runs (yet)")
     names = ", ".join(f"{c.info.run_id} ({c.info.run_name})" for c in children)
-    raise CompareError(f"MLflow run {safe} is an Inspect run with {len(children)} task runs; "
+    raise CompareError(f"MLflow run {parent} is an Inspect run with {len(children)} task runs; "
                        f"pass one of: {names}")
 
 
