@@ -6,12 +6,23 @@ before the HTTP/gRPC answer. Redelivered data hits the same keys, so it is absor
 whose content changed are marked pending again. The writer (``_writer.py``) applies pending rows
 to MLflow and marks them done. Everything the task aggregates need (per-sample summaries, span
 categories) stays in this database, so a restart or a replay gives the same result.
+
+Each span or log record is validated and stored on its own (a savepoint each): one with values
+that cannot be stored is rejected alone and reported in the OTLP partial success, the rest of its
+request is kept. ``pending_bytes`` counts exactly what is not yet in MLflow (an overwrite replaces
+the old size), and equals a recount from the database at any time.
+
+Evaluation results whose trace has not arrived are *orphaned*: they wait, and expire (``applied =
+RESULT_EXPIRED``, no longer pending) after ``orphan_ttl_s`` from their first receipt, or earlier
+when their log record said the trace was not sampled and their task has been finalized. An expired
+result comes back to pending if its trace arrives after all.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -64,6 +75,13 @@ CREATE TABLE IF NOT EXISTS evals(
 
 RUN_KEY = "run:"
 EVAL_KEY = "eval:"
+
+# results.applied
+RESULT_PENDING, RESULT_APPLIED, RESULT_EXPIRED = 0, 1, 2
+ORPHAN_TTL_S = 3600.0
+ORPHAN_CHECK_INTERVAL_S = 1.0
+
+log = logging.getLogger("inspect_otel.receiver")
 
 
 def run_key(run_id: str) -> str:
@@ -119,15 +137,35 @@ class SpoolFull(Exception):
     pass
 
 
+class _Rejected(ValueError):
+    """One span or record that cannot be stored; the message says why (for partial success)."""
+
+
+def _storage_error(e: BaseException) -> bool:
+    """Failures of the database itself (disk full, I/O, locked): the whole request is retryable.
+    Anything else raised while storing one item is that item's fault."""
+    return (isinstance(e, (sqlite3.OperationalError, sqlite3.InternalError, OSError, MemoryError))
+            or type(e) is sqlite3.DatabaseError)
+
+
+def _trace_flags_sampled(flags: int) -> bool:
+    # LogRecord.flags: the low 8 bits are the W3C trace flags; bit 0 is "sampled".
+    return bool(flags & 0x01)
+
+
 class Spool:
     """Durable receiver state. Thread-safe: one sqlite connection per thread, one writer lock."""
 
-    def __init__(self, path: str | Path, max_bytes: int = 1 << 30):
+    def __init__(self, path: str | Path, max_bytes: int = 1 << 30,
+                 orphan_ttl_s: float = ORPHAN_TTL_S):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
+        self.orphan_ttl_s = orphan_ttl_s
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._bytes_lock = threading.Lock()
+        self._last_orphan_check = float("-inf")
         self._listeners: list[Any] = []
         with self._write_lock:
             self._conn().executescript(SCHEMA)
@@ -144,6 +182,18 @@ class Spool:
             conn.execute("PRAGMA busy_timeout=60000")
             self._local.conn = conn
         return conn
+
+    @contextmanager
+    def _savepoint(self, db: sqlite3.Connection) -> Iterator[None]:
+        """One item inside a transaction: its writes are undone alone if it fails."""
+        db.execute("SAVEPOINT item")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK TO item")
+            db.execute("RELEASE item")
+            raise
+        db.execute("RELEASE item")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -180,6 +230,11 @@ class Spool:
         (r,) = self._read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM results WHERE applied = 0")[0]
         return int(n) + int(r)
 
+    def _adjust(self, delta: int) -> None:
+        if delta:
+            with self._bytes_lock:
+                self._pending_bytes += delta
+
     @property
     def pending_bytes(self) -> int:
         return self._pending_bytes
@@ -209,7 +264,11 @@ class Spool:
                         ) or not any(span.span_id):
                             res.reject(1, "spans with invalid trace_id/span_id were rejected")
                             continue
-                        attrs = mp.attributes(span.attributes)
+                        try:
+                            attrs = mp.attributes(span.attributes)
+                        except mp.ValueTooDeep as e:
+                            res.reject(1, f"spans with {e} were rejected")
+                            continue
                         if not mp.is_inspect(scope_name, attrs):
                             res.reject(
                                 1,
@@ -218,20 +277,53 @@ class Spool:
                                 "maps Inspect AI evaluations only",
                             )
                             continue
-                        added += self._ingest_span(db, span, attrs, rhash, scope_name,
-                                                   scope_version, now)
+                        problem = mp.value_problem(
+                            attrs, (span.start_time_unix_nano, span.end_time_unix_nano))
+                        if problem:
+                            res.reject(1, f"spans were rejected: {problem}")
+                            continue
+                        try:
+                            with self._savepoint(db):
+                                n = self._ingest_span(db, span, attrs, rhash, scope_name,
+                                                      scope_version, now)
+                        except Exception as e:  # noqa: BLE001 - one span never sinks its batch
+                            if _storage_error(e):
+                                raise
+                            res.reject(1, self._item_failure("span", span.trace_id,
+                                                             span.span_id, e))
+                            continue
+                        added += n
                         res.accepted += 1
-        self._pending_bytes += added
+        self._adjust(added)
         if res.accepted:
             self._notify()
         return res
 
+    @staticmethod
+    def _item_failure(what: str, trace_id: bytes, span_id: bytes, e: Exception) -> str:
+        if isinstance(e, (_Rejected, mp.ValueTooDeep)):
+            return f"{what}s were rejected: {e}"
+        log.warning("%s %s/%s could not be stored, rejected: %s: %s", what, trace_id.hex(),
+                    span_id.hex(), type(e).__name__, e)
+        return f"{what}s the receiver could not store were rejected (details in its log)"
+
     def _ingest_span(self, db: sqlite3.Connection, span: Any, attrs: dict[str, Any], rhash: str,
                      scope_name: str, scope_version: str, now: float) -> int:
+        """Store one validated span; returns the change in pending bytes."""
         trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
         parent_id = span.parent_span_id.hex() if span.parent_span_id else ""
         payload = span.SerializeToString()
         digest = _digest(payload)
+        evaluations = []
+        for ev in span.events:
+            if ev.name == sc.EVENT_EVALUATION_RESULT:
+                eattrs = mp.attributes(ev.attributes)
+                problem = mp.value_problem(eattrs, (ev.time_unix_nano,))
+                if problem:
+                    raise _Rejected(f"evaluation result event: {problem}")
+                evaluations.append((ev.time_unix_nano, eattrs))
+        prev = db.execute("SELECT pending, nbytes FROM spans WHERE trace_id = ? AND span_id = ?",
+                          (trace_id, span_id)).fetchone()
         kind = attrs.get(sc.INSPECT_SPAN_KIND)
         is_root = not parent_id
         link_key = None
@@ -259,7 +351,12 @@ class Spool:
              _dumps(enrich) if enrich else None, now),
         )
         changed = cur.rowcount > 0
-        added = len(payload) if changed else 0
+        added = 0
+        if changed:
+            # an overwrite replaces the size of a still pending older version
+            added = len(payload) - (prev[1] if prev is not None and prev[0] else 0)
+            if prev is None:
+                added += self._revive_orphans(db, trace_id)
 
         start_ns, end_ns = span.start_time_unix_nano, span.end_time_unix_nano
         if kind == sc.SPAN_KIND_SAMPLE:
@@ -324,12 +421,22 @@ class Spool:
             if row:
                 self._bump(db, row[0])
 
-        for ev in span.events:
-            if ev.name == sc.EVENT_EVALUATION_RESULT:
-                e = mp.evaluation(trace_id, span_id, ev.time_unix_nano, mp.attributes(ev.attributes))
-                if e is not None:
-                    added += self._ingest_evaluation(db, e)
+        for time_ns, eattrs in evaluations:
+            e = mp.evaluation(trace_id, span_id, time_ns, eattrs)
+            if e is not None:
+                added += self._ingest_evaluation(db, e)
         return added
+
+    def _revive_orphans(self, db: sqlite3.Connection, trace_id: str) -> int:
+        """The first span of a trace arrived: its expired results are pending again."""
+        (n, size) = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM results "
+            "WHERE trace_id = ? AND applied = ?", (trace_id, RESULT_EXPIRED)).fetchone()
+        if n:
+            db.execute("UPDATE results SET applied = ? WHERE trace_id = ? AND applied = ?",
+                       (RESULT_PENDING, trace_id, RESULT_EXPIRED))
+            log.info("trace %s arrived: %d expired evaluation result(s) pending again", trace_id, n)
+        return int(size)
 
     def _register_identity(self, db: sqlite3.Connection, run_id: str, eval_id: str | None,
                            attrs: dict[str, Any], start_ns: int) -> None:
@@ -361,11 +468,14 @@ class Spool:
         )
 
     def _ingest_evaluation(self, db: sqlite3.Connection, e: mp.Evaluation) -> int:
-        data = _dumps({
+        fields = {
             "value": e.value, "label": e.label, "rationale": e.rationale,
             "model_graded": e.model_graded, "scorer": e.scorer, "time_ns": e.time_ns,
             "metadata": dict(e.metadata),
-        })
+        }
+        if e.trace_sampled is not None:
+            fields["trace_sampled"] = e.trace_sampled
+        data = _dumps(fields)
         cur = db.execute(
             """INSERT OR IGNORE INTO results(trace_id, name, span_id, eval_id, data, applied,
                    received) VALUES(?,?,?,?,?,0,?)""",
@@ -387,27 +497,77 @@ class Spool:
             for rl in req.resource_logs:
                 for sl in rl.scope_logs:
                     for rec in sl.log_records:
-                        attrs = mp.attributes(rec.attributes)
+                        try:
+                            attrs = mp.attributes(rec.attributes)
+                        except mp.ValueTooDeep as e:
+                            res.reject(1, f"log records with {e} were rejected")
+                            continue
                         name = rec.event_name or attrs.get("event.name")
                         if name != sc.EVENT_EVALUATION_RESULT:
                             res.reject(1, "log records other than "
                                        f"{sc.EVENT_EVALUATION_RESULT!r} events were ignored")
                             continue
-                        trace_id = rec.trace_id.hex() if len(rec.trace_id) == 16 else ""
+                        time_ns = rec.time_unix_nano or rec.observed_time_unix_nano
+                        problem = mp.value_problem(attrs, (time_ns,))
+                        if problem:
+                            res.reject(1, f"log records were rejected: {problem}")
+                            continue
+                        valid_trace = len(rec.trace_id) == 16 and any(rec.trace_id)
+                        trace_id = rec.trace_id.hex() if valid_trace else ""
                         span_id = rec.span_id.hex() if len(rec.span_id) == 8 else ""
-                        e = mp.evaluation(trace_id, span_id,
-                                          rec.time_unix_nano or rec.observed_time_unix_nano, attrs)
+                        e = mp.evaluation(trace_id, span_id, time_ns, attrs,
+                                          trace_sampled=_trace_flags_sampled(rec.flags))
                         if e is None:
                             res.reject(1, "evaluation results without a trace id or "
                                        f"{sc.GEN_AI_EVALUATION_NAME} (or intermediate) were "
                                        "ignored")
                             continue
-                        added += self._ingest_evaluation(db, e)
+                        try:
+                            with self._savepoint(db):
+                                n = self._ingest_evaluation(db, e)
+                        except Exception as exc:  # noqa: BLE001 - one record never sinks a batch
+                            if _storage_error(exc):
+                                raise
+                            res.reject(1, self._item_failure("log record", rec.trace_id,
+                                                             rec.span_id, exc))
+                            continue
+                        added += n
                         res.accepted += 1
-        self._pending_bytes += added
+        self._adjust(added)
         if res.accepted:
             self._notify()
         return res
+
+    # --- orphaned evaluation results -----------------------------------------------------------
+    def expire_orphans(self, now: float | None = None) -> int:
+        """Expire results whose trace never arrived: older than ``orphan_ttl_s``, or known
+        sampled out (log record flags) once their task is finalized. They stop counting as
+        pending (and toward ``max_bytes``). Without ``now``, runs at most once a second."""
+        if now is None:
+            mono = time.monotonic()
+            if mono - self._last_orphan_check < ORPHAN_CHECK_INTERVAL_S:
+                return 0
+            self._last_orphan_check = mono
+            now = time.time()
+        with self._tx() as db:
+            rows = db.execute(
+                """SELECT r.rowid, LENGTH(r.data) FROM results r
+                   WHERE r.applied = ? AND NOT EXISTS (
+                       SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)
+                   AND (r.received <= ? OR (
+                       json_extract(r.data, '$.trace_sampled') = 0 AND EXISTS (
+                           SELECT 1 FROM evals e JOIN tasks t ON t.eval_id = e.eval_id
+                           WHERE e.eval_id = r.eval_id AND e.final_rev > 0
+                             AND e.final_rev >= e.data_rev)))""",
+                (RESULT_PENDING, now - self.orphan_ttl_s)).fetchall()
+            for rowid, _ in rows:
+                db.execute("UPDATE results SET applied = ? WHERE rowid = ?",
+                           (RESULT_EXPIRED, rowid))
+        if rows:
+            self._adjust(-sum(int(n) for _, n in rows))
+            log.info("%d evaluation result(s) expired: their trace did not arrive (sampled out, "
+                     "or older than %.0fs)", len(rows), self.orphan_ttl_s)
+        return len(rows)
 
     # --- meta ----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -487,7 +647,7 @@ class Spool:
                     (s.trace_id, s.span_id, s.digest))
                 if cur.rowcount > 0:
                     freed += s.nbytes
-        self._pending_bytes = max(0, self._pending_bytes - freed)
+        self._adjust(-freed)
 
     # --- writer side: per-sample step metrics ------------------------------------------------
     def pending_sample_metrics(self, limit: int = 500) -> list[dict[str, Any]]:
@@ -526,7 +686,7 @@ class Spool:
                     (r["trace_id"], r["name"], r["span_id"]))
                 if cur.rowcount:
                     freed += int(r.get("nbytes") or 0)
-        self._pending_bytes = max(0, self._pending_bytes - freed)
+        self._adjust(-freed)
 
     # --- writer side: task finalization (aggregates and tables) --------------------------------
     def evals_to_finalize(self, settle_s: float) -> list[dict[str, Any]]:
@@ -583,7 +743,13 @@ class Spool:
     def stats(self) -> dict[str, int]:
         q = {
             "pending_spans": "SELECT COUNT(*) FROM spans WHERE pending = 1",
-            "pending_results": "SELECT COUNT(*) FROM results WHERE applied = 0",
+            # results whose trace is in the spool: the writer applies them once it is forwarded
+            "pending_results": "SELECT COUNT(*) FROM results r WHERE r.applied = 0 AND EXISTS "
+                               "(SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)",
+            # results whose trace has not arrived (yet): nothing the writer can apply now
+            "orphaned_results": "SELECT COUNT(*) FROM results r WHERE r.applied = 0 AND NOT "
+                                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)",
+            "expired_results": f"SELECT COUNT(*) FROM results WHERE applied = {RESULT_EXPIRED}",
             "pending_runs": "SELECT COUNT(*) FROM identities WHERE mlflow_run_id IS NULL",
             "pending_tasks": "SELECT COUNT(*) FROM tasks WHERE applied = 0",
             "pending_sample_metrics": "SELECT COUNT(*) FROM samples WHERE metrics_applied = 0",

@@ -203,6 +203,7 @@ class Writer:
     def run_once(self) -> bool:
         """Apply everything pending once. Returns True if anything was done."""
         did = False
+        self.spool.expire_orphans()  # before any MLflow call: also while MLflow is down
         self.experiment_id()
         did |= self._create_runs()
         did |= self._apply_tasks()
