@@ -269,12 +269,16 @@ def parse_json(signal: str, body: bytes) -> Message:
     return msg
 
 
+_PROTOBUF_ERROR_PREFIX = re.compile(r"^Error parsing message( with type '[\w.]+')?:? ?")
+
+
 def parse_protobuf(signal: str, body: bytes) -> Message:
     msg = SIGNALS[signal]()
     try:
         msg.ParseFromString(body)
     except DecodeError as e:
-        raise BadRequest(400, _short(f"malformed protobuf {signal} request: {e}")) from None
+        why = _PROTOBUF_ERROR_PREFIX.sub("", str(e)) or "not a valid message"
+        raise BadRequest(400, _short(f"malformed protobuf {signal} request: {why}")) from None
     except Exception as e:  # noqa: BLE001 - e.g. a RecursionError from a pure-python protobuf
         log.debug("protobuf %s body rejected", signal, exc_info=e)
         raise BadRequest(400, f"malformed protobuf {signal} request") from None

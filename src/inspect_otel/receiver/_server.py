@@ -145,9 +145,10 @@ class Receiver:
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> "Receiver":
         self.writer.start()
-        self._start_http()
+        # gRPC first: once /health answers, every port is bound (callers wait on /health)
         if self.config.grpc_port is not None:
             self._start_grpc()
+        self._start_http()
         log.info("inspect-otel receiver: OTLP/HTTP on %s:%s, OTLP/gRPC on %s, MLflow %s "
                  "(experiment %r), spool %s", self.config.host, self.http_port,
                  self.grpc_port if self.grpc_port else "off", self.config.mlflow_uri,
