@@ -6,39 +6,31 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import string
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
 
 from inspect_otel import semconv as sc
 from inspect_otel.receiver import _decode as dec
 from inspect_otel.receiver import _mapping as mp
 from inspect_otel.receiver._spool import RESULT_EXPIRED, Spool, SpoolFull
-from tests.receiver.synth import SynthEval, kv, logs_request, to_otlp_json, trace_request
-
-# Text of python exceptions that must never reach a client.
-INTERNAL = re.compile(r"Traceback|\b[A-Z]\w*(Error|Exception)\b|object has no attribute|"
-                      r"not iterable|recursion|sqlite|overflow")
-
-
-def span_json(value: str) -> bytes:
-    """An OTLP/JSON traces body with one span whose attribute value is ``value`` (raw JSON)."""
-    return ('{"resourceSpans":[{"scopeSpans":[{"scope":{"name":"inspect_ai"},"spans":[{'
-            '"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708",'
-            '"name":"x","attributes":[{"key":"inspect.x","value":%s}]}]}]}]}' % value).encode()
-
-
-def nested(kind: str, depth: int) -> str:
-    head = {"kv": '{"kvlistValue":{"values":[{"key":"k","value":',
-            "arr": '{"arrayValue":{"values":['}[kind]
-    tail = {"kv": "}]}}", "arr": "]}}"}[kind]
-    return head * depth + '{"stringValue":"x"}' + tail * depth
-
+from tests.receiver.hostile import (
+    BAD_SPANS,
+    INTERNAL,
+    bad_spans,
+    deep_json,
+    deep_value,
+    list_value,
+    nested_json_value,
+    nested_protobuf_body,
+    padded,
+    sample_root,
+    span_json,
+    with_attrs,
+    with_flags,
+)
+from tests.receiver.synth import SynthEval, logs_request, to_otlp_json, trace_request
 
 MALFORMED_JSON = {
     "resource_spans_of_strings": b'{"resourceSpans":["a"]}',
@@ -57,11 +49,12 @@ MALFORMED_JSON = {
     "duplicate_keys": b'{"resourceSpans":[],"resourceSpans":[]}',
     "invalid_utf8": b'{"resourceSpans":[{"scopeSpans":[{"scope":{"name":"\xff\xfe"}}]}]}',
     "lone_surrogate": span_json('{"stringValue":"\\ud800"}'),
-    "kvlist_1000_deep": span_json(nested("kv", 1000)),
-    "array_5000_deep": span_json(nested("arr", 5000)),
+    "kvlist_1000_deep": span_json(nested_json_value("kv", 1000)),
+    "array_5000_deep": span_json(nested_json_value("arr", 5000)),
     "raw_list_100000_deep": b"[" * 100_000 + b"]" * 100_000,
     "object_3000_deep": b'{"a":' * 3000 + b"1" + b"}" * 3000,
-    "kvlist_40_deep": span_json(nested("kv", 40)),  # under the JSON bound, over protobuf's
+    # under the JSON bound, over protobuf's 100 nested messages
+    "kvlist_40_deep": span_json(nested_json_value("kv", 40)),
     "not_an_object": b"[1, 2]",
     "empty": b"",
     "truncated": b'{"resourceSpans": [',
@@ -81,25 +74,8 @@ def test_malformed_json_is_a_short_400(case):
     assert not INTERNAL.search(e.value.message), e.value.message
 
 
-def _nested_anyvalue_bytes(depth: int) -> bytes:
-    """A traces request whose one attribute nests ``depth`` arrays, serialized by hand (protobuf's
-    own serializer would refuse to build it)."""
-    def ld(field: int, payload: bytes) -> bytes:
-        n, out = len(payload), b""
-        while True:
-            b, n = n & 0x7F, n >> 7
-            out += bytes([b | (0x80 if n else 0)])
-            if not n:
-                return bytes([field << 3 | 2]) + out + payload
-    value = ld(1, b"x")  # AnyValue.string_value
-    for _ in range(depth):
-        value = ld(5, ld(1, value))  # AnyValue.array_value -> ArrayValue.values
-    span = ld(1, b"\1" * 16) + ld(2, b"\2" * 8) + ld(9, ld(1, b"k") + ld(2, value))
-    return ld(1, ld(2, ld(2, span)))  # request.resource_spans -> scope_spans -> spans
-
-
 @pytest.mark.parametrize("body", [b"\xff\xff\xff\x0f garbage", b"\x0a\xff\xff\xff\xff\x0f",
-                                  _nested_anyvalue_bytes(5000), b"\x0a\x05\x12\x03\x0a\x01"],
+                                  nested_protobuf_body(5000), b"\x0a\x05\x12\x03\x0a\x01"],
                          ids=["garbage", "length_overflow", "nested_5000", "truncated"])
 def test_malformed_protobuf_is_a_short_400(body):
     for mt in dec.PROTOBUF_TYPES:
@@ -188,63 +164,8 @@ def test_content_types():
 
 
 # --- spool: per-span isolation -------------------------------------------------------------------
-def _root(ev: SynthEval, idx: int = 0) -> trace_pb2.Span:
-    roots = [s for s in ev.spans() if not s.parent_span_id
-             and any(a.key == sc.INSPECT_SPAN_KIND and a.value.string_value == sc.SPAN_KIND_SAMPLE
-                     for a in s.attributes)]
-    return roots[idx]
-
-
-def _with(span: trace_pb2.Span, **changes: object) -> trace_pb2.Span:
-    """A copy of ``span`` with attributes replaced (key -> AnyValue or python value), a new id."""
-    out = trace_pb2.Span()
-    out.CopyFrom(span)
-    out.span_id = random.Random(str(changes)).randbytes(8)
-    for key, value in changes.items():
-        if key in ("start_time_unix_nano", "end_time_unix_nano"):
-            setattr(out, key, value)
-            continue
-        key = key.replace("__", ".")
-        for a in out.attributes:
-            if a.key == key:
-                break
-        else:
-            a = out.attributes.add(key=key)
-        a.value.CopyFrom(value if isinstance(value, common_pb2.AnyValue) else kv(key, value).value)
-    return out
-
-
-def _deep_value(depth: int) -> common_pb2.AnyValue:
-    v = common_pb2.AnyValue(string_value="x")
-    for _ in range(depth):
-        w = common_pb2.AnyValue()
-        w.kvlist_value.values.add(key="k").value.CopyFrom(v)
-        v = w
-    return v
-
-
-def _list_value(*items: str) -> common_pb2.AnyValue:
-    v = common_pb2.AnyValue()
-    for item in items:
-        v.array_value.values.add(string_value=item)
-    return v
-
-
 def _consistent(spool: Spool) -> None:
     assert spool.pending_bytes == spool._count_pending_bytes()
-
-
-BAD_SPANS = {
-    "ordinal_double_1e19": ({"inspect__sample__ordinal": 1e19}, "inspect.sample.ordinal"),
-    "ordinal_string_1e30": ({"inspect__sample__ordinal": "1e30"}, "inspect.sample.ordinal"),
-    "epoch_string": ({"inspect__sample__epoch": "first"}, "inspect.sample.epoch"),
-    "epoch_list": ({"inspect__sample__epoch": _list_value("1")}, "inspect.sample.epoch"),
-    "index_bool": ({"inspect__sample__index": True}, "inspect.sample.index"),
-    "eval_id_list": ({"inspect__eval_id": _list_value("a", "b")}, "inspect.eval_id"),
-    "run_id_long": ({"inspect__run_id": "r" * 1000}, "inspect.run_id"),
-    "end_time_past_int64": ({"end_time_unix_nano": (1 << 64) - 1}, "timestamps"),
-    "deep_value": ({"inspect__extra": _deep_value(mp.MAX_VALUE_DEPTH + 1)}, "nested deeper"),
-}
 
 
 def test_one_bad_span_is_rejected_alone(tmp_path):
@@ -253,7 +174,7 @@ def test_one_bad_span_is_rejected_alone(tmp_path):
     ev = SynthEval(run_id="iso", samples=2).build()
     good = ev.spans()
     spool = Spool(tmp_path / "s.db")
-    bad = [_with(_root(ev), **changes) for changes, _ in BAD_SPANS.values()]
+    bad = bad_spans(ev)
     mixed = good[:3] + bad + good[3:]
     res = spool.ingest_traces(trace_request(mixed))
     assert res.accepted == len(good) and res.rejected == len(bad), res
@@ -262,7 +183,7 @@ def test_one_bad_span_is_rejected_alone(tmp_path):
     assert spool.stats()["spans"] == len(good)
     _consistent(spool)
     # the largest ordinal that fits is stored exactly (no float rounding on the way)
-    edge = _with(_root(ev, 1), inspect__sample__ordinal=(1 << 63) - 1)
+    edge = with_attrs(sample_root(ev, 1), {sc.INSPECT_SAMPLE_ORDINAL: (1 << 63) - 1})
     assert spool.ingest_traces(trace_request([edge])).rejected == 0
 
 
@@ -270,7 +191,7 @@ def test_unexpected_failure_of_one_span_rolls_back_only_that_span(tmp_path, monk
     """Whatever raises while one span is stored (here a fault injected into the mapping) undoes
     that span's writes alone and rejects it; its neighbours are committed."""
     ev = SynthEval(run_id="rollback", samples=2).build()
-    victim = _root(ev, 1)
+    victim = sample_root(ev, 1)
     real = mp.sample_summary
 
     def failing(trace_id, start_ns, end_ns, attrs):
@@ -294,7 +215,7 @@ def test_bad_log_records_are_rejected_alone(tmp_path):
     ev = SynthEval(run_id="isolog", samples=2).build()
     good = ev.logs()
     bad = []
-    for changes in ({"inspect.eval_id": _list_value("x")}, {"x": _deep_value(20)}):
+    for changes in ({"inspect.eval_id": list_value("x")}, {"x": deep_value(20)}):
         rec = logs_pb2.LogRecord()
         rec.CopyFrom(good[0])
         for key, value in changes.items():
@@ -311,13 +232,6 @@ def test_bad_log_records_are_rejected_alone(tmp_path):
 
 
 # --- spool: exact accounting under overwrites ------------------------------------------------------
-def _padded(span: trace_pb2.Span, size: int, salt: int = 0) -> trace_pb2.Span:
-    out = trace_pb2.Span()
-    out.CopyFrom(span)
-    out.attributes.append(kv("inspect.pad", "x" * size + str(salt)))
-    return out
-
-
 def test_overwrites_keep_pending_bytes_exact(tmp_path):
     """Defect 3: the same (trace, span) re-sent with other content replaces its pending size.
     Random overwrites of a few spans with sizes from bytes to megabytes, partial drains in
@@ -331,7 +245,7 @@ def test_overwrites_keep_pending_bytes_exact(tmp_path):
         picked = rnd.sample(spans, rnd.randint(1, 3))
         sizes = [rnd.choice([0, 10, 1000, 50_000, 1 << 20]) for _ in picked]
         spool.ingest_traces(trace_request(
-            [_padded(s, n, rnd.randrange(3)) for s, n in zip(picked, sizes)]))
+            [padded(s, n, rnd.randrange(3)) for s, n in zip(picked, sizes)]))
         if step % 7 == 0:
             spool.mark_spans_forwarded(spool.pending_spans(rnd.randint(1, 4), 1 << 30))
         _consistent(spool)
@@ -354,16 +268,16 @@ def test_spool_limit_refuses_only_when_really_full(tmp_path):
     ev = SynthEval(run_id="full", samples=2).build()
     span, other = ev.spans()[0], ev.spans()[1]
     spool = Spool(tmp_path / "s.db", max_bytes=8 * mb)
-    spool.ingest_traces(trace_request([_padded(span, 5 * mb)]))
-    spool.ingest_traces(trace_request([_padded(span, 10 * mb)]))
+    spool.ingest_traces(trace_request([padded(span, 5 * mb)]))
+    spool.ingest_traces(trace_request([padded(span, 10 * mb)]))
     assert spool.is_full()  # 10 MB really pending
     with pytest.raises(SpoolFull):
         spool.ingest_traces(trace_request([other]))
     spool.mark_spans_forwarded(spool.pending_spans(10, 1 << 30))
-    spool.ingest_traces(trace_request([_padded(span, 1 * mb)]))
+    spool.ingest_traces(trace_request([padded(span, 1 * mb)]))
     assert mb <= spool.pending_bytes < 1.01 * mb and not spool.is_full()
-    assert spool.ingest_traces(trace_request([_padded(other, 1000)])).accepted == 1
-    spool.ingest_traces(trace_request([_padded(other, 7 * mb)]))  # 8 MB pending: full
+    assert spool.ingest_traces(trace_request([padded(other, 1000)])).accepted == 1
+    spool.ingest_traces(trace_request([padded(other, 7 * mb)]))  # 8 MB pending: full
     assert spool.is_full()
     with pytest.raises(SpoolFull):
         spool.ingest_traces(trace_request([ev.spans()[2]]))
@@ -371,23 +285,13 @@ def test_spool_limit_refuses_only_when_really_full(tmp_path):
 
 
 # --- spool: orphaned evaluation results ------------------------------------------------------------
-def _results_only(ev: SynthEval, flags: int) -> list[logs_pb2.LogRecord]:
-    out = []
-    for rec in ev.logs():
-        r = logs_pb2.LogRecord()
-        r.CopyFrom(rec)
-        r.flags = flags
-        out.append(r)
-    return out
-
-
 def test_orphans_expire_after_ttl_survive_reopen_and_revive(tmp_path):
     """Defect 4: results whose trace never arrives stop being pending after the TTL (also
     across a restart), free their bytes, and come back if the trace arrives after all."""
     ev = SynthEval(run_id="orphan", samples=2).build()
     path = tmp_path / "s.db"
     spool = Spool(path, orphan_ttl_s=60)
-    spool.ingest_logs(logs_request(_results_only(ev, 0x01)))
+    spool.ingest_logs(logs_request(with_flags(ev.logs(), 0x01)))
     st = spool.stats()
     n = len(ev.logs())
     assert st["orphaned_results"] == n and st["pending_results"] == 0
@@ -419,8 +323,8 @@ def test_sampled_out_orphans_expire_when_their_task_is_finalized(tmp_path):
     unsampled = SynthEval(run_id="unsampled", samples=2).build()
     sampled = SynthEval(run_id="sampled", samples=2).build()
     spool = Spool(tmp_path / "s.db", orphan_ttl_s=3600)
-    spool.ingest_logs(logs_request(_results_only(unsampled, 0x00)))
-    spool.ingest_logs(logs_request(_results_only(sampled, 0x01)))
+    spool.ingest_logs(logs_request(with_flags(unsampled.logs(), 0x00)))
+    spool.ingest_logs(logs_request(with_flags(sampled.logs(), 0x01)))
     soon = spool._read("SELECT MAX(received) FROM results")[0][0] + 1
     assert spool.expire_orphans(now=soon) == 0  # nothing finalized, TTL far away
     # the task spans (and run spans) of both evals arrive; their samples were sampled out
@@ -440,16 +344,12 @@ def test_sampled_out_orphans_expire_when_their_task_is_finalized(tmp_path):
 
 
 # --- mapping: nothing a sender puts in an attribute drops a task ----------------------------------
-def _deep_json(depth: int) -> str:
-    return '{"a":' * depth + "1" + "}" * depth
-
-
 @pytest.mark.parametrize("depth", [mp.MAX_ATTRIBUTE_JSON_DEPTH + 1, 5000, 200_000])
 def test_deeply_nested_json_attributes_are_kept_as_text_and_tagged(depth):
     """Defect 1 (writer side): deep JSON in inspect.task.args or the model usage made the task's
     params and its finalization fail with RecursionError. Now it is a truncated text param and
     a tag, and everything else of the task maps as usual."""
-    attrs = {sc.INSPECT_TASK_NAME: "t", sc.INSPECT_TASK_ARGS: _deep_json(depth),
+    attrs = {sc.INSPECT_TASK_NAME: "t", sc.INSPECT_TASK_ARGS: deep_json(depth),
              sc.INSPECT_TASK_MODEL_USAGE: "[" * depth + "]" * depth,
              sc.INSPECT_TASK_RESULTS: json.dumps([{"name": "m", "metric": "acc", "value": 1}]),
              sc.INSPECT_TASK_SAMPLES_TOTAL: 3}
@@ -463,7 +363,7 @@ def test_deeply_nested_json_attributes_are_kept_as_text_and_tagged(depth):
     tags = mp.task_run_tags("e", "p", attrs)
     assert tags[mp.TAG_UNPARSED] == f"{sc.INSPECT_TASK_ARGS},{sc.INSPECT_TASK_MODEL_USAGE}"
     # JSON within the bound is structure as before, and no tag
-    ok = {**attrs, sc.INSPECT_TASK_ARGS: _deep_json(3), sc.INSPECT_TASK_MODEL_USAGE: "{}"}
+    ok = {**attrs, sc.INSPECT_TASK_ARGS: deep_json(3), sc.INSPECT_TASK_MODEL_USAGE: "{}"}
     assert mp.task_params(ok)["task_args.a"] == '{"a":{"a":1}}'
     assert mp.TAG_UNPARSED not in mp.task_run_tags("e", "p", ok)
 
