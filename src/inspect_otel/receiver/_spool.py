@@ -138,7 +138,12 @@ class SpoolFull(Exception):
 
 
 class _Rejected(ValueError):
-    """One span or record that cannot be stored; the message says why (for partial success)."""
+    """One span or record that cannot be stored; the message says why (for partial success).
+    Raised only before the item has written anything."""
+
+
+class _ItemFault(Exception):
+    """Storing one item failed unexpectedly on the fast path: redo the request isolated."""
 
 
 def _storage_error(e: BaseException) -> bool:
@@ -170,6 +175,9 @@ class Spool:
         with self._write_lock:
             self._conn().executescript(SCHEMA)
         self._pending_bytes = self._count_pending_bytes()
+        # whether a new trace may revive expired results (saves a query per new span otherwise)
+        self._maybe_expired = bool(self._read(
+            "SELECT 1 FROM results WHERE applied = ? LIMIT 1", (RESULT_EXPIRED,)))
 
     # --- connections ---------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -247,65 +255,89 @@ class Spool:
         """Store an ExportTraceServiceRequest durably. Raises SpoolFull when over the bound."""
         if self.is_full():
             raise SpoolFull()
-        res = IngestResult()
-        added = 0
+        return self._ingest(self._store_traces, req)
+
+    def _ingest(self, store: Any, req: Any) -> IngestResult:
+        """Run ``store(db, req, res, isolate)`` in one transaction. Items are validated before
+        they write, so the fast path needs no savepoints; if storing one item still fails
+        unexpectedly, the transaction is undone and the request stored again with a savepoint
+        around each item, so that item alone is rejected."""
         now = time.time()
-        with self._tx() as db:
-            for rs in req.resource_spans:
-                rpayload = rs.resource.SerializeToString()
-                rhash = _digest(rpayload)
-                db.execute("INSERT OR IGNORE INTO resources(hash, payload) VALUES(?, ?)",
-                           (rhash, rpayload))
-                for ss in rs.scope_spans:
-                    scope_name, scope_version = ss.scope.name, ss.scope.version
-                    for span in ss.spans:
-                        if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(
-                            span.trace_id
-                        ) or not any(span.span_id):
-                            res.reject(1, "spans with invalid trace_id/span_id were rejected")
-                            continue
-                        try:
-                            attrs = mp.attributes(span.attributes)
-                        except mp.ValueTooDeep as e:
-                            res.reject(1, f"spans with {e} were rejected")
-                            continue
-                        if not mp.is_inspect(scope_name, attrs):
-                            res.reject(
-                                1,
-                                "spans without Inspect attributes (scope "
-                                f"{mp.INSPECT_SCOPE!r} or inspect.*) were ignored: this receiver "
-                                "maps Inspect AI evaluations only",
-                            )
-                            continue
-                        problem = mp.value_problem(
-                            attrs, (span.start_time_unix_nano, span.end_time_unix_nano))
-                        if problem:
-                            res.reject(1, f"spans were rejected: {problem}")
-                            continue
-                        try:
-                            with self._savepoint(db):
-                                n = self._ingest_span(db, span, attrs, rhash, scope_name,
-                                                      scope_version, now)
-                        except Exception as e:  # noqa: BLE001 - one span never sinks its batch
-                            if _storage_error(e):
-                                raise
-                            res.reject(1, self._item_failure("span", span.trace_id,
-                                                             span.span_id, e))
-                            continue
+        for isolate in (False, True):
+            res = IngestResult()
+            try:
+                with self._tx() as db:
+                    added = store(db, req, res, isolate, now)
+            except _ItemFault:
+                continue
+            self._adjust(added)
+            if res.accepted:
+                self._notify()
+            return res
+        raise AssertionError("an isolated ingest raised _ItemFault")  # pragma: no cover
+
+    def _item(self, db: sqlite3.Connection, res: IngestResult, isolate: bool, what: str,
+              ids: tuple[bytes, bytes], fn: Any, *args: Any) -> int | None:
+        """Store one item; None when it was rejected (reason recorded in ``res``)."""
+        try:
+            if not isolate:
+                return fn(db, *args)
+            with self._savepoint(db):
+                return fn(db, *args)
+        except _Rejected as e:  # raised before the item wrote anything
+            res.reject(1, f"{what}s were rejected: {e}")
+        except Exception as e:  # noqa: BLE001 - one item never sinks its batch
+            if _storage_error(e):
+                raise
+            if not isolate:
+                raise _ItemFault() from e
+            log.warning("%s %s/%s could not be stored, rejected: %s: %s", what, ids[0].hex(),
+                        ids[1].hex(), type(e).__name__, e)
+            res.reject(1, f"{what}s the receiver could not store were rejected (details in "
+                       "its log)")
+        return None
+
+    def _store_traces(self, db: sqlite3.Connection, req: Any, res: IngestResult, isolate: bool,
+                      now: float) -> int:
+        added = 0
+        for rs in req.resource_spans:
+            rpayload = rs.resource.SerializeToString()
+            rhash = _digest(rpayload)
+            db.execute("INSERT OR IGNORE INTO resources(hash, payload) VALUES(?, ?)",
+                       (rhash, rpayload))
+            for ss in rs.scope_spans:
+                scope_name, scope_version = ss.scope.name, ss.scope.version
+                for span in ss.spans:
+                    if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(
+                        span.trace_id
+                    ) or not any(span.span_id):
+                        res.reject(1, "spans with invalid trace_id/span_id were rejected")
+                        continue
+                    try:
+                        attrs = mp.attributes(span.attributes)
+                    except mp.ValueTooDeep as e:
+                        res.reject(1, f"spans with {e} were rejected")
+                        continue
+                    if not mp.is_inspect(scope_name, attrs):
+                        res.reject(
+                            1,
+                            "spans without Inspect attributes (scope "
+                            f"{mp.INSPECT_SCOPE!r} or inspect.*) were ignored: this receiver "
+                            "maps Inspect AI evaluations only",
+                        )
+                        continue
+                    problem = mp.value_problem(
+                        attrs, (span.start_time_unix_nano, span.end_time_unix_nano))
+                    if problem:
+                        res.reject(1, f"spans were rejected: {problem}")
+                        continue
+                    n = self._item(db, res, isolate, "span", (span.trace_id, span.span_id),
+                                   self._ingest_span, span, attrs, rhash, scope_name,
+                                   scope_version, now)
+                    if n is not None:
                         added += n
                         res.accepted += 1
-        self._adjust(added)
-        if res.accepted:
-            self._notify()
-        return res
-
-    @staticmethod
-    def _item_failure(what: str, trace_id: bytes, span_id: bytes, e: Exception) -> str:
-        if isinstance(e, (_Rejected, mp.ValueTooDeep)):
-            return f"{what}s were rejected: {e}"
-        log.warning("%s %s/%s could not be stored, rejected: %s: %s", what, trace_id.hex(),
-                    span_id.hex(), type(e).__name__, e)
-        return f"{what}s the receiver could not store were rejected (details in its log)"
+        return added
 
     def _ingest_span(self, db: sqlite3.Connection, span: Any, attrs: dict[str, Any], rhash: str,
                      scope_name: str, scope_version: str, now: float) -> int:
@@ -322,8 +354,6 @@ class Spool:
                 if problem:
                     raise _Rejected(f"evaluation result event: {problem}")
                 evaluations.append((ev.time_unix_nano, eattrs))
-        prev = db.execute("SELECT pending, nbytes FROM spans WHERE trace_id = ? AND span_id = ?",
-                          (trace_id, span_id)).fetchone()
         kind = attrs.get(sc.INSPECT_SPAN_KIND)
         is_root = not parent_id
         link_key = None
@@ -334,29 +364,33 @@ class Spool:
         enrich = mp.span_enrichment(attrs, is_root)
         is_error = int(span.status.code == trace_pb2.Status.STATUS_CODE_ERROR
                        or bool(attrs.get(sc.ERROR_TYPE)))
+        row = (parent_id, rhash, scope_name, scope_version, payload, digest, len(payload),
+               mp.span_category(attrs), is_error, link_key, _dumps(enrich) if enrich else None,
+               now)
         cur = db.execute(
-            """INSERT INTO spans(trace_id, span_id, parent_id, resource, scope_name, scope_version,
-                   payload, digest, pending, nbytes, category, is_error, link_key, enrich, received)
-               VALUES(?,?,?,?,?,?,?,?,1,?,?,?,?,?,?)
-               ON CONFLICT(trace_id, span_id) DO UPDATE SET
-                   parent_id=excluded.parent_id, resource=excluded.resource,
-                   scope_name=excluded.scope_name, scope_version=excluded.scope_version,
-                   payload=excluded.payload, digest=excluded.digest, pending=1,
-                   nbytes=excluded.nbytes, category=excluded.category,
-                   is_error=excluded.is_error, link_key=excluded.link_key,
-                   enrich=excluded.enrich, received=excluded.received
-               WHERE spans.digest != excluded.digest""",
-            (trace_id, span_id, parent_id, rhash, scope_name, scope_version, payload, digest,
-             len(payload), mp.span_category(attrs), is_error, link_key,
-             _dumps(enrich) if enrich else None, now),
-        )
-        changed = cur.rowcount > 0
-        added = 0
-        if changed:
-            # an overwrite replaces the size of a still pending older version
-            added = len(payload) - (prev[1] if prev is not None and prev[0] else 0)
-            if prev is None:
+            """INSERT INTO spans(parent_id, resource, scope_name, scope_version, payload, digest,
+                   nbytes, category, is_error, link_key, enrich, received, trace_id, span_id,
+                   pending)
+               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)
+               ON CONFLICT(trace_id, span_id) DO NOTHING""", row + (trace_id, span_id))
+        if cur.rowcount > 0:  # a new span
+            changed, added = True, len(payload)
+            if self._maybe_expired:
                 added += self._revive_orphans(db, trace_id)
+        else:
+            pending, nbytes, old_digest = db.execute(
+                "SELECT pending, nbytes, digest FROM spans WHERE trace_id = ? AND span_id = ?",
+                (trace_id, span_id)).fetchone()
+            changed = old_digest != digest
+            added = 0
+            if changed:
+                # an overwrite: the new content replaces the size of a still pending older one
+                db.execute(
+                    """UPDATE spans SET parent_id=?, resource=?, scope_name=?, scope_version=?,
+                           payload=?, digest=?, nbytes=?, category=?, is_error=?, link_key=?,
+                           enrich=?, received=?, pending=1
+                       WHERE trace_id = ? AND span_id = ?""", row + (trace_id, span_id))
+                added = len(payload) - (nbytes if pending else 0)
 
         start_ns, end_ns = span.start_time_unix_nano, span.end_time_unix_nano
         if kind == sc.SPAN_KIND_SAMPLE:
@@ -491,52 +525,44 @@ class Spool:
         """Store the ``gen_ai.evaluation.result`` records of an ExportLogsServiceRequest."""
         if self.is_full():
             raise SpoolFull()
-        res = IngestResult()
+        return self._ingest(self._store_logs, req)
+
+    def _store_logs(self, db: sqlite3.Connection, req: Any, res: IngestResult, isolate: bool,
+                    now: float) -> int:
         added = 0
-        with self._tx() as db:
-            for rl in req.resource_logs:
-                for sl in rl.scope_logs:
-                    for rec in sl.log_records:
-                        try:
-                            attrs = mp.attributes(rec.attributes)
-                        except mp.ValueTooDeep as e:
-                            res.reject(1, f"log records with {e} were rejected")
-                            continue
-                        name = rec.event_name or attrs.get("event.name")
-                        if name != sc.EVENT_EVALUATION_RESULT:
-                            res.reject(1, "log records other than "
-                                       f"{sc.EVENT_EVALUATION_RESULT!r} events were ignored")
-                            continue
-                        time_ns = rec.time_unix_nano or rec.observed_time_unix_nano
-                        problem = mp.value_problem(attrs, (time_ns,))
-                        if problem:
-                            res.reject(1, f"log records were rejected: {problem}")
-                            continue
-                        valid_trace = len(rec.trace_id) == 16 and any(rec.trace_id)
-                        trace_id = rec.trace_id.hex() if valid_trace else ""
-                        span_id = rec.span_id.hex() if len(rec.span_id) == 8 else ""
-                        e = mp.evaluation(trace_id, span_id, time_ns, attrs,
-                                          trace_sampled=_trace_flags_sampled(rec.flags))
-                        if e is None:
-                            res.reject(1, "evaluation results without a trace id or "
-                                       f"{sc.GEN_AI_EVALUATION_NAME} (or intermediate) were "
-                                       "ignored")
-                            continue
-                        try:
-                            with self._savepoint(db):
-                                n = self._ingest_evaluation(db, e)
-                        except Exception as exc:  # noqa: BLE001 - one record never sinks a batch
-                            if _storage_error(exc):
-                                raise
-                            res.reject(1, self._item_failure("log record", rec.trace_id,
-                                                             rec.span_id, exc))
-                            continue
+        for rl in req.resource_logs:
+            for sl in rl.scope_logs:
+                for rec in sl.log_records:
+                    try:
+                        attrs = mp.attributes(rec.attributes)
+                    except mp.ValueTooDeep as e:
+                        res.reject(1, f"log records with {e} were rejected")
+                        continue
+                    name = rec.event_name or attrs.get("event.name")
+                    if name != sc.EVENT_EVALUATION_RESULT:
+                        res.reject(1, "log records other than "
+                                   f"{sc.EVENT_EVALUATION_RESULT!r} events were ignored")
+                        continue
+                    time_ns = rec.time_unix_nano or rec.observed_time_unix_nano
+                    problem = mp.value_problem(attrs, (time_ns,))
+                    if problem:
+                        res.reject(1, f"log records were rejected: {problem}")
+                        continue
+                    valid_trace = len(rec.trace_id) == 16 and any(rec.trace_id)
+                    trace_id = rec.trace_id.hex() if valid_trace else ""
+                    span_id = rec.span_id.hex() if len(rec.span_id) == 8 else ""
+                    e = mp.evaluation(trace_id, span_id, time_ns, attrs,
+                                      trace_sampled=_trace_flags_sampled(rec.flags))
+                    if e is None:
+                        res.reject(1, "evaluation results without a trace id or "
+                                   f"{sc.GEN_AI_EVALUATION_NAME} (or intermediate) were ignored")
+                        continue
+                    n = self._item(db, res, isolate, "log record", (rec.trace_id, rec.span_id),
+                                   self._ingest_evaluation, e)
+                    if n is not None:
                         added += n
                         res.accepted += 1
-        self._adjust(added)
-        if res.accepted:
-            self._notify()
-        return res
+        return added
 
     # --- orphaned evaluation results -----------------------------------------------------------
     def expire_orphans(self, now: float | None = None) -> int:
@@ -563,6 +589,8 @@ class Spool:
             for rowid, _ in rows:
                 db.execute("UPDATE results SET applied = ? WHERE rowid = ?",
                            (RESULT_EXPIRED, rowid))
+            if rows:
+                self._maybe_expired = True
         if rows:
             self._adjust(-sum(int(n) for _, n in rows))
             log.info("%d evaluation result(s) expired: their trace did not arrive (sampled out, "
