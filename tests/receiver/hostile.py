@@ -117,6 +117,10 @@ BAD_SPANS: dict[str, tuple[dict[str, Any], str]] = {
     "index_bool": ({sc.INSPECT_SAMPLE_INDEX: True}, sc.INSPECT_SAMPLE_INDEX),
     "eval_id_list": ({sc.INSPECT_EVAL_ID: list_value("a", "b")}, sc.INSPECT_EVAL_ID),
     "run_id_long": ({sc.INSPECT_RUN_ID: "r" * 1000}, sc.INSPECT_RUN_ID),
+    # a trailing backslash made MLflow refuse the writer's run search: a writer stuck for good
+    "run_id_backslash": ({sc.INSPECT_RUN_ID: "run\\"}, sc.INSPECT_RUN_ID),
+    "eval_id_quote": ({sc.INSPECT_EVAL_ID: "e'v"}, sc.INSPECT_EVAL_ID),
+    "eval_id_nul": ({sc.INSPECT_EVAL_ID: "e\x00v"}, sc.INSPECT_EVAL_ID),
     "end_time_past_int64": ({"end_time_unix_nano": (1 << 64) - 1}, "timestamps"),
     "deep_value": ({"inspect.extra": deep_value(mp.MAX_VALUE_DEPTH + 1)}, "nested deeper"),
 }

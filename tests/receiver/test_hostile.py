@@ -394,4 +394,6 @@ def test_value_problem():
     assert "must be an integer" in mp.value_problem({sc.INSPECT_SAMPLE_EPOCH: 1.5})
     assert "must be an integer" in mp.value_problem({sc.INSPECT_SAMPLE_EPOCH: float("nan")})
     assert "must be a string" in mp.value_problem({sc.INSPECT_EVAL_ID: 5})
+    assert "backslash" in mp.value_problem({sc.INSPECT_RUN_ID: "r\\"})
+    assert mp.value_problem({sc.INSPECT_RUN_ID: "7Qx2pLm9ZkA3bC4dE5fG6h"}) is None
     assert "timestamps" in mp.value_problem({}, (1 << 63,))

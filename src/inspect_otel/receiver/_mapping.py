@@ -330,8 +330,10 @@ def task_metrics(attrs: Mapping[str, Any]) -> dict[str, float]:
 
 
 # --- values the spool keys, orders or stores as integers: checked before anything is stored -------
-# Ids the spool keys runs and tasks on.
+# Ids the spool keys runs and tasks on (and the writer searches MLflow runs by, inside a quoted
+# filter string: a quote or backslash there would make MLflow refuse every search for it).
 ID_ATTRIBUTES = (sc.INSPECT_RUN_ID, sc.INSPECT_EVAL_ID)
+_ID_BAD_CHARS = re.compile(r"['\\\x00-\x1f\x7f]")
 # Integers the spool stores in INTEGER columns and MLflow uses as steps.
 INTEGER_ATTRIBUTES = (sc.INSPECT_SAMPLE_ORDINAL, sc.INSPECT_SAMPLE_EPOCH, sc.INSPECT_SAMPLE_INDEX)
 
@@ -371,6 +373,8 @@ def value_problem(attrs: Mapping[str, Any], times_ns: Iterable[int] = ()) -> str
             return f"{attr} must be a string"
         if len(v) > MAX_ID_CHARS:
             return f"{attr} is longer than {MAX_ID_CHARS} characters"
+        if _ID_BAD_CHARS.search(v):
+            return f"{attr} contains a quote, a backslash or a control character"
     for attr in INTEGER_ATTRIBUTES:
         v = attrs.get(attr)
         if v is not None:
