@@ -397,3 +397,37 @@ def test_value_problem():
     assert "backslash" in mp.value_problem({sc.INSPECT_RUN_ID: "r\\"})
     assert mp.value_problem({sc.INSPECT_RUN_ID: "7Qx2pLm9ZkA3bC4dE5fG6h"}) is None
     assert "timestamps" in mp.value_problem({}, (1 << 63,))
+
+
+def test_drop_nul_cleans_every_string_mlflow_may_store():
+    from opentelemetry.proto.resource.v1 import resource_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    from tests.receiver.synth import kv
+
+    span = trace_pb2.Span(name="a\x00b", trace_state="t\x00")
+    span.status.message = "m\x00"
+    span.attributes.extend([kv("k\x00", "v\x00"), kv("l", ["x\x00", "y"])])
+    nested = span.attributes.add(key="deep")
+    nested.value.CopyFrom(deep_value(3))
+    nested.value.kvlist_value.values[0].key = "q\x00"
+    event = span.events.add(name="e\x00")
+    event.attributes.append(kv("z", "\x00"))
+    link = span.links.add(trace_state="\x00")
+    link.attributes.append(kv("w\x00", "\x00"))
+    assert "\\000" in str(span)
+    assert "\\000" not in str(mp.drop_nul(span))
+    assert span.name == "ab" and span.attributes[0].key == "k"
+    resource = resource_pb2.Resource()
+    resource.attributes.append(kv("service.name", "svc\x00"))
+    assert mp.drop_nul(resource).attributes[0].value.string_value == "svc"
+
+
+def test_root_inputs_and_outputs_carry_no_nul():
+    attrs = {sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE, sc.INSPECT_MODEL: "m\x00",
+             sc.INSPECT_SAMPLE_ID: "1", sc.INSPECT_SAMPLE_SCORE_PREFIX + "match\x00": 1.0}
+    e = mp.span_enrichment(attrs, is_root=True)
+    assert not any("\x00" in v or "\\u0000" in v for v in e.values()), e
+    assert json.loads(e[mp.SPAN_INPUTS])["model"] == "m"
+    e = mp.span_enrichment({**attrs, sc.INSPECT_SAMPLE_INPUT: "a\x00b"}, is_root=True)
+    assert e[mp.SPAN_INPUTS] == "ab"

@@ -665,24 +665,78 @@ def span_enrichment(attrs: Mapping[str, Any], is_root: bool) -> dict[str, str]:
         return out
     if SPAN_INPUTS not in attrs:
         content = attrs.get(sc.INSPECT_SAMPLE_INPUT) or attrs.get(sc.GEN_AI_INPUT_MESSAGES)
-        out[SPAN_INPUTS] = (_text(content) if content
-                            else json.dumps(_summary(attrs, ROOT_INPUT_SUMMARY), sort_keys=True,
-                                            default=_jsonable))
+        out[SPAN_INPUTS] = (_text(_no_nul(content)) if content
+                            else json.dumps(_no_nul(_summary(attrs, ROOT_INPUT_SUMMARY)),
+                                            sort_keys=True, default=_jsonable))
     if SPAN_OUTPUTS not in attrs:
         content = attrs.get(sc.INSPECT_SAMPLE_OUTPUT) or attrs.get(sc.GEN_AI_OUTPUT_MESSAGES)
         if content:
-            out[SPAN_OUTPUTS] = _text(content)
+            out[SPAN_OUTPUTS] = _text(_no_nul(content))
         else:
             summary = _summary(attrs, ROOT_OUTPUT_SUMMARY)
             scores = {k[len(sc.INSPECT_SAMPLE_SCORE_PREFIX):]: v for k, v in sorted(attrs.items())
                       if k.startswith(sc.INSPECT_SAMPLE_SCORE_PREFIX)}
             if scores:
                 summary["scores"] = scores
-            out[SPAN_OUTPUTS] = json.dumps(summary, sort_keys=True, default=_jsonable)
+            out[SPAN_OUTPUTS] = json.dumps(_no_nul(summary), sort_keys=True, default=_jsonable)
     for attr, tag in TRACE_TAGS:
         if attrs.get(attr) not in (None, "") and TRACE_TAG_PREFIX + tag not in attrs:
             out[TRACE_TAG_PREFIX + tag] = mlflow_text(_text(attrs[attr]), TAG_VALUE_MAX)
     return out
+
+
+def _no_nul(v: Any) -> Any:
+    """``v`` without NUL characters in any string, also inside lists and dicts: MLflow parses the
+    root's inputs/outputs JSON into text columns (the model name, the previews), where an escaped
+    NUL is a NUL again."""
+    if isinstance(v, str):
+        return v.replace("\x00", "")
+    if isinstance(v, (list, tuple)):
+        return [_no_nul(x) for x in v]
+    if isinstance(v, dict):
+        return {_no_nul(k): _no_nul(x) for k, x in v.items()}
+    return v
+
+
+def _drop_nul_value(v: Any) -> None:
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        if "\x00" in v.string_value:
+            v.string_value = v.string_value.replace("\x00", "")
+    elif kind == "array_value":
+        for x in v.array_value.values:
+            _drop_nul_value(x)
+    elif kind == "kvlist_value":
+        _drop_nul_attributes(v.kvlist_value.values)
+
+
+def _drop_nul_attributes(kvs: Any) -> None:
+    for kv in kvs:
+        if "\x00" in kv.key:
+            kv.key = kv.key.replace("\x00", "")
+        _drop_nul_value(kv.value)
+
+
+def drop_nul(msg: Any) -> Any:
+    """Remove NUL characters from the strings of a span or a resource, in place. OTLP allows
+    them; PostgreSQL text does not, and MLflow copies span names, models, statuses, tags and
+    previews into text columns, so on PostgreSQL one NUL made MLflow refuse the whole trace."""
+    _drop_nul_attributes(msg.attributes)
+    if not hasattr(msg, "events"):  # a Resource
+        return msg
+    for holder, name in ((msg, "name"), (msg, "trace_state"), (msg.status, "message")):
+        text = getattr(holder, name)
+        if "\x00" in text:
+            setattr(holder, name, text.replace("\x00", ""))
+    for ev in msg.events:
+        if "\x00" in ev.name:
+            ev.name = ev.name.replace("\x00", "")
+        _drop_nul_attributes(ev.attributes)
+    for link in msg.links:
+        if "\x00" in link.trace_state:
+            link.trace_state = link.trace_state.replace("\x00", "")
+        _drop_nul_attributes(link.attributes)
+    return msg
 
 
 # --- evaluation results -> assessments ------------------------------------------------------------
