@@ -28,7 +28,7 @@ log = logging.getLogger("inspect_otel.receiver")
 RETRY_AFTER_S = 5
 STORE_FAILED = "receiver could not store the data (details in its log); retry later"
 
-# OTLP/gRPC services by signal: (service full name, method).
+# OTLP/gRPC service (full name) by signal; each has one method, Export.
 GRPC_SERVICES = {
     "traces": trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
     "logs": logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
