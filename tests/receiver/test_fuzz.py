@@ -353,6 +353,7 @@ def test_fuzz_receiver_over_http_and_grpc(mlflow_server, mlflow_client, tmp_path
         assert task_run.data.tags[mp.TAG_UNPARSED] == (f"{sc.INSPECT_TASK_ARGS},"
                                                        f"{sc.INSPECT_TASK_MODEL_USAGE}")
         assert task_run.data.params["task_args"].startswith('{"a":{"a":')
+        assert task_run.data.params["model_usage"].startswith("[[[")
         assert task_run.data.metrics["samples/received"] == 2
         tables = snapshot(mlflow_client, EXPERIMENT, deep.run_id)["tasks"]["task_a"]["tables"]
         assert len(tables[mp.SAMPLES_TABLE]) == 2 and tables[mp.MODEL_USAGE_TABLE] == []

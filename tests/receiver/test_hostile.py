@@ -356,6 +356,7 @@ def test_deeply_nested_json_attributes_are_kept_as_text_and_tagged(depth):
     params = mp.task_params(attrs)
     assert params["task"] == "t"
     assert params["task_args"].startswith('{"a":{"a":') and len(params["task_args"]) <= 6000
+    assert params["model_usage"].startswith("[[[") and "results" not in params
     metrics = mp.task_metrics(attrs)
     assert metrics["m/acc"] == 1 and metrics["samples/total"] == 3
     assert mp.model_usage_table(attrs) == {"model": [], **{f: [] for f, _ in

@@ -210,6 +210,12 @@ TASK_PARAM_OBJECTS: tuple[tuple[str, str], ...] = (
     (sc.INSPECT_TASK_ARGS, "task_args."),
     (sc.INSPECT_TASK_MODEL_ARGS, "model_args."),
 )
+# JSON task attributes mapped to metrics and tables: when their text cannot be used as structure,
+# it is kept as this param instead (truncated; see TAG_UNPARSED).
+TASK_UNPARSED_PARAMS: tuple[tuple[str, str], ...] = (
+    (sc.INSPECT_TASK_RESULTS, "results"),
+    (sc.INSPECT_TASK_MODEL_USAGE, "model_usage"),
+)
 
 # Generate config: GenAI request attributes -> generate_config.<Inspect name>.
 GENERATE_CONFIG_PARAMS: tuple[tuple[str, str], ...] = (
@@ -247,6 +253,9 @@ def task_params(attrs: Mapping[str, Any]) -> dict[str, str]:
                 put(prefix + str(k), obj[k])
         elif obj is UNPARSED:
             put(prefix.rstrip("."), attrs.get(attr))  # the raw text, truncated (see TAG_UNPARSED)
+    for attr, name in TASK_UNPARSED_PARAMS:
+        if attrs.get(attr) not in (None, "") and _json(attrs.get(attr)) is UNPARSED:
+            put(name, attrs.get(attr))
     for attr, name in GENERATE_CONFIG_PARAMS:
         put(GENERATE_CONFIG_PARAM_PREFIX + name, attrs.get(attr))
     for attr in sorted(attrs):
@@ -277,8 +286,7 @@ MODEL_USAGE_FIELDS: tuple[tuple[str, str], ...] = (
 
 
 # JSON-carrying task attributes; the ones that fail to parse are named in TAG_UNPARSED.
-TASK_JSON_ATTRIBUTES = (sc.INSPECT_TASK_ARGS, sc.INSPECT_TASK_MODEL_ARGS, sc.INSPECT_TASK_RESULTS,
-                        sc.INSPECT_TASK_MODEL_USAGE)
+TASK_JSON_ATTRIBUTES = tuple(a for a, _ in TASK_PARAM_OBJECTS + TASK_UNPARSED_PARAMS)
 
 
 def unparsed_attributes(attrs: Mapping[str, Any]) -> list[str]:
