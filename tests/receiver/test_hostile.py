@@ -187,6 +187,26 @@ def test_one_bad_span_is_rejected_alone(tmp_path):
     assert spool.ingest_traces(trace_request([edge])).rejected == 0
 
 
+def test_bad_evaluation_event_rejects_its_span_alone(tmp_path):
+    ev = SynthEval(run_id="isoevent", samples=2).build()
+    scorer = next(s for s in ev.spans() if s.events)
+    deep, late = trace_pb2_copy(scorer), trace_pb2_copy(scorer)
+    deep.span_id, late.span_id = b"\x0d" * 8, b"\x0e" * 8
+    deep.events[0].attributes.add(key="x").value.CopyFrom(deep_value(mp.MAX_VALUE_DEPTH + 1))
+    late.events[0].time_unix_nano = (1 << 64) - 1
+    spool = Spool(tmp_path / "s.db")
+    res = spool.ingest_traces(trace_request([deep, late] + ev.spans()))
+    assert res.rejected == 2 and res.accepted == len(ev.spans()), res
+    assert "nested deeper" in res.message and "timestamps" in res.message
+    _consistent(spool)
+
+
+def trace_pb2_copy(span):
+    out = type(span)()
+    out.CopyFrom(span)
+    return out
+
+
 def test_unexpected_failure_of_one_span_rolls_back_only_that_span(tmp_path, monkeypatch):
     """Whatever raises while one span is stored (here a fault injected into the mapping) undoes
     that span's writes alone and rejects it; its neighbours are committed."""
@@ -377,7 +397,7 @@ def test_metric_and_param_keys_are_always_valid_for_mlflow():
     rnd = random.Random(9)
     alphabet = string.ascii_letters + "/.:- _\\\x00é?*"
     names = ["", "/", "//", ".", "..", "a/", "/a", "a//b", "a/./b", "../x", "x/..", "a" * 300,
-             "a/" * 200, " / "]
+             "a/" * 200, " / ", "a" * 248 + "/.", "a" * 248 + "/.abc", "a" * 247 + "/..x", "a" * 249 + "//"]
     names += ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30))) for _ in range(500)]
     for name in names:
         for key in (mp.metric_key(name), mp.metric_key(f"sample/{name}"),

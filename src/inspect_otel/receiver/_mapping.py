@@ -161,10 +161,10 @@ def metric_key(key: str) -> str:
     """A metric or param name MLflow accepts: letters, digits, ``_ - . space / :``, and a
     normalised path (no empty, ``.`` or ``..`` segment, no leading or trailing ``/``), else MLflow
     refuses the whole batch it travels in."""
-    key = _METRIC_KEY_BAD.sub("_", key)
-    if "/" in key or key in ("", ".", ".."):
+    key = _METRIC_KEY_BAD.sub("_", key)[:250]
+    if "/" in key or key in ("", ".", ".."):  # normalising never makes the key longer
         key = "/".join("_" if p in (".", "..") else p for p in key.split("/") if p) or "_"
-    return key[:250].rstrip("/")
+    return key
 
 
 # --- secrets: never let them become params ----------------------------------------------------------

@@ -7,9 +7,10 @@ whose content changed are marked pending again. The writer (``_writer.py``) appl
 to MLflow and marks them done. Everything the task aggregates need (per-sample summaries, span
 categories) stays in this database, so a restart or a replay gives the same result.
 
-Each span or log record is validated and stored on its own (a savepoint each): one with values
-that cannot be stored is rejected alone and reported in the OTLP partial success, the rest of its
-request is kept. ``pending_bytes`` counts exactly what is not yet in MLflow (an overwrite replaces
+Each span or log record is validated before it writes anything, and stored on its own: one with
+values that cannot be stored is rejected alone and reported in the OTLP partial success, the rest
+of its request is kept (should storing one item still fail, the request is stored again with a
+savepoint around each item). ``pending_bytes`` counts exactly what is not yet in MLflow (an overwrite replaces
 the old size), and equals a recount from the database at any time.
 
 Evaluation results whose trace has not arrived are *orphaned*: they wait, and expire (``applied =
@@ -349,7 +350,10 @@ class Spool:
         evaluations = []
         for ev in span.events:
             if ev.name == sc.EVENT_EVALUATION_RESULT:
-                eattrs = mp.attributes(ev.attributes)
+                try:
+                    eattrs = mp.attributes(ev.attributes)
+                except mp.ValueTooDeep as e:
+                    raise _Rejected(f"evaluation result event with {e}") from None
                 problem = mp.value_problem(eattrs, (ev.time_unix_nano,))
                 if problem:
                     raise _Rejected(f"evaluation result event: {problem}")
