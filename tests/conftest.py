@@ -23,8 +23,17 @@ from tests.support.receiver import ReceiverProc, start_receiver
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 _PREFIXES = ("OTEL_", "INSPECT_OTEL_", "MLFLOW_")
-# Several, as a PostgreSQL-backed MLflow is run (sqlite serialises writers; PostgreSQL does not).
-PG_MLFLOW_WORKERS = 3
+# Several, as a PostgreSQL-backed MLflow is run (sqlite serialises writers; PostgreSQL does not);
+# two, because each worker's boot costs a few CPU seconds on two cores, at start and restart.
+PG_MLFLOW_WORKERS = 2
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `-m "not postgres"` skips everything that starts PostgreSQL (mlflow_backend marks its
+    # postgresql param itself: fixtures it requests at run time are invisible here).
+    for item in items:
+        if {"postgres_server", "pg_mlflow_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +74,25 @@ def pg_mlflow_server(postgres_server, tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session", params=[
+    "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def mlflow_backend(request):
+    """The MLflow server of each backend store a user runs: a test (or module fixture) that
+    takes this runs once on `mlflow_server` (sqlite, one worker) and once on `pg_mlflow_server`
+    (PostgreSQL, several workers). Read it with `backend_client`, not the global `mlflow_client`.
+    """
+    return request.getfixturevalue(
+        "mlflow_server" if request.param == "sqlite" else "pg_mlflow_server")
+
+
+@pytest.fixture(scope="session")
+def backend_client(mlflow_backend):
+    """An MlflowClient of `mlflow_backend` (leaves the fluent API's global URI alone)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(mlflow_backend.url)
 
 
 @pytest.fixture(scope="session")

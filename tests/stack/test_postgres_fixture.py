@@ -12,8 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.postgres import start_postgres
 
+pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
 
 

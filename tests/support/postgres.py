@@ -271,7 +271,7 @@ class PgMlflowServer(MlflowServer):
 
 
 def start_pg_mlflow(tmp_dir: str | os.PathLike, postgres: PostgresServer, *,
-                    database: str = "mlflow", workers: int = 3,
+                    database: str = "mlflow", workers: int = 2,
                     port: int | None = None) -> PgMlflowServer:
     """A lean MLflow server (no job queue) with ``workers`` workers on a new database
     ``database`` of ``postgres``; waits until healthy."""
