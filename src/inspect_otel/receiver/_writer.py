@@ -203,6 +203,7 @@ class Writer:
     def run_once(self) -> bool:
         """Apply everything pending once. Returns True if anything was done."""
         did = False
+        self.spool.expire_orphans()  # before any MLflow call: also while MLflow is down
         self.experiment_id()
         did |= self._create_runs()
         did |= self._apply_tasks()
@@ -499,16 +500,17 @@ def build_trace_request(spans: list[PendingSpan]) -> ExportTraceServiceRequest:
         rs = resources.get(s.resource)
         if rs is None:
             rs = req.resource_spans.add()
-            rs.resource.CopyFrom(resource_pb2.Resource.FromString(s.resource))
+            rs.resource.CopyFrom(mp.drop_nul(resource_pb2.Resource.FromString(s.resource)))
             resources[s.resource] = rs
         key = (s.resource, s.scope_name, s.scope_version)
         ss = scopes.get(key)
         if ss is None:
             ss = rs.scope_spans.add()
-            ss.scope.name, ss.scope.version = s.scope_name, s.scope_version
+            ss.scope.name = s.scope_name.replace("\x00", "")
+            ss.scope.version = s.scope_version.replace("\x00", "")
             ss.schema_url = sc.SCHEMA_URL if s.scope_name == mp.INSPECT_SCOPE else ""
             scopes[key] = ss
-        span = trace_pb2.Span.FromString(s.payload)
+        span = mp.drop_nul(trace_pb2.Span.FromString(s.payload))
         if s.enrich:
             span.attributes.extend(_kv(k, v) for k, v in sorted(s.enrich.items()))
         ss.spans.append(span)

@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settle-seconds", type=float, default=10.0,
                         help="finalize a task's aggregates and tables this long after its last "
                              "data when not all expected samples arrived (default 10)")
+    parser.add_argument("--orphan-ttl-seconds", type=float, default=3600.0,
+                        help="an evaluation result whose trace never arrives (e.g. sampled out) "
+                             "stops counting as pending this long after it arrived; sooner when "
+                             "its log record says the trace was not sampled and its task is "
+                             "finalized (default 3600)")
     parser.add_argument("--log-level", default=os.environ.get("INSPECT_OTEL_LOG_LEVEL", "INFO"))
 
 
@@ -52,6 +57,10 @@ def main(args: argparse.Namespace) -> int:
 
     from ._server import Receiver, ReceiverConfig
 
+    if not args.orphan_ttl_seconds > 0:
+        print("inspect-otel receiver: --orphan-ttl-seconds must be a positive number of seconds "
+              f"(got {args.orphan_ttl_seconds})", file=sys.stderr)
+        return 2
     uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
     if not uri.startswith(("http://", "https://")):
         print(f"inspect-otel receiver: --mlflow-uri must be an http(s) MLflow server URL "
@@ -68,6 +77,7 @@ def main(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
         max_spool_bytes=int(args.max_spool_mb * (1 << 20)),
         settle_s=args.settle_seconds,
+        orphan_ttl_s=args.orphan_ttl_seconds,
     )
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.token:
         logging.getLogger("inspect_otel.receiver").warning(
