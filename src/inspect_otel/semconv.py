@@ -146,6 +146,11 @@ INSPECT_SAMPLE_RETRIES = "inspect.sample.retries"  # attempts that errored and w
 INSPECT_SAMPLE_INPUT = "inspect.sample.input"  # opt-in content: sample input as text
 INSPECT_SAMPLE_TARGET = "inspect.sample.target"  # opt-in content
 INSPECT_SAMPLE_OUTPUT = "inspect.sample.output"  # opt-in content: final completion text
+# opt-in content: the sample's whole final conversation (EvalSample.messages, system messages
+# included) in the GenAI message schema with Inspect's message ids; what a transcript shows.
+INSPECT_SAMPLE_MESSAGES = "inspect.sample.messages"
+INSPECT_SAMPLE_MESSAGE_COUNT = "inspect.sample.message_count"  # len(EvalSample.messages)
+INSPECT_SAMPLE_METADATA = "inspect.sample.metadata"  # opt-in content: sample metadata, JSON
 INSPECT_SAMPLE_TOTAL_TOKENS = "inspect.sample.total_tokens"
 INSPECT_SAMPLE_COST = "inspect.sample.cost"
 INSPECT_SAMPLE_MODEL_CALLS = "inspect.sample.model_calls"

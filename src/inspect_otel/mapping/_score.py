@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import semconv as sc
-from ..content import ContentPolicy, to_json
+from ..content import ContentPolicy
 
 # Inspect's conventional string values (inspect_ai.scorer CORRECT, INCORRECT, PARTIAL, NOANSWER).
 _STRING_SCORES: Mapping[str, float] = {"C": 1.0, "I": 0.0, "P": 0.5, "N": 0.0}
@@ -69,7 +69,7 @@ def evaluation_attributes(
         label = score_label(value)
         if label is not None:
             attrs[sc.GEN_AI_EVALUATION_SCORE_LABEL] = policy.clean(label)
-        attrs[sc.INSPECT_SCORE_VALUE_JSON] = policy.clean(to_json(value))
+        attrs[sc.INSPECT_SCORE_VALUE_JSON] = policy.clean_json(value)
         attrs[sc.INSPECT_SCORE_INTERMEDIATE] = intermediate
         attrs[sc.INSPECT_SCORER_NAME] = scorer
         attrs[sc.INSPECT_SCORER_MODEL_GRADED] = model_graded
