@@ -6,7 +6,10 @@ import json
 from inspect_scout import Result, Scanner, Transcript, scanner
 
 
-@scanner(messages="all", events=["model", "tool", "score"])
+EVENTS = ("model", "tool", "score")
+
+
+@scanner(messages="all", events=list(EVENTS))
 def transcript_facts() -> Scanner[Transcript]:
     async def scan(transcript: Transcript) -> Result:
         facts = {
@@ -16,7 +19,7 @@ def transcript_facts() -> Scanner[Transcript]:
                            for m in transcript.messages if m.role == "assistant"],
             "tool_errors": sum(1 for m in transcript.messages
                                if m.role == "tool" and m.error is not None),
-            "events": [e.event for e in transcript.events],
+            "events": [e.event for e in transcript.events if e.event in EVENTS],
             "tools": [[e.function, e.arguments, str(e.result)] for e in transcript.events
                       if e.event == "tool"],
         }

@@ -139,6 +139,12 @@ def main(args: argparse.Namespace) -> int:
 
     source = (f"{len(args.otlp)} file{'s' if len(args.otlp) != 1 else ''}" if args.otlp
               else f"MLflow {args.mlflow_uri}")
+    if report.traces == 0 and not report.problems:
+        where = (", ".join(args.otlp) if args.otlp else
+                 f"experiment {args.experiment or 'Default'!r} at {args.mlflow_uri}"
+                 + (f", run {args.run}" if args.run else ""))
+        print(f"{prog}: no traces found in {where}", file=sys.stderr)
+        return 1
     skipped = [f"{n} {what}" for n, what in (
         (report.skipped_existing, "already in the database"),
         (report.context_traces, "run/task traces"),
