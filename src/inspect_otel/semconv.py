@@ -202,3 +202,14 @@ INSPECT_LIMIT_VALUE = "inspect.limit.value"
 INSPECT_RETRY_ATTEMPT = "inspect.retry.attempt"
 EXCEPTION_TYPE = "exception.type"
 EXCEPTION_MESSAGE = "exception.message"
+
+# Attributes whose value is JSON text. The hook keeps each one valid JSON within
+# INSPECT_OTEL_MAX_ATTRIBUTE_LENGTH (content.truncate_json); the collector config exempts them from
+# its byte-level truncate_all, which would cut them into invalid JSON.
+JSON_ATTRIBUTES: tuple[str, ...] = (
+    GEN_AI_INPUT_MESSAGES, GEN_AI_OUTPUT_MESSAGES, GEN_AI_SYSTEM_INSTRUCTIONS,
+    GEN_AI_TOOL_DEFINITIONS, GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT,
+    INSPECT_SAMPLE_MESSAGES, INSPECT_SAMPLE_METADATA, INSPECT_TASK_ARGS, INSPECT_TASK_MODEL_ARGS,
+    INSPECT_TASK_PLAN, INSPECT_TASK_RESULTS, INSPECT_TASK_MODEL_USAGE, INSPECT_SCORE_VALUE_JSON,
+    INSPECT_MESSAGE,
+)
