@@ -4,7 +4,7 @@ optionally, over OTLP/HTTP to an endpoint (the receiver). Run in its own process
 are process-global.
 
     python -m tests.scout.produce --log-dir D --jsonl F.jsonl --proto F.pb [--endpoint URL]
-        [--content on|off] [--samples N] [--epochs N] [--answer-chars N]
+        [--content on|off] [--samples N] [--epochs N] [--workload N]
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--content", choices=["on", "off"], default="on")
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--workload", type=int, metavar="N",
+                        help="run bench/workload.py's agent eval with N samples instead")
     args = parser.parse_args(argv)
 
     os.environ["INSPECT_OTEL_ENABLED"] = "true"  # the hook uses the providers set up below
@@ -69,11 +71,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from tests.support import evals
 
-    evals._attempts.clear()
-    task = evals.calculator(**({"samples": args.samples} if args.samples else {}))
-    logs = eval(task, model=evals.MODEL, model_args=evals.model_args(),
-                log_dir=str(args.log_dir), epochs=args.epochs, retry_on_error=1,
-                fail_on_error=False, display="none")
+    if args.workload:
+        from bench.workload import run_workload
+
+        logs = [run_workload(args.workload, args.log_dir)]
+    else:
+        evals._attempts.clear()
+        task = evals.calculator(**({"samples": args.samples} if args.samples else {}))
+        logs = eval(task, model=evals.MODEL, model_args=evals.model_args(),
+                    log_dir=str(args.log_dir), epochs=args.epochs, retry_on_error=1,
+                    fail_on_error=False, display="none")
     tracer_provider.force_flush(60_000)
     logger_provider.force_flush(60_000)
     tracer_provider.shutdown()
