@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,3 +217,22 @@ def test_usage_errors(tmp_path, cli):
     assert result.returncode == 2
     assert result.stderr.strip() == ("inspect-otel scout-import: --experiment and --run select "
                                      "MLflow traces: use them with --mlflow-uri")
+
+
+def test_missing_extra_is_named(tmp_path, cli, monkeypatch):
+    """Without Inspect Scout installed the command says which extra to install (the rest of
+    inspect-otel does not need it)."""
+    monkeypatch.setitem(sys.modules, "inspect_scout", None)  # makes `import inspect_scout` fail
+    result = cli("--otlp", "x.jsonl", "-T", str(tmp_path / "db"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("inspect-otel scout-import: needs Inspect Scout: "
+                                     "pip install 'inspect-otel[scout]'")
+    assert not (tmp_path / "db").exists()
+
+
+def test_importing_the_package_does_not_import_scout():
+    import subprocess
+
+    code = ("import sys, inspect_otel, inspect_otel.scout, inspect_otel.cli; "
+            "assert 'inspect_scout' not in sys.modules and 'mlflow' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
