@@ -5,8 +5,9 @@ One run, one fresh MLflow server (sqlite) and receiver:
      with content capture, exported by the live hook through the OpenTelemetry SDK into an OTLP
      JSON-lines file (the Collector file exporter's format) and through the receiver into MLflow.
   2. file:    `otlp_transcripts` into a new database, in a fresh process: wall time, transcripts/s,
-     RSS after imports, RSS at 25/50/75/100% of the transcripts, and peak RSS. Bounded memory
-     means flat RSS across the file, whatever its size.
+     RSS after imports, RSS at 25/50/75/100% of the transcripts, and peak RSS. Then the reader
+     alone (transcripts built and dropped): bounded memory means flat RSS across the file,
+     whatever its size. (Scout's `insert` itself buffers up to ~100 MB of rows per parquet file.)
   3. mlflow:  a plain `mlflow.search_traces` of the same traces (all pages, spans included; the
      baseline) and `mlflow_transcripts` into a new database, each in a fresh process, alternated
      (baseline, import, baseline, import); traces/s of each and their ratio.
@@ -33,6 +34,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 EXPERIMENT = "scout-bench"
 
 # Measurement bodies, each run in a fresh interpreter (imports excluded from the timings).
+# argv: file, database ("" = the reader alone: transcripts built and dropped), transcripts.
 _FILE_IMPORT = r"""
 import asyncio, json, resource, sys, time
 def rss():
@@ -46,15 +48,19 @@ path, db, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
 marks = {max(1, round(total * q / 4)): q for q in (1, 2, 3, 4)}
 points, report = [], ImportReport()
 before = rss()
+async def counted():
+    n = 0
+    async for t in otlp_transcripts([path], report=report):
+        n += 1
+        if n in marks:
+            points.append({"transcripts": n, "rss": rss()})
+        yield t
 async def main():
+    if not db:
+        async for _ in counted():
+            pass
+        return
     async with transcripts_db(db) as tdb:
-        async def counted():
-            n = 0
-            async for t in otlp_transcripts([path], report=report):
-                n += 1
-                if n in marks:
-                    points.append({"transcripts": n, "rss": rss()})
-                yield t
         await tdb.insert(counted())
 t0 = time.perf_counter()
 asyncio.run(main())
@@ -134,6 +140,7 @@ def bench(samples: int, runs: int) -> dict:
 
         file_runs = [_python(_FILE_IMPORT, str(jsonl), str(tmp / f"db-file-{n}"), str(samples))
                      for n in range(runs)]
+        read_only = _python(_FILE_IMPORT, str(jsonl), "", str(samples))
         plain, ours = [], []
         for n in range(runs):
             plain.append(_python(_MLFLOW_PLAIN, server.url, EXPERIMENT))
@@ -147,6 +154,7 @@ def bench(samples: int, runs: int) -> dict:
             "file_bytes": jsonl.stat().st_size,
             "file_lines": sum(1 for _ in open(jsonl, "rb")),
             "file_import": file_runs,
+            "file_read_only": read_only,
             "file_transcripts_per_s": statistics.median(
                 r["transcripts"] / r["seconds"] for r in file_runs),
             "mlflow_plain_search_traces": plain,
@@ -187,6 +195,10 @@ def main() -> int:
               f"{r['rss_after_imports'] / mb:.0f} MB, at 25/50/75/100%: "
               + ", ".join(f"{p['rss'] / mb:.0f}" for p in r["rss_points"])
               + f" MB, peak {r['peak_rss'] / mb:.0f} MB")
+    r = result["file_read_only"]
+    print(f"reader alone: {r['transcripts']} transcripts in {r['seconds']:.1f} s; RSS after "
+          f"imports {r['rss_after_imports'] / mb:.0f} MB, at 25/50/75/100%: "
+          + ", ".join(f"{p['rss'] / mb:.0f}" for p in r["rss_points"]) + " MB")
     print(f"file size {result['file_bytes'] / mb:.1f} MB, {result['file_lines']} lines")
     print(f"mlflow: plain search_traces {result['mlflow_plain_traces_per_s']:.0f} traces/s, "
           f"import {result['mlflow_import_traces_per_s']:.0f} traces/s "
