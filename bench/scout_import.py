@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def _python(code: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench(samples: int, runs: int) -> dict:
+def bench(samples: int, runs: int, keep: bool = False) -> dict:
     from tests.support.mlflow_server import start_lean_mlflow
     from tests.support.receiver import start_receiver
     from tests.support.wait import wait_for
@@ -167,6 +168,8 @@ def bench(samples: int, runs: int) -> dict:
         if receiver is not None:
             receiver.kill()
         server.stop()
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _count(client, experiment: str) -> int:
@@ -186,8 +189,9 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
-    result = bench(args.samples, args.runs)
+    result = bench(args.samples, args.runs, args.keep)
     mb = 1 << 20
     for r in result["file_import"]:
         print(f"file: {r['transcripts']} transcripts in {r['seconds']:.1f} s "
