@@ -236,3 +236,38 @@ def test_importing_the_package_does_not_import_scout():
     code = ("import sys, inspect_otel, inspect_otel.scout, inspect_otel.cli; "
             "assert 'inspect_scout' not in sys.modules and 'mlflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_compressed_files(tmp_path):
+    """compression: zstd as the Collector file exporter writes it (the whole stream, or each
+    length-prefixed record in the older mode), and gzip: the same transcripts as uncompressed."""
+    import gzip
+    import struct
+
+    import zstandard
+
+    plain = tmp_path / "plain.pb"
+    ids = _other_producer(plain, "proto")
+    data = plain.read_bytes()
+    records, offset = [], 0
+    while offset < len(data):
+        (size,) = struct.unpack(">I", data[offset:offset + 4])
+        records.append(data[offset + 4: offset + 4 + size])
+        offset += 4 + size
+    compressor = zstandard.ZstdCompressor()
+    variants = {
+        "stream.pb.zst": compressor.compress(data),
+        "records.pb": b"".join(struct.pack(">I", len(c)) + c
+                               for c in (compressor.compress(r) for r in records)),
+        "lines.jsonl.gz": None,
+    }
+    json_lines = tmp_path / "plain.jsonl"
+    _other_producer(json_lines, "json")
+    variants["lines.jsonl.gz"] = gzip.compress(json_lines.read_bytes())
+    for name, payload in variants.items():
+        path = tmp_path / name
+        path.write_bytes(payload)
+        report = ImportReport()
+        import_into(tmp_path / f"db-{name}", otlp_transcripts([path], report=report))
+        assert report.transcripts == 2 and not report.problems, name
+    assert sorted(read_transcripts(tmp_path / "db-stream.pb.zst")) == sorted(ids)
