@@ -48,6 +48,8 @@ class ContentPolicy:
     capture: ContentCapture = ContentCapture.NO_CONTENT
     max_length: int = 16384
     extra_patterns: tuple[str, ...] = ()
+    # Sample metadata keys sent even without content capture (INSPECT_OTEL_SAMPLE_METADATA_KEYS).
+    metadata_keys: tuple[str, ...] = ()
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -158,6 +158,11 @@ INSPECT_SAMPLE_TOOL_CALLS = "inspect.sample.tool_calls"
 INSPECT_SAMPLE_TOOL_ERRORS = "inspect.sample.tool_errors"
 # Per final score, numeric value for trace viewers: inspect.sample.score.<scorer> = double
 INSPECT_SAMPLE_SCORE_PREFIX = "inspect.sample.score."
+# Scalar sample metadata (e.g. a cluster key for `inspect-otel compare --cluster`):
+# inspect.sample.metadata.<key> = str | int | double | bool. Metadata can hold content, so every
+# key is sent only under content capture, otherwise only the keys named in
+# INSPECT_OTEL_SAMPLE_METADATA_KEYS.
+INSPECT_SAMPLE_METADATA_PREFIX = "inspect.sample.metadata."
 
 # --- inspect.*: inner spans ---------------------------------------------------------------------
 INSPECT_SPAN_ID = "inspect.span.id"  # Inspect's own span id

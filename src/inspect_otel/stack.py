@@ -1,8 +1,11 @@
 """`inspect-otel up`: MLflow and the receiver as local child processes, no Docker.
 
 MLflow runs with a sqlite store under the data directory (``--data-dir``, env
-``INSPECT_OTEL_DATA_DIR``, default ``~/.inspect-otel``); the receiver listens on the standard OTLP
-ports so an eval only needs ``OTEL_EXPORTER_OTLP_ENDPOINT``. Each child gets its own process group
+``INSPECT_OTEL_DATA_DIR``, default ``~/.inspect-otel``), or on a database server given by
+``--backend-store-uri`` (env ``MLFLOW_BACKEND_STORE_URI``, as for ``mlflow server``), e.g.
+PostgreSQL with several ``--workers``; the receiver listens on the standard OTLP ports so an eval
+only needs ``OTEL_EXPORTER_OTLP_ENDPOINT``. The receiver is the same either way: it talks to
+MLflow's REST API, never to the database. Each child gets its own process group
 (MLflow spawns workers and a job queue), and the whole group is stopped on Ctrl-C or SIGTERM.
 
 ``EmbeddedStack`` is also used by ``inspect-otel demo``.
@@ -23,6 +26,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 from .config import DATA_DIR_ENV, data_dir
 
@@ -33,6 +37,8 @@ DEFAULT_GRPC_PORT = 4317  # OTLP/gRPC
 TOKEN_ENV = "INSPECT_OTEL_RECEIVER_TOKEN"
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
+BACKEND_STORE_ENV = "MLFLOW_BACKEND_STORE_URI"  # mlflow server's own variable
+DB_CONNECT_TIMEOUT_S = 5
 MLFLOW_STARTUP_TIMEOUT_S = float(os.environ.get("INSPECT_OTEL_MLFLOW_STARTUP_S", "300"))
 RECEIVER_STARTUP_TIMEOUT_S = float(os.environ.get("INSPECT_OTEL_RECEIVER_STARTUP_S", "120"))
 
@@ -60,6 +66,56 @@ def port_in_use(host: str, port: int) -> bool:
 
 def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+# ------------------------------------------------------------------------ backend store
+
+# SQLAlchemy URL scheme -> the Python driver MLflow's SQLAlchemy store imports for it
+_PG_DRIVERS = {"postgresql": "psycopg", "postgresql+psycopg": "psycopg",
+               "postgresql+psycopg2": "psycopg2"}
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with its password replaced by ***, for messages and logs."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparsable URI>"
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def check_backend_store(uri: str, timeout: float = DB_CONNECT_TIMEOUT_S) -> None:
+    """Fail early, in one line, on a store MLflow would die on with a traceback in its log: a
+    PostgreSQL URI without its driver installed, or a database that cannot be reached."""
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    shown = redact_uri(uri)
+    if scheme == "postgres":
+        raise StackError(f"--backend-store-uri {shown}: write postgresql:// (SQLAlchemy, which "
+                         "MLflow uses, does not accept postgres://)")
+    if scheme not in _PG_DRIVERS:
+        return  # sqlite, mysql, mssql: MLflow checks these itself
+    driver = _PG_DRIVERS[scheme]
+    try:
+        module = __import__(driver)
+    except ImportError:
+        extra = "pip install 'inspect-otel[postgres]'" if driver == "psycopg" else "pip install psycopg2-binary"
+        raise StackError(f"MLflow needs the PostgreSQL driver `{driver}` for {shown}: "
+                         f"{extra}") from None
+    dsn = "postgresql://" + uri.split("://", 1)[1]  # libpq reads the URI without the +driver
+    try:
+        conn = module.connect(dsn, connect_timeout=int(timeout))
+    except Exception as exc:  # noqa: BLE001 (any driver error: refused, auth, no such database)
+        raise StackError(f"cannot reach MLflow's backend store {shown}: {_one_line(exc)}") from None
+    conn.close()
 
 
 # ---------------------------------------------------------------------------- processes
@@ -134,8 +190,29 @@ class EmbeddedStack:
     mlflow_port: int = DEFAULT_MLFLOW_PORT
     http_port: int = DEFAULT_HTTP_PORT
     grpc_port: int = DEFAULT_GRPC_PORT
+    backend_store_uri: str | None = None  # None: sqlite under data_dir
+    workers: int | None = None  # None: 1 on sqlite, a few on a database server
     out: TextIO = field(default_factory=lambda: sys.stderr)
     children: list[ChildProcess] = field(default_factory=list)
+
+    # MLflow's store --------------------------------------------------------------------
+    @property
+    def store_uri(self) -> str:
+        if self.backend_store_uri:
+            return self.backend_store_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def on_sqlite(self) -> bool:
+        return self.store_uri.startswith("sqlite:")
+
+    @property
+    def mlflow_workers(self) -> int:
+        if self.workers:
+            return self.workers
+        # sqlite serialises writers: more workers only slow the start (about 75 s with 4 on 2
+        # cores) and contend for the file. A database server takes concurrent writers.
+        return 1 if self.on_sqlite else min(4, max(2, os.cpu_count() or 2))
 
     # URLs ------------------------------------------------------------------------------
     @property
@@ -175,8 +252,9 @@ class EmbeddedStack:
             env.pop(key, None)
         return env
 
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def preflight(self) -> None:
+        """Everything that can be checked before starting anything: free ports, a reachable
+        backend store. Raises StackError with a one-line message."""
         busy = [
             f"{what} port {port}"
             for what, port in (("MLflow", self.mlflow_port), ("OTLP/HTTP", self.http_port),
@@ -188,6 +266,13 @@ class EmbeddedStack:
                 f"{', '.join(busy)} already in use on {self.host}. Stop what runs there or pick "
                 "other ports (--mlflow-port, --port, --grpc-port)."
             )
+        if self.workers is not None and self.workers < 1:
+            raise StackError(f"--workers must be at least 1 (got {self.workers})")
+        check_backend_store(self.store_uri)
+
+    def start(self) -> None:
+        self.preflight()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._start_mlflow()
             self._start_receiver()
@@ -198,20 +283,20 @@ class EmbeddedStack:
     def _start_mlflow(self) -> None:
         root = self.data_dir / "mlflow"
         (root / "artifacts").mkdir(parents=True, exist_ok=True)
+        # The store URI may hold a password: through the environment (mlflow server reads
+        # MLFLOW_BACKEND_STORE_URI), not argv, so neither `ps` nor the log header shows it.
+        env = {**self._env(), BACKEND_STORE_ENV: self.store_uri}
         child = ChildProcess(
             name="mlflow",
             cmd=mlflow_command() + [
                 "server",
-                "--backend-store-uri", f"sqlite:///{(root / 'mlflow.db').resolve()}",
                 "--artifacts-destination", str((root / "artifacts").resolve()),
                 "--host", self.host,
                 "--port", str(self.mlflow_port),
-                # More workers only slow the start (about 75 s with 4 on 2 cores) and contend
-                # for the one sqlite file.
-                "--workers", "1",
+                "--workers", str(self.mlflow_workers),
             ],
             log_path=self.data_dir / "logs" / "mlflow.log",
-            env=self._env(),
+            env=env,
             cwd=root,
         )
         self.children.append(child)
@@ -299,6 +384,8 @@ class EmbeddedStack:
             f"  MLflow UI        {self.mlflow_url}",
             f"  OTLP/HTTP        {self.otlp_http_url}   (receiver -> MLflow)",
             f"  OTLP/gRPC        {self.otlp_grpc_url}",
+            f"  MLflow store     {redact_uri(self.store_uri)} ({self.mlflow_workers} "
+            f"worker{'s' if self.mlflow_workers > 1 else ''})",
             f"  data             {self.data_dir.resolve()}",
             f"  logs             {(self.data_dir / 'logs').resolve()}",
             "",
@@ -363,12 +450,24 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OTLP/HTTP port of the receiver (default 4318)")
     parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT,
                         help="OTLP/gRPC port of the receiver (default 4317)")
+    parser.add_argument(
+        "--backend-store-uri", default=os.environ.get(BACKEND_STORE_ENV) or None,
+        help=f"MLflow's backend store, e.g. postgresql://user:password@host:5432/mlflow "
+             f"(needs `pip install 'inspect-otel[postgres]'`; env {BACKEND_STORE_ENV}; default "
+             "sqlite under --data-dir). Artifacts stay under --data-dir.",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help="MLflow server workers (default 1 on sqlite, which serialises writers; 2-4 by CPU "
+             "count on a database server such as PostgreSQL)",
+    )
 
 
 def stack_from_args(args: argparse.Namespace, out: TextIO) -> EmbeddedStack:
     return EmbeddedStack(
         data_dir=Path(args.data_dir), host=args.host, mlflow_port=args.mlflow_port,
-        http_port=args.port, grpc_port=args.grpc_port, out=out,
+        http_port=args.port, grpc_port=args.grpc_port,
+        backend_store_uri=args.backend_store_uri, workers=args.workers, out=out,
     )
 
 
@@ -379,6 +478,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     out = sys.stderr
     stack = stack_from_args(args, out)
+    try:
+        stack.preflight()  # before any other output: a bad port or store is one line
+    except StackError as exc:
+        out.write(f"error: {exc}\n")
+        return 1
     undo = install_sigterm_handler()
     try:
         out.write(f"Starting MLflow and the inspect-otel receiver (data in {stack.data_dir})\n")

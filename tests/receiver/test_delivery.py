@@ -1,4 +1,5 @@
-"""End to end over real sockets: synthetic hook output -> receiver process -> real MLflow."""
+"""End to end over real sockets: synthetic hook output -> receiver process -> real MLflow (the
+delivery test on each backend store: sqlite with one worker, PostgreSQL with several)."""
 
 from __future__ import annotations
 
@@ -14,28 +15,29 @@ def deliver(rp, batches) -> None:
         assert r.status_code == 200, (r.status_code, r.text)
 
 
-def test_shuffled_duplicated_delivery_lands_once(mlflow_server, mlflow_client, receiver_factory):
+def test_shuffled_duplicated_delivery_lands_once(mlflow_backend, backend_client, receiver_factory):
     """Out of order (samples and results before their task span), arbitrary batches, every
     request twice: one parent run, one child per task, no duplicate metrics/traces/assessments."""
     ev = SynthEval(run_id="e2e-shuffle", tasks=("task_a", "task_b"), samples=3, epochs=2,
                    scorers=("match", "judge"), model_graded=("judge",)).build()
-    rp = receiver_factory(mlflow_server.url, "e2e", settle=30.0)
+    rp = receiver_factory(mlflow_backend.url, "e2e", settle=30.0)
     batches = ev.batches(size=17, shuffle_seed=3)
     deliver(rp, batches)
     deliver(rp, list(reversed(batches)))  # redelivery, in another order
     rp.wait_idle(180)
-    snap = snapshot(mlflow_client, "e2e", ev.run_id)
+    snap = snapshot(backend_client, "e2e", ev.run_id)
     check_eval(snap, ev, exact_history=True)
 
     # A third full delivery (e.g. `inspect-otel export` of the same log) changes nothing.
     deliver(rp, ev.batches(size=1000))
     rp.wait_idle()
-    again = snapshot(mlflow_client, "e2e", ev.run_id)
+    again = snapshot(backend_client, "e2e", ev.run_id)
     assert not diff(snap, again), diff(snap, again)
 
 
 def test_grpc_and_json_paths(mlflow_server, mlflow_client, receiver_factory):
-    """OTLP/gRPC (with bearer token metadata) and OTLP/JSON carry the same data."""
+    """OTLP/gRPC (with bearer token metadata) and OTLP/JSON carry the same data. (The transport
+    is the receiver's side alone: one backend is enough.)"""
     from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 

@@ -1,4 +1,5 @@
-"""Faults: MLflow down mid-stream, receiver killed with a non-empty spool, full spool."""
+"""Faults: MLflow down mid-stream, receiver killed with a non-empty spool, full spool; on
+PostgreSQL: the database stopped or crashed under a running MLflow, MLflow restarted on it."""
 
 from __future__ import annotations
 
@@ -88,3 +89,65 @@ def test_full_spool_answers_503_with_retry_after(receiver_factory, tmp_path):
             break
     assert statuses[0] == 200 and statuses[-1] == 503
     assert rp.health()["spool"]["full"] is True
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def test_postgres_and_mlflow_outages_mid_stream(pg_mlflow_server, receiver_factory):
+    """One eval streamed through three outages of MLflow on PostgreSQL (one receiver, one eval:
+    each phase costs less than a test of its own):
+    1. PostgreSQL shut down (clients disconnected) while the receiver is idle. MLflow's /health
+       does not touch the database, so MLflow stays "reachable" while every write fails (503).
+    2. PostgreSQL killed (SIGKILL) right after fresh data arrived; it recovers from its WAL.
+    3. MLflow itself (several workers) stopped and started again on the same port.
+    Each time the receiver must take the failures as "try again later", keep the data spooled,
+    and apply all of it once the part is back: nothing dropped, nothing doubled."""
+    from mlflow import MlflowClient
+
+    pg = pg_mlflow_server.postgres
+    experiment = "faults-pg"
+    ev = SynthEval(run_id="fault-pg", samples=3, epochs=2, scorers=("match", "judge"),
+                   model_graded=("judge",)).build()
+    rp = receiver_factory(pg_mlflow_server.url, experiment)
+    batches = ev.batches(size=5, shuffle_seed=13)
+    quarter = len(batches) // 4
+    parts = [batches[:quarter], batches[quarter: 2 * quarter], batches[2 * quarter: 3 * quarter],
+             batches[3 * quarter:]]
+
+    def post(part) -> None:
+        for sig, body in part:
+            assert rp.post(sig, body).status_code == 200
+
+    def outage(cut, restore, part, seen) -> None:
+        cut()
+        try:
+            post(part)
+            h = wait_for(lambda: (h := rp.health()) and seen(h) and h, 90,
+                         what="the receiver to see the outage")
+            assert h["spool"]["pending_spans"] > 0 and not h["idle"]
+            assert h["writer"]["dropped"] == 0, h["mlflow"]["last_error"]
+        finally:
+            restore()
+        h = rp.wait_idle(240)
+        assert h["writer"]["dropped"] == 0, h["mlflow"]["last_error"]
+
+    def writes_fail(h) -> bool:
+        return h["mlflow"]["writer_ok"] is False
+
+    def mlflow_gone(h) -> bool:
+        return h["mlflow"]["reachable"] is False and h["mlflow"]["writer_ok"] is False
+
+    post(parts[0])
+    rp.wait_idle()
+    outage(pg.stop, pg.start, parts[1], writes_fail)
+
+    def crash_after_fresh_data() -> None:
+        post(parts[2][: len(parts[2]) // 2])  # the writer wakes and starts applying this
+        pg.kill()
+
+    outage(crash_after_fresh_data, pg.start, parts[2][len(parts[2]) // 2:], writes_fail)
+    outage(pg_mlflow_server.stop, pg_mlflow_server.start, parts[3], mlflow_gone)
+    snap = snapshot(MlflowClient(pg_mlflow_server.url), experiment, ev.run_id)
+    assert complete(snap, ev)
+    check_eval(snap, ev, exact_history=False)

@@ -1,5 +1,6 @@
 """Real hook output: an offline Inspect eval (mockllm) exports over OTLP/HTTP to a receiver
-process, which writes to the real MLflow server. Asserts what an MLflow user sees."""
+process, which writes to the real MLflow server (on sqlite, and on PostgreSQL with several
+workers). Asserts what an MLflow user sees."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ EXPERIMENT = "hook-e2e"
 
 
 @pytest.fixture(scope="module")
-def hook_run(mlflow_server, mlflow_client, tmp_path_factory):
+def hook_run(mlflow_backend, backend_client, tmp_path_factory):
     from tests.support.receiver import start_receiver
     from tests.support.evals import SECRET, run_calculator
 
     tmp = tmp_path_factory.mktemp("hook-e2e")
-    rp = start_receiver(mlflow_server.url, tmp / "data", EXPERIMENT, settle=5.0)
+    rp = start_receiver(mlflow_backend.url, tmp / "data", EXPERIMENT, settle=5.0)
     try:
         with pytest.MonkeyPatch.context() as m:
             for name in list(os.environ):
@@ -32,7 +33,7 @@ def hook_run(mlflow_server, mlflow_client, tmp_path_factory):
             m.setenv("OTEL_METRIC_EXPORT_INTERVAL", "500")
             log = run_calculator(tmp / "logs", epochs=1)
         rp.wait_idle(240)
-        yield log, snapshot(mlflow_client, EXPERIMENT, log.eval.run_id), SECRET, rp
+        yield log, snapshot(backend_client, EXPERIMENT, log.eval.run_id), SECRET, rp
     finally:
         rp.kill()
 
@@ -87,7 +88,7 @@ def test_step_metrics_tables_traces_assessments(hook_run):
                     assert source == "CODE"
 
 
-def test_replaying_the_log_twice_changes_nothing(hook_run, mlflow_client, monkeypatch):
+def test_replaying_the_log_twice_changes_nothing(hook_run, backend_client, monkeypatch):
     """inspect-otel export of the same log, twice, into the same receiver: MLflow state is
     exactly what the live export left (same ids all the way, so everything collapses)."""
     from inspect_otel.replay import export_logs
@@ -102,5 +103,5 @@ def test_replaying_the_log_twice_changes_nothing(hook_run, mlflow_client, monkey
         summary = export_logs([log.location])
         assert summary.ok and summary.samples == len(log.samples)
         rp.wait_idle(240)
-    after = snapshot(mlflow_client, EXPERIMENT, log.eval.run_id)
+    after = snapshot(backend_client, EXPERIMENT, log.eval.run_id)
     assert after == before

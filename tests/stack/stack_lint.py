@@ -1,9 +1,11 @@
-"""Static checks of docker-compose.yml, otel-collector/config.yaml and the Dockerfile.
+"""Static checks of docker-compose.yml (alone, and merged with docker-compose.scale.yml),
+otel-collector/config.yaml and the Dockerfiles.
 
 No Docker engine runs on the development machines, so these are the only checks the stack gets
 before a user runs it. ``lint_stack`` returns a list of human-readable problems (empty = fine);
 tests assert it is empty for the real files and that each kind of real mistake, planted in a
-copy, is reported.
+copy, is reported. ``load_stack(scale=True)`` merges the scale-out file the way
+``docker compose -f docker-compose.yml -f docker-compose.scale.yml`` does.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_PATH = REPO / "docker-compose.yml"
+SCALE_COMPOSE_PATH = REPO / "docker-compose.scale.yml"
 COLLECTOR_PATH = REPO / "otel-collector" / "config.yaml"
 DOCKERFILE_PATH = REPO / "Dockerfile"
 
@@ -31,7 +34,7 @@ KNOWN_TYPES = {
     "receivers": {"otlp"},
     "processors": {"memory_limiter", "batch", "transform", "attributes", "redaction", "filter",
                    "resource", "tail_sampling", "probabilistic_sampler"},
-    "exporters": {"otlp_grpc", "otlp_http", "debug", "nop", "prometheus", "file"},
+    "exporters": {"otlp_grpc", "otlp_http", "debug", "nop", "prometheus", "file", "loadbalancing"},
     "extensions": {"health_check", "healthcheckv2", "pprof", "zpages", "file_storage",
                    "basicauth", "bearertokenauth"},
 }
@@ -55,19 +58,68 @@ class Stack:
     receiver_defaults: dict[str, Any] = field(
         default_factory=lambda: {"port": 4318, "grpc_port": 4317}
     )
-    # Env overrides for the collector config, e.g. {"EXTRA_OTLP_EXPORTER": "otlp_http/extra"}.
+    # The user's shell variables, e.g. {"EXTRA_OTLP_EXPORTER": "otlp_http/extra"}: compose
+    # interpolates them into the services, the collector config reads its container's env.
     env: dict[str, str] = field(default_factory=dict)
+    # Dockerfiles that compose services build from other than the receiver's: path -> text.
+    dockerfiles: dict[str, str] = field(default_factory=dict)
 
     def clone(self) -> "Stack":
         return copy.deepcopy(self)
 
 
-def load_stack() -> Stack:
+def load_stack(scale: bool = False) -> Stack:
+    compose = yaml.safe_load(COMPOSE_PATH.read_text())
+    if scale:
+        compose = merge_compose(compose, yaml.safe_load(SCALE_COMPOSE_PATH.read_text()))
+    dockerfiles = {}
+    for svc in (compose.get("services") or {}).values():
+        build = (svc or {}).get("build")
+        if isinstance(build, dict) and build.get("dockerfile"):
+            path = REPO / build.get("context", ".") / build["dockerfile"]
+            dockerfiles[build["dockerfile"]] = path.read_text() if path.is_file() else ""
     return Stack(
-        compose=yaml.safe_load(COMPOSE_PATH.read_text()),
+        compose=compose,
         collector=yaml.safe_load(COLLECTOR_PATH.read_text()),
         dockerfile=DOCKERFILE_PATH.read_text(),
+        dockerfiles=dockerfiles,
     )
+
+
+# Compose's merge of several -f files: mappings merge key by key, these sequences are replaced,
+# volumes merge by their target path, environment and other mappings by key, any other sequence
+# is appended (https://docs.docker.com/reference/compose-file/merge/).
+_REPLACED = {"command", "entrypoint", "test"}
+
+
+def _volume_target(vol: Any) -> str:
+    if isinstance(vol, dict):
+        return str(vol.get("target"))
+    parts = str(vol).split(":")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _as_mapping(env: Any) -> dict[str, Any]:
+    if isinstance(env, list):
+        return dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
+    return dict(env or {})
+
+
+def merge_compose(base: Any, override: Any, key: str = "") -> Any:
+    if key == "environment":
+        return {**_as_mapping(base), **_as_mapping(override)}
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for k, v in override.items():
+            out[k] = merge_compose(base[k], v, k) if k in base else v
+        return out
+    if isinstance(base, list) and isinstance(override, list) and key not in _REPLACED:
+        if key == "volumes":
+            merged = {_volume_target(v): v for v in base}
+            merged.update({_volume_target(v): v for v in override})
+            return list(merged.values())
+        return base + [v for v in override if v not in base]
+    return override
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -113,11 +165,32 @@ def parse_endpoint(endpoint: str, exporter_type: str) -> tuple[str | None, int |
     return parts.hostname, port
 
 
-def compose_default(value: Any) -> Any:
-    """Value a compose file yields when the user sets no variables."""
+def compose_default(value: Any, env: dict[str, str] | None = None) -> Any:
+    """Value a compose file yields from the user's variables ``env`` (none: the defaults)."""
     if isinstance(value, str):
-        return _COMPOSE_REF.sub(lambda m: m.group(2) or "", value)
+        env = env or {}
+        return _COMPOSE_REF.sub(lambda m: env.get(m.group(1), m.group(2) or ""), value)
     return value
+
+
+def service_env(service: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, str]:
+    """A service's environment as its container sees it."""
+    return {k: str(compose_default(v, env)) if v is not None else "" for k, v in
+            _as_mapping(service.get("environment")).items()}
+
+
+def collector_config(stack: Stack) -> Any:
+    """The collector config with ${env:...} resolved from its container's environment."""
+    services = (stack.compose or {}).get("services") or {}
+    return resolve_env(stack.collector, service_env(services.get("collector") or {}, stack.env))
+
+
+def replicas(service: dict[str, Any]) -> int:
+    value = (service.get("deploy") or {}).get("replicas", service.get("scale", 1))
+    try:
+        return int(compose_default(value))
+    except (TypeError, ValueError):
+        return 1
 
 
 def service_ports(service: dict[str, Any]) -> set[int]:
@@ -176,6 +249,9 @@ def image_pin_problem(image: str) -> str | None:
 def healthcheck_port(service: dict[str, Any]) -> int | None:
     test = (service.get("healthcheck") or {}).get("test")
     text = " ".join(test) if isinstance(test, list) else str(test or "")
+    if "pg_isready" in text:
+        m = re.search(r"(?:-p|--port)[ =](\d+)", text)
+        return int(m.group(1)) if m else 5432
     m = re.search(r"https?://(?:localhost|127\.0\.0\.1)(?::(\d+))?", text)
     if not m:
         return None
@@ -187,7 +263,7 @@ def healthcheck_port(service: dict[str, Any]) -> int | None:
 
 def lint_collector(stack: Stack) -> list[str]:
     problems: list[str] = []
-    cfg = resolve_env(stack.collector, stack.env)
+    cfg = collector_config(stack)
     if not isinstance(cfg, dict):
         return ["collector config is not a mapping"]
     service = cfg.get("service") or {}
@@ -250,17 +326,26 @@ def lint_collector(stack: Stack) -> list[str]:
     return problems
 
 
-def _exporter_targets(cfg: dict[str, Any]) -> dict[str, tuple[str | None, int | None]]:
-    targets = {}
+def _exporter_targets(cfg: dict[str, Any]) -> dict[str, list[tuple[str | None, int | None]]]:
+    """Where each network exporter sends: (host, port) per destination."""
+    targets: dict[str, list[tuple[str | None, int | None]]] = {}
     for cid, conf in (cfg.get("exporters") or {}).items():
-        ctype = component_type(cid)
+        ctype, conf = component_type(cid), conf or {}
+        if ctype == "loadbalancing":
+            resolver = conf.get("resolver") or {}
+            dns = resolver.get("dns") or {}
+            if dns.get("hostname"):
+                port = dns.get("port", 4317)  # the exporter's documented default
+                targets[cid] = [(dns["hostname"], int(port) if str(port).isdigit() else None)]
+            else:
+                targets[cid] = [parse_endpoint(str(h) if ":" in str(h) else f"{h}:4317", "otlp")
+                                for h in (resolver.get("static") or {}).get("hostnames") or []]
+                targets[cid] = targets[cid] or [(None, None)]
+            continue
         if ctype not in ("otlp_http", "otlp_grpc", "otlphttp", "otlp"):
             continue
-        endpoint = (conf or {}).get("endpoint") or (conf or {}).get("traces_endpoint")
-        if not endpoint:
-            targets[cid] = (None, None)
-            continue
-        targets[cid] = parse_endpoint(str(endpoint), ctype)
+        endpoint = conf.get("endpoint") or conf.get("traces_endpoint")
+        targets[cid] = [parse_endpoint(str(endpoint), ctype) if endpoint else (None, None)]
     return targets
 
 
@@ -272,7 +357,7 @@ def lint_compose(stack: Stack) -> list[str]:
     services: dict[str, dict[str, Any]] = compose["services"]
     declared_volumes = set((compose.get("volumes") or {}).keys())
 
-    for name in ("collector", "mlflow", "receiver", "jaeger"):
+    for name in ("collector", "postgres", "mlflow", "receiver", "jaeger"):
         if name not in services:
             problems.append(f"compose: service {name!r} is missing")
 
@@ -331,25 +416,26 @@ def lint_wiring(stack: Stack) -> list[str]:
     problems: list[str] = []
     services = (stack.compose or {}).get("services") or {}
     collector_svc = services.get("collector") or {}
-    cfg = resolve_env(stack.collector, stack.env)
+    cfg = collector_config(stack)
     if not isinstance(cfg, dict):
         return problems
 
     # Every exporter endpoint must name a compose service and a port that service listens on.
-    for cid, (host, port) in _exporter_targets(cfg).items():
-        if host is None:
-            problems.append(f"collector: exporter {cid!r} has no endpoint")
-            continue
-        if host not in services:
-            problems.append(f"collector: exporter {cid!r} sends to {host!r}, which is not a compose service")
-            continue
-        if port is None:
-            problems.append(f"collector: exporter {cid!r} endpoint names no explicit port")
-        elif port not in service_ports(services[host] or {}):
-            problems.append(
-                f"collector: exporter {cid!r} sends to {host}:{port}, but {host!r} exposes "
-                f"{sorted(service_ports(services[host] or {}))}"
-            )
+    for cid, dests in _exporter_targets(cfg).items():
+        for host, port in dests:
+            if host is None:
+                problems.append(f"collector: exporter {cid!r} has no endpoint")
+                continue
+            if host not in services:
+                problems.append(f"collector: exporter {cid!r} sends to {host!r}, which is not a compose service")
+                continue
+            if port is None:
+                problems.append(f"collector: exporter {cid!r} endpoint names no explicit port")
+            elif port not in service_ports(services[host] or {}):
+                problems.append(
+                    f"collector: exporter {cid!r} sends to {host}:{port}, but {host!r} exposes "
+                    f"{sorted(service_ports(services[host] or {}))}"
+                )
 
     # Fan-out: traces to MLflow (receiver) and Jaeger, logs to MLflow, metrics to Prometheus.
     targets = _exporter_targets(cfg)
@@ -359,7 +445,7 @@ def lint_wiring(stack: Stack) -> list[str]:
         hosts = set()
         for pname, pipe in pipelines.items():
             if pname.split("/")[0] == signal:
-                hosts |= {targets[e][0] for e in pipe.get("exporters") or [] if e in targets}
+                hosts |= {h for e in pipe.get("exporters") or [] if e in targets for h, _ in targets[e]}
         return hosts
 
     for signal, needed in (("traces", {"receiver", "jaeger"}), ("logs", {"receiver"})):
@@ -408,6 +494,14 @@ def lint_wiring(stack: Stack) -> list[str]:
     for var in sorted(env_refs(stack.collector)):
         if var not in env:
             problems.append(f"compose: collector config reads ${{env:{var}}}, which compose does not pass")
+    # A variable compose passes through (`${VAR:-default}`) must default to what the config's
+    # own `${env:VAR:-default}` says, or the config read alone misleads about the stack.
+    config_defaults = {m.group(1): m.group(2) or "" for m in _ENV_REF.finditer(yaml.safe_dump(stack.collector))}
+    for var, value in env.items():
+        m = _COMPOSE_REF.fullmatch(str(value or ""))
+        if m and m.group(1) == var and var in config_defaults and (m.group(2) or "") != config_defaults[var]:
+            problems.append(f"collector: config default for {var} ({config_defaults[var]!r}) differs "
+                            f"from the compose default ({m.group(2) or ''!r})")
     return problems
 
 
@@ -459,27 +553,201 @@ def lint_receiver(stack: Stack) -> list[str]:
     return problems
 
 
+def mlflow_store(service: dict[str, Any], env: dict[str, str] | None = None) -> str:
+    """The backend store `mlflow server` gets: its flag, else MLFLOW_BACKEND_STORE_URI."""
+    flag = flag_value(command_args(service), "--backend-store-uri")
+    return flag if flag is not None else service_env(service, env).get("MLFLOW_BACKEND_STORE_URI", "")
+
+
+def mlflow_workers(service: dict[str, Any], env: dict[str, str] | None = None) -> int:
+    """`--workers`, else MLFLOW_WORKERS, else mlflow server's default of 4."""
+    value = flag_value(command_args(service), "--workers")
+    if value is None:
+        value = service_env(service, env).get("MLFLOW_WORKERS") or "4"
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def _pg_major(image: str) -> int | None:
+    m = re.match(r"(?:.*/)?postgres:(\d+)", image)
+    return int(m.group(1)) if m else None
+
+
 def lint_mlflow(stack: Stack) -> list[str]:
     problems: list[str] = []
     compose = stack.compose or {}
-    svc = (compose.get("services") or {}).get("mlflow")
+    services = compose.get("services") or {}
+    svc = services.get("mlflow")
     if not svc:
         return problems
     args = command_args(svc)
-    if flag_value(args, "--workers") != "1":
-        problems.append("compose: mlflow should run with --workers 1 (sqlite, small machines)")
+    workers = mlflow_workers(svc, stack.env)
     if flag_value(args, "--host") != "0.0.0.0":
         problems.append("compose: mlflow must listen on 0.0.0.0")
-    store = flag_value(args, "--backend-store-uri") or ""
-    if not store.startswith("sqlite:"):
-        problems.append("compose: mlflow needs a SQL backend store (OTLP ingest answers 501 on files)")
-    else:
+    store = str(compose_default(mlflow_store(svc, stack.env), stack.env))
+    scheme = store.split("://", 1)[0].lower() if "://" in store else ""
+    if store.startswith("sqlite:"):
+        if workers != 1:
+            problems.append("compose: mlflow on sqlite should run with --workers 1 "
+                            "(one writer at a time; several take minutes to boot)")
         db_path = store.split("sqlite:///", 1)[-1]
         mounts = [str(v).split(":") for v in svc.get("volumes") or []]
         if not any(len(m) >= 2 and db_path.startswith(m[1].rstrip("/") + "/") for m in mounts):
             problems.append(f"compose: mlflow database {db_path!r} is not on a volume (data lost on restart)")
+    elif scheme in ("postgresql", "postgresql+psycopg"):
+        problems += _lint_mlflow_postgres(stack, svc, store, workers)
+    elif scheme == "postgres":
+        problems.append("compose: mlflow store must be postgresql:// (SQLAlchemy rejects postgres://)")
+    else:
+        problems.append("compose: mlflow needs a SQL backend store (OTLP ingest answers 501 on files)")
     if not flag_value(args, "--allowed-hosts"):
         problems.append("compose: mlflow has no --allowed-hosts for its in-network name")
+    return problems
+
+
+def _lint_mlflow_postgres(stack: Stack, svc: dict[str, Any], store: str, workers: int) -> list[str]:
+    problems: list[str] = []
+    services = (stack.compose or {}).get("services") or {}
+    if workers < 2:
+        problems.append(f"compose: mlflow on PostgreSQL runs {workers} worker(s); run several "
+                        "(MLFLOW_WORKERS), the database takes concurrent writers")
+    # The image must bring the driver: the official one has none (docker/mlflow.Dockerfile).
+    build = svc.get("build")
+    dockerfile = stack.dockerfiles.get(build.get("dockerfile", "")) if isinstance(build, dict) else None
+    if dockerfile is None:
+        if not str(svc.get("image", "")).endswith("-full"):
+            problems.append("compose: mlflow image has no PostgreSQL driver (build "
+                            "docker/mlflow.Dockerfile, or use the -full image)")
+    else:
+        lines = [ln.strip() for ln in dockerfile.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        for base in (ln.split()[1] for ln in lines if ln.upper().startswith("FROM ")):
+            p = image_pin_problem(base)
+            if p:
+                problems.append(f"mlflow Dockerfile: base {p}")
+        if not any(re.search(r"psycopg(\[binary\])?==\d", ln) for ln in lines if ln.upper().startswith("RUN ")):
+            problems.append("mlflow Dockerfile: does not install a pinned psycopg (psycopg[binary]==X), "
+                            "which MLflow needs for postgresql://")
+    parts = urlsplit(store.replace("postgresql+psycopg://", "postgresql://"))
+    host, port = parts.hostname, parts.port or 5432
+    if host not in services:
+        problems.append(f"compose: mlflow store names host {host!r}, which is not a compose service")
+        return problems
+    pg = services[host] or {}
+    if port not in service_ports(pg):
+        problems.append(f"compose: mlflow store port {port} is not exposed by {host!r}")
+    pg_env = service_env(pg, stack.env)
+    for what, want, got in (("user", pg_env.get("POSTGRES_USER", "postgres"), parts.username),
+                            ("password", pg_env.get("POSTGRES_PASSWORD"), parts.password),
+                            ("database", pg_env.get("POSTGRES_DB") or pg_env.get("POSTGRES_USER", "postgres"),
+                             parts.path.lstrip("/"))):
+        if want != got:
+            problems.append(f"compose: mlflow store {what} does not match the {host!r} service's "
+                            "POSTGRES_* settings")
+    if ((svc.get("depends_on") or {}).get(host) or {}).get("condition") != "service_healthy":
+        problems.append(f"compose: mlflow does not wait for {host!r} to be healthy")
+    return problems
+
+
+def lint_postgres(stack: Stack) -> list[str]:
+    problems: list[str] = []
+    compose = stack.compose or {}
+    svc = (compose.get("services") or {}).get("postgres")
+    if not svc:
+        return problems
+    image = str(svc.get("image", ""))
+    major = _pg_major(image)
+    if major is None:
+        problems.append(f"compose: postgres image {image!r} is not the official postgres image")
+    if not service_env(svc, stack.env).get("POSTGRES_PASSWORD"):
+        problems.append("compose: postgres has no POSTGRES_PASSWORD (the image refuses to start)")
+    # 18+ keeps data in /var/lib/postgresql/<major>/docker and refuses a volume at .../data.
+    data_target = "/var/lib/postgresql" if (major or 0) >= 18 else "/var/lib/postgresql/data"
+    named = set((compose.get("volumes") or {}).keys())
+    if not any(_volume_target(v) == data_target and str(v).split(":")[0] in named
+               for v in svc.get("volumes") or []):
+        problems.append(f"compose: postgres data is not on a named volume at {data_target} "
+                        f"(the path postgres:{major} keeps its cluster under)")
+    test = " ".join(str(t) for t in (svc.get("healthcheck") or {}).get("test") or [])
+    if "pg_isready" not in test:
+        problems.append("compose: postgres healthcheck does not use pg_isready")
+    elif not re.search(r"(?:-h|--host)[ =](127\.0\.0\.1|localhost)", test):
+        problems.append("compose: postgres healthcheck probes the unix socket; during first-start "
+                        "initialisation that server is not the real one: probe TCP (-h 127.0.0.1)")
+    if published_ports(svc):
+        problems.append("compose: postgres is published on the host; only MLflow needs it")
+    return problems
+
+
+def lint_scale(stack: Stack) -> list[str]:
+    """Several receivers: the collector must route by trace id, each replica keep its own spool,
+    and MLflow take concurrent writers. Applies when the receiver runs as several replicas or
+    the collector load-balances."""
+    problems: list[str] = []
+    services = (stack.compose or {}).get("services") or {}
+    receiver = services.get("receiver") or {}
+    cfg = collector_config(stack)
+    pipelines = ((cfg.get("service") or {}).get("pipelines") or {}) if isinstance(cfg, dict) else {}
+    exporters = (cfg.get("exporters") or {}) if isinstance(cfg, dict) else {}
+    used = {e for pipe in pipelines.values() for e in pipe.get("exporters") or []}
+    balancers = sorted(e for e in used if component_type(e) == "loadbalancing")
+    n = replicas(receiver)
+    if n <= 1 and not balancers:
+        return problems
+    if n > 1 and not balancers:
+        problems.append(f"compose: {n} receiver replicas but the collector does not load-balance "
+                        "them by trace id (RECEIVER_EXPORTER=loadbalancing/receiver)")
+    args = command_args(receiver)
+    grpc_port = int(flag_value(args, "--grpc-port") or stack.receiver_defaults["grpc_port"])
+    for cid in balancers:
+        conf = exporters.get(cid) or {}
+        if conf.get("routing_key") != "traceID":
+            problems.append(f"collector: {cid!r} must set routing_key: traceID (logs default to "
+                            "`service`, which sends every eval result to one receiver)")
+        for signal in ("traces", "logs"):
+            if not any(cid in (p.get("exporters") or []) for name, p in pipelines.items()
+                       if name.split("/")[0] == signal):
+                problems.append(f"collector: {signal} do not go through {cid!r}: one sample's "
+                                "spans and scores could land on different receivers")
+        otlp = (conf.get("protocol") or {}).get("otlp")
+        if not isinstance(otlp, dict):
+            problems.append(f"collector: {cid!r} has no protocol.otlp settings")
+            otlp = {}
+        if "endpoint" in otlp:
+            problems.append(f"collector: {cid!r} protocol.otlp.endpoint is ignored (the resolver "
+                            "sets it); remove it")
+        if not (otlp.get("tls") or {}).get("insecure"):
+            problems.append(f"collector: {cid!r} must use plain gRPC (tls.insecure): the receiver "
+                            "serves no TLS inside the compose network")
+        raw = ((stack.collector.get("exporters") or {}).get(cid) or {})
+        auth = str((((raw.get("protocol") or {}).get("otlp") or {}).get("headers") or {})
+                   .get("authorization", ""))
+        if not auth.startswith("Bearer ${env:INSPECT_OTEL_RECEIVER_TOKEN"):
+            problems.append(f"collector: {cid!r} does not send the receiver token "
+                            "(authorization: Bearer ${env:INSPECT_OTEL_RECEIVER_TOKEN})")
+        dns = (conf.get("resolver") or {}).get("dns") or {}
+        if dns.get("hostname") != "receiver":
+            problems.append(f"collector: {cid!r} must resolve the receiver replicas by DNS "
+                            "(resolver.dns.hostname: receiver)")
+        elif str(dns.get("port", 4317)) != str(grpc_port):
+            problems.append(f"collector: {cid!r} sends to port {dns.get('port', 4317)}, the "
+                            f"receivers serve OTLP/gRPC on {grpc_port}")
+    if n > 1:
+        if "container_name" in receiver:
+            problems.append("compose: receiver has a container_name, so it cannot run as replicas")
+        if published_ports(receiver):
+            problems.append("compose: receiver replicas publish host ports (they would clash)")
+        data_dir = flag_value(args, "--data-dir") or "/data"
+        named = set(((stack.compose or {}).get("volumes") or {}).keys())
+        for vol in receiver.get("volumes") or []:
+            source = vol.get("source") if isinstance(vol, dict) else str(vol).split(":")[0]
+            if _volume_target(vol) == data_dir and source in named:
+                problems.append(f"compose: {n} receiver replicas share the named volume "
+                                f"{source!r} at {data_dir}: each needs its own spool")
+        mlflow = services.get("mlflow") or {}
+        if mlflow_store(mlflow, stack.env).startswith("sqlite:"):
+            problems.append("compose: several receivers write through MLflow on sqlite; use PostgreSQL")
     return problems
 
 
@@ -517,5 +785,7 @@ def lint_stack(stack: Stack) -> list[str]:
         + lint_wiring(stack)
         + lint_receiver(stack)
         + lint_mlflow(stack)
+        + lint_postgres(stack)
+        + lint_scale(stack)
         + lint_dockerfile(stack)
     )

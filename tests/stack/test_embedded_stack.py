@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.stack.conftest import Proc, http_ok, kill_mentioning, spawn, wait_for
 from tests.support.mlflow_server import free_port
@@ -76,13 +77,14 @@ def _clean_env() -> dict[str, str]:
             if not k.startswith(("OTEL_", "INSPECT_OTEL_", "MLFLOW_"))}
 
 
-def _run_cli(args: list[str], tmp: Path, name: str) -> Proc:
+def _run_cli(args: list[str], tmp: Path, name: str, env: dict[str, str] | None = None) -> Proc:
     log_dir = tmp / "out"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(_cli(*args), stdout=log, stderr=subprocess.STDOUT,
-                                env=_clean_env(), cwd=str(tmp), stdin=subprocess.DEVNULL,
+                                env={**_clean_env(), **(env or {})}, cwd=str(tmp),
+                                stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     return Proc(name, proc, log_path)
 
@@ -189,3 +191,93 @@ def test_demo_task_scores_offline() -> None:
     tool_errors = [m for s in log.samples for m in s.messages
                    if m.role == "tool" and getattr(m, "error", None)]
     assert len(tool_errors) == 1
+
+
+# --------------------------------------------------------------------- MLflow on PostgreSQL
+
+
+def test_up_on_postgres_with_several_workers(tmp_path: Path, postgres_server) -> None:
+    """`inspect-otel up --workers 2` with MLFLOW_BACKEND_STORE_URI=postgresql://... (the flag
+    `--backend-store-uri` takes the same path, see the next test): MLflow runs on the database
+    with two workers, the receiver (unchanged) writes an eval into it, the password shows
+    nowhere (output, logs, any process's command line), and SIGTERM stops everything."""
+    from mlflow import MlflowClient
+
+    from tests.receiver.mlflow_view import check_eval, snapshot
+    from tests.receiver.synth import SynthEval
+
+    uri = postgres_server.create_database("up_stack")
+    data = tmp_path / "data"
+    ports = _ports()
+    up = _run_cli(["up", "--data-dir", str(data), "--workers", "2", *ports], tmp_path, "up",
+                  env={"MLFLOW_BACKEND_STORE_URI": uri})
+    try:
+        wait_for(lambda: up.alive() and "Press Ctrl-C" in _text(up) or not up.alive(),
+                 300, "`inspect-otel up` on PostgreSQL to report the stack up")
+        assert up.alive(), _text(up)
+        out = _text(up)
+        assert postgres_server.password not in out
+        for log in (data / "logs").iterdir():  # nor in the logs, nor in `ps` (MLflow's argv)
+            assert postgres_server.password not in log.read_text(), log.name
+        stack_cmds = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _alive(_descendants(up.proc.pid))]
+        assert len(stack_cmds) >= 3 and not any(postgres_server.password.encode() in c for c in stack_cmds)
+        store = f"postgresql://postgres:***@127.0.0.1:{postgres_server.port}/up_stack (2 workers)"
+        assert f"MLflow store     {store}" in out, out
+        assert not (data / "mlflow" / "mlflow.db").exists(), "no sqlite store next to PostgreSQL"
+        wait_for(lambda: (data / "logs" / "mlflow.log").read_text().count(
+            "Started server process") == 2, 60, "MLflow's two workers to start")
+
+        ev = SynthEval(run_id="up-on-postgres", samples=2, scorers=("match",)).build()
+        otlp_url = f"http://127.0.0.1:{_flag(ports, '--port')}"
+        for sig, body in ev.batches(size=20):
+            r = requests.post(f"{otlp_url}/v1/{sig}", data=body,
+                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+            assert r.status_code == 200, r.text
+        wait_for(lambda: requests.get(otlp_url + "/health", timeout=5).json()["idle"], 180,
+                 "the receiver to apply the eval")
+        mlflow_url = f"http://127.0.0.1:{_flag(ports, '--mlflow-port')}"
+        check_eval(snapshot(MlflowClient(mlflow_url), "inspect_ai", ev.run_id), ev)
+        # ... and it is PostgreSQL that holds it
+        rows = postgres_server.execute("SELECT count(*) FROM runs", "up_stack")
+        assert rows[0][0] == 2  # the Inspect run and its task run
+
+        up.signal(signal.SIGTERM)
+        assert up.proc.wait(90) == 0, _text(up)
+        for flag in ("--mlflow-port", "--port", "--grpc-port"):
+            assert _port_free(_flag(ports, flag)), f"{flag} still bound"
+    finally:
+        up.stop()
+        kill_mentioning(str(tmp_path))
+
+
+_NO_PSYCOPG = ("import sys; sys.modules['psycopg'] = None; "  # as if the extra were not installed
+               "from inspect_otel.cli import main; sys.exit(main())")
+
+
+@pytest.mark.parametrize("case", ["refused", "password", "no-database", "no-driver", "scheme"])
+def test_up_bad_backend_store_is_one_line(case: str, tmp_path: Path, postgres_server) -> None:
+    """A store MLflow could not use: `up` exits 1 with one line on stderr naming the store
+    (password masked) and the cause, before it starts or creates anything."""
+    pg = postgres_server
+    uri, want = {
+        "refused": (f"postgresql://postgres:{pg.password}@127.0.0.1:{free_port()}/mlflow",
+                    "Connection refused"),
+        "password": (f"postgresql://postgres:wrong-{pg.password}@127.0.0.1:{pg.port}/postgres",
+                     'password authentication failed for user "postgres"'),
+        "no-database": (pg.uri("no_such_db"), 'database "no_such_db" does not exist'),
+        "no-driver": (pg.uri("postgres"), "pip install 'inspect-otel[postgres]'"),
+        "scheme": (pg.uri("postgres").replace("postgresql://", "postgres://"),
+                   "write postgresql://"),
+    }[case]
+    data = tmp_path / "data"
+    args = ["up", "--data-dir", str(data), "--backend-store-uri", uri, *_ports()]
+    cmd = [sys.executable, "-c", _NO_PSYCOPG, *args] if case == "no-driver" else _cli(*args)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=_clean_env(),
+                       cwd=str(tmp_path))
+    assert p.returncode == 1
+    assert p.stdout == ""
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("error: ") and want in lines[0], lines[0]
+    assert ":***@" in lines[0] and pg.password not in p.stderr
+    assert not data.exists(), "nothing is started or created"

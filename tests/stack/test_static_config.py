@@ -1,4 +1,5 @@
-"""The compose stack and the collector config, checked without Docker.
+"""The compose stack (alone and with the scale-out file merged in) and the collector config,
+checked without Docker.
 
 Each check is shown to catch a real mistake: a copy of the config with the mistake planted must
 produce the matching problem.
@@ -7,6 +8,7 @@ produce the matching problem.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -22,13 +24,66 @@ def stack() -> Stack:
     return load_stack()
 
 
+@pytest.fixture(scope="module")
+def scale_stack() -> Stack:
+    return load_stack(scale=True)
+
+
 def test_files_are_yaml_mappings() -> None:
-    for path in (stack_lint.COMPOSE_PATH, stack_lint.COLLECTOR_PATH):
+    for path in (stack_lint.COMPOSE_PATH, stack_lint.SCALE_COMPOSE_PATH, stack_lint.COLLECTOR_PATH):
         assert isinstance(yaml.safe_load(path.read_text()), dict), path
 
 
 def test_real_stack_has_no_problems(stack: Stack) -> None:
     assert lint_stack(stack) == []
+
+
+def test_real_scale_out_stack_has_no_problems(scale_stack: Stack) -> None:
+    assert lint_stack(scale_stack) == []
+
+
+def test_scale_out_file_turns_on_what_it_says(stack: Stack, scale_stack: Stack) -> None:
+    """Merged the way compose merges -f files: three receivers with a spool each, reached by
+    trace id through the collector, four MLflow workers; the single-receiver stack keeps its
+    named spool volume and its direct exporter."""
+    base, scaled = stack.compose["services"], scale_stack.compose["services"]
+    assert stack_lint.replicas(base["receiver"]) == 1
+    assert stack_lint.replicas(scaled["receiver"]) == 3
+    assert base["receiver"]["volumes"] == ["receiver-data:/data"]
+    assert scaled["receiver"]["volumes"] == [{"type": "volume", "target": "/data"}]
+    assert stack_lint.mlflow_workers(base["mlflow"]) == 2
+    assert stack_lint.mlflow_workers(scaled["mlflow"]) == 4
+    for s, exporter in ((stack, "otlp_http/receiver"), (scale_stack, "loadbalancing/receiver")):
+        pipelines = stack_lint.collector_config(s)["service"]["pipelines"]
+        assert exporter in pipelines["traces"]["exporters"]
+        assert exporter in pipelines["logs"]["exporters"]
+    # everything else is the base file's
+    assert scaled["postgres"] == base["postgres"] and scaled["jaeger"] == base["jaeger"]
+    assert scaled["mlflow"]["command"] == base["mlflow"]["command"]
+
+
+def test_compose_merge_rules() -> None:
+    base = {"services": {"a": {"command": ["x", "--y"], "environment": ["K=1", "L=2"],
+                               "volumes": ["v:/data", "./c:/etc/c:ro"], "expose": ["1"]}}}
+    override = {"services": {"a": {"command": ["z"], "environment": {"K": "3"},
+                                   "volumes": [{"type": "volume", "target": "/data"}],
+                                   "expose": ["2"], "deploy": {"replicas": 2}}}}
+    a = stack_lint.merge_compose(base, override)["services"]["a"]
+    assert a["command"] == ["z"]
+    assert a["environment"] == {"K": "3", "L": "2"}
+    assert a["volumes"] == [{"type": "volume", "target": "/data"}, "./c:/etc/c:ro"]
+    assert a["expose"] == ["1", "2"] and a["deploy"] == {"replicas": 2}
+
+
+def test_scale_out_file_only_overrides_existing_services() -> None:
+    """A misspelt service in the override would become a new, image-less service."""
+    override = yaml.safe_load(stack_lint.SCALE_COMPOSE_PATH.read_text())
+    base = yaml.safe_load(stack_lint.COMPOSE_PATH.read_text())
+    assert set(override["services"]) <= set(base["services"])
+    override["services"]["reciever"] = override["services"].pop("receiver")
+    s = load_stack()
+    s.compose = stack_lint.merge_compose(base, override)
+    assert any("'reciever' has neither image nor build" in p for p in lint_stack(s))
 
 
 @pytest.mark.parametrize(
@@ -136,7 +191,7 @@ MUTATIONS: dict[str, tuple[Callable[[Stack], None], str]] = {
         lambda s: s.collector["exporters"]["otlp_http/extra"].update(
             endpoint="${env:EXTRA_OTLP_ENDPOINT:-http://phoenixx:6006}"
         ),
-        "sends to 'phoenixx'",
+        "config default for EXTRA_OTLP_ENDPOINT ('http://phoenixx:6006') differs",
     ),
     "receiver stops exposing its port": (
         lambda s: _svc(s, "receiver").update(expose=["4317"]),
@@ -162,9 +217,77 @@ MUTATIONS: dict[str, tuple[Callable[[Stack], None], str]] = {
         lambda s: _set_flag(s, "mlflow", "--allowed-hosts", "localhost,localhost:*"),
         "does not allow the Host header 'mlflow'",
     ),
-    "mlflow with default workers": (
-        lambda s: _set_flag(s, "mlflow", "--workers", "4"),
-        "--workers 1",
+    "mlflow on sqlite with several workers": (
+        lambda s: (_set_flag(s, "mlflow", "--backend-store-uri", "sqlite:////mlflow/mlflow.db"),
+                   _set_flag(s, "mlflow", "--workers", "4")),
+        "should run with --workers 1",
+    ),
+    "mlflow on postgres with one worker": (
+        lambda s: _svc(s, "mlflow")["environment"].update(MLFLOW_WORKERS="1"),
+        "runs 1 worker(s)",
+    ),
+    "mlflow store postgres:// scheme": (
+        lambda s: _svc(s, "mlflow")["environment"].update(
+            MLFLOW_BACKEND_STORE_URI="postgres://mlflow:mlflow@postgres:5432/mlflow"),
+        "must be postgresql://",
+    ),
+    "mlflow store password differs from postgres": (
+        lambda s: _svc(s, "postgres")["environment"].update(POSTGRES_PASSWORD="${POSTGRES_PASSWORD:-s3cret}"),
+        "store password does not match",
+    ),
+    "mlflow store host is no service": (
+        lambda s: _svc(s, "mlflow")["environment"].update(
+            MLFLOW_BACKEND_STORE_URI="postgresql://mlflow:mlflow@postgresql:5432/mlflow"),
+        "names host 'postgresql', which is not a compose service",
+    ),
+    "mlflow starts before postgres is healthy": (
+        lambda s: _svc(s, "mlflow").pop("depends_on"),
+        "mlflow does not wait for 'postgres' to be healthy",
+    ),
+    "mlflow official image without driver": (
+        lambda s: (_svc(s, "mlflow").pop("build"), _svc(s, "mlflow").update(image="ghcr.io/mlflow/mlflow:v3.17.2")),
+        "mlflow image has no PostgreSQL driver",
+    ),
+    "mlflow Dockerfile without psycopg": (
+        lambda s: s.dockerfiles.update({k: "FROM ghcr.io/mlflow/mlflow:v3.17.2\n" for k in s.dockerfiles}),
+        "does not install a pinned psycopg",
+    ),
+    "mlflow Dockerfile psycopg unpinned": (
+        lambda s: s.dockerfiles.update({k: v.replace("==3.3.9", "") for k, v in s.dockerfiles.items()}),
+        "does not install a pinned psycopg",
+    ),
+    "mlflow Dockerfile base unpinned": (
+        lambda s: s.dockerfiles.update({k: v.replace(":v3.17.2", "") for k, v in s.dockerfiles.items()}),
+        "mlflow Dockerfile: base image 'ghcr.io/mlflow/mlflow' has no tag",
+    ),
+    "remove postgres service": (
+        lambda s: s.compose["services"].pop("postgres"),
+        "service 'postgres' is missing",
+    ),
+    "postgres 18 volume at the pre-18 path": (
+        lambda s: _svc(s, "postgres").update(volumes=["postgres-data:/var/lib/postgresql/data"]),
+        "postgres data is not on a named volume at /var/lib/postgresql ",
+    ),
+    "postgres data on an anonymous volume": (
+        lambda s: _svc(s, "postgres").update(volumes=[]),
+        "postgres data is not on a named volume",
+    ),
+    "postgres without password": (
+        lambda s: _svc(s, "postgres")["environment"].pop("POSTGRES_PASSWORD"),
+        "no POSTGRES_PASSWORD",
+    ),
+    "postgres healthcheck on the socket": (
+        lambda s: _svc(s, "postgres")["healthcheck"].update(test=["CMD", "pg_isready", "-U", "mlflow"]),
+        "probes the unix socket",
+    ),
+    "postgres published on the host": (
+        lambda s: _svc(s, "postgres").update(ports=["5432:5432"]),
+        "postgres is published on the host",
+    ),
+    "postgres healthcheck on an unexposed port": (
+        lambda s: _svc(s, "postgres")["healthcheck"].update(
+            test=["CMD", "pg_isready", "-h", "127.0.0.1", "-p", "5433"]),
+        "healthcheck probes port 5433",
     ),
     "mlflow file store": (
         lambda s: _set_flag(s, "mlflow", "--backend-store-uri", "/mlflow/runs"),
@@ -251,7 +374,7 @@ MUTATIONS: dict[str, tuple[Callable[[Stack], None], str]] = {
         "traces are not sent to ['jaeger']",
     ),
     "logs no longer reach the receiver": (
-        lambda s: s.collector["service"]["pipelines"]["logs"]["exporters"].remove("otlp_http/receiver"),
+        lambda s: _receiver_exporter_in(s, "logs", "debug"),
         "logs are not sent to ['receiver']",
     ),
     "memory_limiter not first": (
@@ -286,6 +409,88 @@ def test_planted_mistake_is_reported(stack: Stack, mistake: str) -> None:
     assert any(expected in p for p in problems), f"{mistake}: expected {expected!r} in {problems}"
 
 
+def _lb(s: Stack) -> dict:
+    return s.collector["exporters"]["loadbalancing/receiver"]
+
+
+def _receiver_exporter_in(s: Stack, pipeline: str, exporter: str) -> None:
+    exporters = s.collector["service"]["pipelines"][pipeline]["exporters"]
+    exporters[:] = [exporter if "RECEIVER_EXPORTER" in e else e for e in exporters]
+
+
+SCALE_MUTATIONS: dict[str, tuple[Callable[[Stack], None], str]] = {
+    "replicas without the load balancer": (
+        lambda s: _svc(s, "collector")["environment"].update(RECEIVER_EXPORTER="otlp_http/receiver"),
+        "3 receiver replicas but the collector does not load-balance",
+    ),
+    "no routing key": (
+        lambda s: _lb(s).pop("routing_key"),
+        "must set routing_key: traceID",
+    ),
+    "routing by service": (
+        lambda s: _lb(s).update(routing_key="service"),
+        "must set routing_key: traceID",
+    ),
+    "logs bypass the load balancer": (
+        lambda s: _receiver_exporter_in(s, "logs", "otlp_http/receiver"),
+        "logs do not go through 'loadbalancing/receiver'",
+    ),
+    "balancer type of a later release": (
+        lambda s: _rename_key(s.collector["exporters"], "loadbalancing/receiver", "load_balancing/receiver"),
+        "unknown type 'load_balancing'",
+    ),
+    "resolver names another host": (
+        lambda s: _lb(s)["resolver"]["dns"].update(hostname="receivers"),
+        "sends to 'receivers', which is not a compose service",
+    ),
+    "resolver on the HTTP port": (
+        lambda s: _lb(s)["resolver"]["dns"].update(port="4318"),
+        "sends to port 4318, the receivers serve OTLP/gRPC on 4317",
+    ),
+    "static resolver": (
+        lambda s: _lb(s).update(resolver={"static": {"hostnames": ["receiver:4317"]}}),
+        "resolver.dns.hostname: receiver",
+    ),
+    "TLS towards the receivers": (
+        lambda s: _lb(s)["protocol"]["otlp"]["tls"].update(insecure=False),
+        "must use plain gRPC",
+    ),
+    "endpoint in the otlp template": (
+        lambda s: _lb(s)["protocol"]["otlp"].update(endpoint="receiver:4317"),
+        "protocol.otlp.endpoint is ignored",
+    ),
+    "no receiver token": (
+        lambda s: _lb(s)["protocol"]["otlp"].pop("headers"),
+        "does not send the receiver token",
+    ),
+    "replicas share the spool volume": (
+        lambda s: _svc(s, "receiver").update(volumes=["receiver-data:/data"]),
+        "3 receiver replicas share the named volume 'receiver-data' at /data",
+    ),
+    "replicas with a container name": (
+        lambda s: _svc(s, "receiver").update(container_name="receiver"),
+        "cannot run as replicas",
+    ),
+    "replicas publish host ports": (
+        lambda s: _svc(s, "receiver").update(ports=["14318:4318"]),
+        "receiver replicas publish host ports",
+    ),
+    "several receivers on sqlite": (
+        lambda s: _set_flag(s, "mlflow", "--backend-store-uri", "sqlite:////mlflow/mlflow.db"),
+        "several receivers write through MLflow on sqlite",
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", list(SCALE_MUTATIONS))
+def test_planted_scale_out_mistake_is_reported(scale_stack: Stack, mistake: str) -> None:
+    mutate, expected = SCALE_MUTATIONS[mistake]
+    s = scale_stack.clone()
+    mutate(s)
+    problems = lint_stack(s)
+    assert any(expected in p for p in problems), f"{mistake}: expected {expected!r} in {problems}"
+
+
 def test_broken_yaml_does_not_parse(tmp_path: Path) -> None:
     broken = stack_lint.COLLECTOR_PATH.read_text().replace("  otlp:\n", "  otlp:\n bad", 1)
     with pytest.raises(yaml.YAMLError):
@@ -300,3 +505,13 @@ def test_docs_list_every_published_port_and_pinned_image(stack: Stack) -> None:
             assert str(host_port) in docs, f"port {host_port} of {name!r} missing from docs/stack.md"
         if "image" in svc:
             assert svc["image"] in docs, f"image {svc['image']!r} missing from docs/stack.md"
+    for dockerfile in stack.dockerfiles.values():
+        for base in (ln.split()[1] for ln in dockerfile.splitlines() if ln.startswith("FROM ")):
+            assert base in docs, f"base image {base!r} missing from docs/stack.md"
+
+
+def test_docs_name_every_variable_the_compose_files_read() -> None:
+    docs = (stack_lint.REPO / "docs" / "stack.md").read_text()
+    for path in (stack_lint.COMPOSE_PATH, stack_lint.SCALE_COMPOSE_PATH):
+        for var in set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", path.read_text())):
+            assert f"`{var}`" in docs, f"{path.name} reads ${{{var}}}, docs/stack.md does not say"

@@ -1,10 +1,11 @@
-"""A real MLflow tracking server (sqlite backend) for tests and benchmarks.
+"""A real MLflow tracking server for tests and benchmarks (sqlite, or any SQLAlchemy URI).
 
 ``start_mlflow_server(tmp_dir)`` starts ``mlflow server`` in its own process group and waits for
 ``/health``; the returned handle has ``.url`` and ``.stop()`` (kills the whole group, because the
 server spawns worker and job-queue processes). ``.restart()`` stops and starts it again on the same
-port and the same sqlite file (used by fault tests). The session fixture ``mlflow_server`` in
-``tests/conftest.py`` serves every test directory.
+port and the same store (used by fault tests). The session fixture ``mlflow_server`` in
+``tests/conftest.py`` serves every test directory; ``pg_mlflow_server`` there is the same handle
+with ``backend_store_uri`` on a real PostgreSQL (tests/support/postgres.py) and several workers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class MlflowServer:
     port: int
     proc: subprocess.Popen | None = None
     job_queue: bool = True  # False: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false (also on restart)
+    backend_store_uri: str | None = None  # None: sqlite under root
+    workers: int = 1
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -41,7 +44,7 @@ class MlflowServer:
 
     @property
     def backend_uri(self) -> str:
-        return f"sqlite:///{self.root / 'mlflow.db'}"
+        return self.backend_store_uri or f"sqlite:///{self.root / 'mlflow.db'}"
 
     def start(self, timeout: float = _STARTUP_TIMEOUT_S) -> "MlflowServer":
         (self.root / "artifacts").mkdir(parents=True, exist_ok=True)
@@ -51,7 +54,7 @@ class MlflowServer:
             "--default-artifact-root", str(self.root / "artifacts"),
             "--host", "127.0.0.1",
             "--port", str(self.port),
-            "--workers", "1",
+            "--workers", str(self.workers),
         ]
         env = dict(os.environ)
         env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -127,9 +130,11 @@ def start_mlflow_server(tmp_dir: str | os.PathLike, port: int | None = None) -> 
     return MlflowServer(root=root, port=port or free_port()).start()
 
 
-def start_lean_mlflow(tmp_dir: str | os.PathLike, port: int | None = None) -> MlflowServer:
+def start_lean_mlflow(tmp_dir: str | os.PathLike, port: int | None = None, *,
+                      backend_store_uri: str | None = None, workers: int = 1) -> MlflowServer:
     """The same server without MLflow's job queue (as `inspect-otel up` runs it): several fewer
-    processes and about half the start time on two cores. The tests' session server."""
+    processes and about half the start time on two cores. The tests' session servers."""
     root = Path(tmp_dir)
     root.mkdir(parents=True, exist_ok=True)
-    return MlflowServer(root=root, port=port or free_port(), job_queue=False).start()
+    return MlflowServer(root=root, port=port or free_port(), job_queue=False,
+                        backend_store_uri=backend_store_uri, workers=workers).start()

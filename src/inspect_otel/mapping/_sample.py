@@ -6,13 +6,22 @@ maps to the same spans whichever path sent it.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import ids
 from .. import semconv as sc
-from ..content import ContentPolicy, message_to_semconv, output_messages, split_system, text_of
+from ..content import (
+    ContentPolicy,
+    message_to_semconv,
+    output_messages,
+    redact_mapping,
+    split_system,
+    text_of,
+    to_json,
+)
 from ._common import error_type, model_attributes, to_ns, usage_attributes
 from ._events import SPAN_EVENTS
 from ._model import model_span
@@ -325,6 +334,7 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
             sc.EXCEPTION_TYPE: error_type(retry.message, "sample_error"),
             sc.EXCEPTION_MESSAGE: policy.clean(retry.message),
         }))
+    _add_metadata(root.attributes, getattr(sample, "metadata", None) or {}, policy)
     if policy.on_spans:
         _add_sample_content(root.attributes, sample, policy)
 
@@ -356,6 +366,23 @@ def _add_usage(attrs: dict[str, Any], model_usage: dict[str, Any]) -> None:
     attrs[sc.INSPECT_SAMPLE_TOTAL_TOKENS] = total_tokens
     if cost is not None:
         attrs[sc.INSPECT_SAMPLE_COST] = cost
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _add_metadata(attrs: dict[str, Any], metadata: dict[str, Any], policy: ContentPolicy) -> None:
+    """Scalar sample metadata (a cluster key, a category): every key under content capture on
+    spans, otherwise only the keys the user opted in. Secret-looking keys and values redacted."""
+    for key, value in redact_mapping(metadata, policy).items():
+        if not policy.on_spans and key not in policy.metadata_keys:
+            continue
+        if isinstance(value, str):
+            attrs[sc.INSPECT_SAMPLE_METADATA_PREFIX + key] = policy.truncate(value)
+        elif isinstance(value, bool) or (isinstance(value, int) and value in _INT64):
+            attrs[sc.INSPECT_SAMPLE_METADATA_PREFIX + key] = value
+        elif isinstance(value, float) and math.isfinite(value):
+            attrs[sc.INSPECT_SAMPLE_METADATA_PREFIX + key] = value
 
 
 def _add_sample_content(attrs: dict[str, Any], sample: Any, policy: ContentPolicy) -> None:

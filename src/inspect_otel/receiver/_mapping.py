@@ -372,6 +372,8 @@ SAMPLE_STEP_METRICS: tuple[tuple[str, str], ...] = (
     ("cost", "sample/cost"),
 )
 SCORE_COLUMN_PREFIX = "score/"
+# Scalar sample metadata the hook sent (inspect.sample.metadata.<key>) -> column metadata/<key>.
+METADATA_COLUMN_PREFIX = "metadata/"
 
 
 def sample_summary(trace_id: str, start_ns: int, end_ns: int,
@@ -390,6 +392,8 @@ def sample_summary(trace_id: str, start_ns: int, end_ns: int,
     for attr, v in sorted(attrs.items()):
         if attr.startswith(sc.INSPECT_SAMPLE_SCORE_PREFIX) and _num(v) is not None:
             values[SCORE_COLUMN_PREFIX + attr[len(sc.INSPECT_SAMPLE_SCORE_PREFIX):]] = _num(v)
+        elif attr.startswith(sc.INSPECT_SAMPLE_METADATA_PREFIX) and v is not None:
+            values[METADATA_COLUMN_PREFIX + attr[len(sc.INSPECT_SAMPLE_METADATA_PREFIX):]] = v
     epoch = _int(attrs.get(sc.INSPECT_SAMPLE_EPOCH)) or 1
     ordinal = _int(attrs.get(sc.INSPECT_SAMPLE_ORDINAL))
     if ordinal is None:
@@ -649,6 +653,19 @@ SCORES_TABLE_COLUMNS = ("sample_id", "epoch", "scorer", "name", "value", "label"
 def scores_table(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
     rows = list(rows)
     return {c: [r.get(c) for r in rows] for c in SCORES_TABLE_COLUMNS}
+
+
+def split_table(columns: dict[str, list[Any]]) -> dict[str, Any]:
+    """A column table in the layout ``mlflow.load_table`` reads (pandas "split", no index).
+
+    Written with the json module, not pandas: pandas keeps 10 significant digits of a float and
+    turns an int column with a gap into floats; the tables must hold exactly what the spans said
+    (``inspect-otel compare`` reads a run's scores and must match the log they came from)."""
+    def cell(v: Any) -> Any:
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    rows = [[cell(v) for v in row] for row in zip(*columns.values())]
+    return {"columns": list(columns), "data": rows}
 
 
 MODEL_USAGE_TABLE_COLUMNS = ("model",) + tuple(f for f, _ in MODEL_USAGE_FIELDS)

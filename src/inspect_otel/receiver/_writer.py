@@ -475,14 +475,12 @@ class Writer:
                     raise
 
     def _write_tables(self, run_id: str, tables: dict[str, dict[str, list[Any]]]) -> None:
-        import pandas as pd
-
         client = self._mlflow()
         with tempfile.TemporaryDirectory(prefix="inspect-otel-") as tmp:
             for path, data in tables.items():
                 local = os.path.join(tmp, os.path.basename(path))
-                pd.DataFrame(data).to_json(local, orient="split", index=False,
-                                           date_format="iso")
+                with open(local, "w", encoding="utf-8") as f:
+                    json.dump(mp.split_table(data), f, ensure_ascii=False, allow_nan=False)
                 client.log_artifact(run_id, local, artifact_path=os.path.dirname(path))
         logged = [{"path": p, "type": "table"} for p in tables]
         client.set_tag(run_id, mp.TAG_LOGGED_ARTIFACTS, json.dumps(logged))
