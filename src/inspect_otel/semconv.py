@@ -150,7 +150,6 @@ INSPECT_SAMPLE_OUTPUT = "inspect.sample.output"  # opt-in content: final complet
 # included) in the GenAI message schema with Inspect's message ids; what a transcript shows.
 INSPECT_SAMPLE_MESSAGES = "inspect.sample.messages"
 INSPECT_SAMPLE_MESSAGE_COUNT = "inspect.sample.message_count"  # len(EvalSample.messages)
-INSPECT_SAMPLE_METADATA = "inspect.sample.metadata"  # opt-in content: sample metadata, JSON
 INSPECT_SAMPLE_TOTAL_TOKENS = "inspect.sample.total_tokens"
 INSPECT_SAMPLE_COST = "inspect.sample.cost"
 INSPECT_SAMPLE_MODEL_CALLS = "inspect.sample.model_calls"
@@ -214,7 +213,7 @@ EXCEPTION_MESSAGE = "exception.message"
 JSON_ATTRIBUTES: tuple[str, ...] = (
     GEN_AI_INPUT_MESSAGES, GEN_AI_OUTPUT_MESSAGES, GEN_AI_SYSTEM_INSTRUCTIONS,
     GEN_AI_TOOL_DEFINITIONS, GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT,
-    INSPECT_SAMPLE_MESSAGES, INSPECT_SAMPLE_METADATA, INSPECT_TASK_ARGS, INSPECT_TASK_MODEL_ARGS,
+    INSPECT_SAMPLE_MESSAGES, INSPECT_TASK_ARGS, INSPECT_TASK_MODEL_ARGS,
     INSPECT_TASK_PLAN, INSPECT_TASK_RESULTS, INSPECT_TASK_MODEL_USAGE, INSPECT_SCORE_VALUE_JSON,
     INSPECT_MESSAGE,
 )

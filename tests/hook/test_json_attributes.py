@@ -27,7 +27,7 @@ LIMIT = 16_384  # the default INSPECT_OTEL_MAX_ATTRIBUTE_LENGTH
 JSON_ATTRIBUTES = (
     "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
     "gen_ai.tool.definitions", "gen_ai.tool.call.arguments", "inspect.sample.messages",
-    "inspect.sample.metadata", "inspect.task.args", "inspect.task.model_args",
+    "inspect.task.args", "inspect.task.model_args",
     "inspect.task.plan", "inspect.task.results", "inspect.task.model_usage",
     "inspect.score.value_json",
 )
@@ -73,8 +73,7 @@ def test_a_300kb_answer_keeps_every_json_attribute_valid(spans):
                 assert len(value) <= LIMIT, (span.name, key, len(value))
                 json.loads(value)  # raises on invalid JSON
                 seen.add(key)
-    assert {"gen_ai.input.messages", "gen_ai.output.messages", "inspect.sample.messages",
-            "inspect.sample.metadata"} <= seen
+    assert {"gen_ai.input.messages", "gen_ai.output.messages", "inspect.sample.messages"} <= seen
     first_chat = next(s for s in spans if s.name.startswith("chat "))
     (answer,) = json.loads(first_chat.attributes["gen_ai.output.messages"])
     text = answer["parts"][0]["content"]

@@ -401,6 +401,4 @@ def _add_sample_content(attrs: dict[str, Any], sample: Any, policy: ContentPolic
         attrs[sc.INSPECT_SAMPLE_MESSAGES] = policy.clean_json(
             [message_to_semconv(m) for m in sample.messages]
         )
-    if sample.metadata:
-        attrs[sc.INSPECT_SAMPLE_METADATA] = policy.clean_json(sample.metadata)
 

@@ -619,7 +619,8 @@ def _sample_transcript(trace: Trace, root: Span, task: TaskInfo | None, source_t
         "epoch": _int(attrs.get(sc.INSPECT_SAMPLE_EPOCH)),
         "input": _str(attrs.get(sc.INSPECT_SAMPLE_INPUT)),
         "target": ctx.target,
-        "sample_metadata": json_value(attrs.get(sc.INSPECT_SAMPLE_METADATA)),
+        "sample_metadata": {k[len(sc.INSPECT_SAMPLE_METADATA_PREFIX):]: v for k, v in attrs.items()
+                            if k.startswith(sc.INSPECT_SAMPLE_METADATA_PREFIX)} or None,
         **{f"score_{name}": score.value for name, score in scores.items()},
         "scores": {name: score.model_dump(exclude_none=True) for name, score in scores.items()},
         "working_time": _float(attrs.get(sc.INSPECT_SAMPLE_WORKING_TIME)),
