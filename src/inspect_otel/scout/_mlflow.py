@@ -31,7 +31,6 @@ class MlflowQuery:
     run_id: str | None = None
     from_time: datetime | None = None
     to_time: datetime | None = None
-    limit: int | None = None
 
 
 def _client(uri: str) -> Any:
@@ -179,8 +178,8 @@ class MlflowTraces:
         return tasks
 
     def traces(self) -> Iterator[Trace]:
-        """Traces in time order; run traces are left out (they are context, see ``tasks``)."""
-        remaining = self.query.limit
+        """Traces in time order, fetched a page at a time as they are consumed; run traces are
+        left out (they are context, see ``tasks``)."""
         seen: set[str] = set()
         for run_id in _run_ids(self.client, self.query, self.experiment_id):
             # MLflow has no "tag absent" filter: other producers' traces carry no inspect tags,
@@ -196,10 +195,5 @@ class MlflowTraces:
                 seen.add(trace_id)
                 trace = trace_from_mlflow(raw, _trace_url(self.query, self.experiment_id,
                                                           raw.info.trace_id))
-                if trace is None:
-                    continue
-                yield trace
-                if remaining is not None:
-                    remaining -= 1
-                    if remaining <= 0:
-                        return
+                if trace is not None:
+                    yield trace

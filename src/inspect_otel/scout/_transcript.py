@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, get_args
 
-from inspect_ai._util.error import EvalError
 from inspect_ai.event import (
     ApprovalEvent,
     ErrorEvent,
     Event,
     InfoEvent,
     LoggerEvent,
+    LoggingMessage,
     ModelEvent,
     SampleLimitEvent,
     SandboxEvent,
@@ -38,11 +38,10 @@ from inspect_ai.event import (
     SpanEndEvent,
     ToolEvent,
 )
-from inspect_ai.event._logger import LoggingMessage
+from inspect_ai.log import EvalError
 from inspect_ai.model import (
     ChatCompletionChoice,
     ChatMessage,
-    ChatMessageAssistant,
     GenerateConfig,
     ModelOutput,
     ModelUsage,
