@@ -18,6 +18,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("inspect_otel.demo", "run a bundled offline eval into the local stack"),
     "compare": ("inspect_otel.compare.cli",
                 "compare two evals (logs or MLflow runs): paired, epoch-aware significance tests"),
+    "scout-import": ("inspect_otel.scout.cli",
+                     "import traces (OTLP files or MLflow) into an Inspect Scout transcript database"),
 }
 
 

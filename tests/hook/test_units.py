@@ -120,8 +120,9 @@ def test_messages_in_semconv_schema():
     assert others[1]["parts"] == [{"type": "tool_call", "id": "c1", "name": "add",
                                    "arguments": {"x": 1, "y": 2}}]
     assert message_to_semconv(messages[3])["parts"] == [
-        {"type": "tool_call_response", "id": "c1", "response": "3"}
+        {"type": "tool_call_response", "id": "c1", "name": "add", "response": "3"}
     ]
+    assert [m["id"] for m in others] == [m.id for m in messages[1:]]
     json.dumps(others)
 
 

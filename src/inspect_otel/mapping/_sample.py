@@ -15,6 +15,7 @@ from .. import ids
 from .. import semconv as sc
 from ..content import (
     ContentPolicy,
+    message_to_semconv,
     output_messages,
     redact_mapping,
     split_system,
@@ -124,10 +125,11 @@ def _tool_attributes(event: Any, policy: ContentPolicy) -> tuple[dict[str, Any],
         attrs[sc.INSPECT_TOOL_ERROR_MESSAGE] = error
     if policy.on_spans:
         attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = policy.clean_json(event.arguments)
-        result = event.result if isinstance(event.result, str) else to_json(
-            _jsonable(event.result)
+        # A string result is plain text; anything else (content lists, numbers) is JSON.
+        attrs[sc.GEN_AI_TOOL_CALL_RESULT] = (
+            policy.clean(event.result) if isinstance(event.result, str)
+            else policy.clean_json(_jsonable(event.result))
         )
-        attrs[sc.GEN_AI_TOOL_CALL_RESULT] = policy.clean(result)
     return attrs, error
 
 
@@ -305,6 +307,7 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
         sc.INSPECT_SAMPLE_MODEL_CALLS: len(model_spans),
         sc.INSPECT_SAMPLE_TOOL_CALLS: len(tool_calls),
         sc.INSPECT_SAMPLE_TOOL_ERRORS: sum(1 for t in tool_calls if sc.ERROR_TYPE in t),
+        sc.INSPECT_SAMPLE_MESSAGE_COUNT: len(sample.messages or []),
     })
     if index is not None:
         root.attributes[sc.INSPECT_SAMPLE_INDEX] = index
@@ -394,4 +397,8 @@ def _add_sample_content(attrs: dict[str, Any], sample: Any, policy: ContentPolic
     if output is not None and output.choices:
         attrs[sc.INSPECT_SAMPLE_OUTPUT] = policy.clean(output.completion)
         attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.clean_json(output_messages(output))
+    if sample.messages:
+        attrs[sc.INSPECT_SAMPLE_MESSAGES] = policy.clean_json(
+            [message_to_semconv(m) for m in sample.messages]
+        )
 

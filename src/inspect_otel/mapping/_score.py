@@ -9,7 +9,7 @@ from inspect_ai._util.text import is_finite_number
 from inspect_ai.scorer import CORRECT, INCORRECT, NOANSWER, PARTIAL, value_to_float
 
 from .. import semconv as sc
-from ..content import ContentPolicy, to_json
+from ..content import ContentPolicy
 
 # Inspect's own reading of a score value as a number (C=1, I=0, P=0.5, N=0, yes/true=1, no/false=0,
 # numbers and numeric strings as they are). Shared by the hook and `inspect-otel compare`, so a log
@@ -72,7 +72,7 @@ def evaluation_attributes(
         label = score_label(value)
         if label is not None:
             attrs[sc.GEN_AI_EVALUATION_SCORE_LABEL] = policy.clean(label)
-        attrs[sc.INSPECT_SCORE_VALUE_JSON] = policy.clean(to_json(value))
+        attrs[sc.INSPECT_SCORE_VALUE_JSON] = policy.clean_json(value)
         attrs[sc.INSPECT_SCORE_INTERMEDIATE] = intermediate
         attrs[sc.INSPECT_SCORER_NAME] = scorer
         attrs[sc.INSPECT_SCORER_MODEL_GRADED] = model_graded
