@@ -89,6 +89,11 @@ def test_exact_mcnemar_equals_statsmodels_and_binomtest():
     assert r.p_value == pytest.approx(stats.binomtest(9, 11, 0.5).pvalue, rel=1e-12)
     assert r.difference == pytest.approx(7 / 60)
     assert r.ci_low < 0 < r.ci_high  # p > alpha: the interval holds 0
+    # the paired t is reported beside it, as scipy computes it
+    ref_t = stats.ttest_rel(b, a)
+    assert r.paired_t_p_value == pytest.approx(ref_t.pvalue, rel=1e-12)
+    ci = ref_t.confidence_interval(0.95)
+    assert (r.paired_t_ci_low, r.paired_t_ci_high) == pytest.approx((ci.low, ci.high), rel=1e-12)
 
 
 @pytest.mark.parametrize("improved", range(0, 16))

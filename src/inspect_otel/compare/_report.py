@@ -135,6 +135,10 @@ def _notes(c: Comparison) -> list[str]:
             parts.append(r.note)
         if r.test == "exact McNemar":
             parts.append(f"{r.regressed_pairs} regressed and {r.improved_pairs} improved pairs")
+            if r.paired_t_p_value is not None:
+                parts.append(f"paired t p={_p(r.paired_t_p_value)} "
+                             f"[{_num(r.paired_t_ci_low, signed=True)}, "
+                             f"{_num(r.paired_t_ci_high, signed=True)}]")
         if r.bootstrap_ci_low is not None and r.bootstrap_ci_high is not None \
                 and r.ci_low is not None:
             parts.append(f"bootstrap CI [{_num(r.bootstrap_ci_low, signed=True)}, "

@@ -274,10 +274,12 @@ def test_scorer(name: str, baseline: np.ndarray, candidate: np.ndarray, *, alpha
         if binary:
             p, low, high = _exact_mcnemar(discordant["improved_pairs"],
                                           discordant["regressed_pairs"], n, alpha)
+            if n > 1 and not constant:  # t needs variance in the differences
+                t_p, t_low, t_high = _paired_t(baseline, candidate, alpha)
+                discordant.update(paired_t_p_value=t_p, paired_t_ci_low=t_low,
+                                  paired_t_ci_high=t_high)
         else:
-            result = stats.ttest_rel(candidate, baseline)
-            ci = result.confidence_interval(1 - alpha)
-            p, low, high = float(result.pvalue), float(ci.low), float(ci.high)
+            p, low, high = _paired_t(baseline, candidate, alpha)
         boot = _bootstrap(baseline, candidate, alpha, seed, resamples) if n > 1 else (None, None)
     return ScorerResult(
         **common, **means, **discordant, ci_low=low, ci_high=high, p_value=p, p_adjusted=None,
@@ -295,6 +297,14 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
             or np.ptp(b) <= 1e-12 * max(1.0, float(np.max(np.abs(b)))):
         return None  # undefined for constant scores
     return float(stats.pearsonr(a, b).statistic)
+
+
+def _paired_t(baseline: np.ndarray, candidate: np.ndarray,
+              alpha: float) -> tuple[float, float, float]:
+    """Paired t (Miller's paired SE with t(n-1)): p and the (1 - alpha) interval."""
+    result = stats.ttest_rel(candidate, baseline)
+    ci = result.confidence_interval(1 - alpha)
+    return float(result.pvalue), float(ci.low), float(ci.high)
 
 
 def _t_from_se(diff: float, se: float, df: int, alpha: float) -> tuple[float, float, float]:

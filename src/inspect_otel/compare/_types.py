@@ -110,6 +110,10 @@ class ScorerResult:
     bootstrap_ci_high: float | None = None
     regressed_pairs: int | None = None  # binary single-epoch: 1 -> 0 (McNemar's b)
     improved_pairs: int | None = None  # binary single-epoch: 0 -> 1 (McNemar's c)
+    # binary single-epoch: the paired t as well (exact McNemar is the test; t is reported beside)
+    paired_t_p_value: float | None = None
+    paired_t_ci_low: float | None = None
+    paired_t_ci_high: float | None = None
     clusters: int | None = None
     baseline_epochs: int = 0
     candidate_epochs: int = 0
