@@ -24,11 +24,13 @@ $(PHOENIX_STAMP): | $(STAMP)
 	$(BIN)/uv pip install --python $(PHOENIX_VENV)/bin/python -q "arize-phoenix==$(PHOENIX_VERSION)"
 	touch $(PHOENIX_STAMP)
 
+# Bytecode caches on, whatever the caller's environment says (PYTHONDONTWRITEBYTECODE=1 would make
+# every receiver, MLflow and CLI subprocess of the suite compile Inspect and MLflow from source).
 test: $(STAMP) $(PHOENIX_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python bench/run.py $(BENCH_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/inspect-otel demo $(DEMO_ARGS)

@@ -16,6 +16,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "receiver": ("inspect_otel.receiver.cli", "run the OTLP receiver that writes to MLflow"),
     "up": ("inspect_otel.stack", "start MLflow and the receiver locally (no Docker)"),
     "demo": ("inspect_otel.demo", "run a bundled offline eval into the local stack"),
+    "compare": ("inspect_otel.compare.cli",
+                "compare two evals (logs or MLflow runs): paired, epoch-aware significance tests"),
+    "scout-import": ("inspect_otel.scout.cli",
+                     "import traces (OTLP files or MLflow) into an Inspect Scout transcript database"),
 }
 
 

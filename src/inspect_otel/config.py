@@ -60,6 +60,7 @@ class Settings:
     flush_timeout_s: float
     max_attribute_length: int
     redact_patterns: tuple[str, ...]
+    sample_metadata_keys: tuple[str, ...]  # sent even without content capture
     service_name_default: str
     warnings: tuple[str, ...]  # problems found while parsing, reported once by the hook
 
@@ -177,6 +178,12 @@ def _redact_patterns(env: Mapping[str, str], warnings: list[str]) -> tuple[str, 
     return tuple(valid)
 
 
+def _keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of names (blanks and duplicates dropped, order kept)."""
+    names = (part.strip() for part in env.get(name, "").split(","))
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
 def data_dir(env: Mapping[str, str] | None = None) -> Path:
     """Where the receiver's spool and the embedded stack's MLflow live (one place for both).
 
@@ -216,6 +223,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         flush_timeout_s=_float(env, "INSPECT_OTEL_FLUSH_TIMEOUT", DEFAULT_FLUSH_TIMEOUT_S, warnings),
         max_attribute_length=max_len,
         redact_patterns=_redact_patterns(env, warnings),
+        sample_metadata_keys=_keys(env, "INSPECT_OTEL_SAMPLE_METADATA_KEYS"),
         service_name_default=DEFAULT_SERVICE_NAME,
         warnings=tuple(warnings),
     )

@@ -17,6 +17,9 @@ from .config import ContentCapture
 
 REDACTED = "[REDACTED]"
 TRUNCATION_MARKER = "...[truncated {n} chars]"
+# Stands in for list elements dropped from the middle when a JSON value's structure alone is over
+# the limit (e.g. thousands of short messages).
+TRUNCATION_ITEMS_MARKER = "...[truncated {n} items]"
 
 # Credential shapes of the major providers and generic bearer/basic tokens.
 DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
@@ -45,6 +48,8 @@ class ContentPolicy:
     capture: ContentCapture = ContentCapture.NO_CONTENT
     max_length: int = 16384
     extra_patterns: tuple[str, ...] = ()
+    # Sample metadata keys sent even without content capture (INSPECT_OTEL_SAMPLE_METADATA_KEYS).
+    metadata_keys: tuple[str, ...] = ()
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -74,7 +79,8 @@ class ContentPolicy:
         return self.truncate(self.redact(text))
 
     def clean_json(self, value: Any) -> str:
-        return self.clean(to_json(redact_mapping(value, self)))
+        """Redacted JSON within ``max_length`` that always parses (see :func:`truncate_json`)."""
+        return truncate_json(redact_mapping(value, self), self.max_length)
 
 
 _GLOBAL_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
@@ -117,6 +123,114 @@ def _safe_str(value: Any) -> str:
 
 def to_json(value: Any) -> str:
     return json.dumps(value, default=_safe_str, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- JSON-safe truncation ----------------------------------------------------------------------
+# A JSON-valued attribute cut mid-string is no longer JSON, and every consumer (trace viewers,
+# MLflow, the Scout import) then loses the whole value. Long values are cut inside their string
+# leaves instead, the longest first, each cut marked; the value's shape is kept.
+
+_Leaf = tuple[Any, Any, str]  # (container, key or index, string)
+_ITEMS_MARKER = re.compile(re.escape(TRUNCATION_ITEMS_MARKER).replace(r"\{n\}", r"(\d+)"))
+
+
+def _json_len(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False))
+
+
+def _cut(text: str, cap: int) -> str:
+    """``text`` cut to about ``cap`` characters with a marker, or unchanged if that is not shorter."""
+    if len(text) <= cap:
+        return text
+    keep = max(cap - len(TRUNCATION_MARKER.format(n=len(text) - cap)), 0)
+    cut = text[:keep] + TRUNCATION_MARKER.format(n=len(text) - keep)
+    return cut if len(cut) < len(text) else text
+
+
+def _string_leaves(value: Any, leaves: list[_Leaf]) -> None:
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(item, str):
+            leaves.append((value, key, item))
+        elif isinstance(item, (dict, list)):
+            _string_leaves(item, leaves)
+
+
+def _largest_list(value: Any) -> list[Any] | None:
+    best: list[Any] | None = None
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list) and len(node) > 3 and (best is None or len(node) > len(best)):
+            best = node
+        if isinstance(node, (dict, list)):
+            stack.extend(node.values() if isinstance(node, dict) else node)
+    return best
+
+
+def _drop_middle(items: list[Any], excess: int) -> None:
+    """Replace enough middle elements to save about ``excess`` characters by one marker."""
+    average = max(len(to_json(items)) / len(items), 1.0)
+    count = min(len(items) - 2, max(2, int(excess / average) + 2))
+    start = (len(items) - count) // 2
+    dropped = 0
+    for item in items[start:start + count]:  # an earlier round's marker counts what it stood for
+        match = _ITEMS_MARKER.fullmatch(item) if isinstance(item, str) else None
+        dropped += int(match.group(1)) if match else 1
+    items[start:start + count] = [TRUNCATION_ITEMS_MARKER.format(n=dropped)]
+
+
+def truncate_json(value: Any, max_length: int) -> str:
+    """``value`` as JSON of at most ``max_length`` characters that always parses.
+
+    String leaves are cut to the largest common cap that fits (so short strings stay whole and
+    the longest lose the most), each with a visible marker. When that would leave strings under
+    a floor (the structure itself is too big, e.g. thousands of messages), middle elements of the
+    longest list are first replaced by one item marker, keeping the start and the end. ``value``
+    must be plain JSON data (as :func:`redact_mapping` returns it); it is never changed.
+    """
+    text = to_json(value)
+    if len(text) <= max_length:
+        return text
+    data = json.loads(text)  # a private copy with plain types only
+    if not isinstance(data, (dict, list)):
+        data = [data]
+        wrapped = True
+    else:
+        wrapped = False
+    floor = min(256, max_length // 16)  # what each kept string may keep at least, if it can
+    for _ in range(64):  # each round drops list elements: bounded
+        leaves: list[_Leaf] = []
+        _string_leaves(data, leaves)
+        base = len(to_json(data))
+        lengths = [_json_len(s) for _, _, s in leaves]
+
+        def total(cap: int) -> int:
+            return base - sum(n - _json_len(_cut(s, cap))
+                              for (_, _, s), n in zip(leaves, lengths) if len(s) > cap)
+
+        # Prefer dropping whole middle elements to cutting every string down to its marker.
+        longest = _largest_list(data)
+        if total(floor) > max_length and longest is not None:
+            _drop_middle(longest, total(floor) - max_length)
+            continue
+        if total(0) <= max_length:
+            low, high = 0, max((len(s) for _, _, s in leaves), default=0)
+            while low < high:  # the largest cap that fits
+                mid = (low + high + 1) // 2
+                if total(mid) <= max_length:
+                    low = mid
+                else:
+                    high = mid - 1
+            for container, key, string in leaves:
+                container[key] = _cut(string, low)
+            out = to_json(data[0] if wrapped else data)
+            if len(out) <= max_length:
+                return out
+        break
+    # Nothing left to cut that keeps the shape (or a limit below a marker's length).
+    marker = to_json(TRUNCATION_MARKER.format(n=len(text)))
+    return marker if len(marker) <= max_length else "null"
 
 
 # --- Inspect messages -> GenAI semconv message schema -------------------------------------------
@@ -179,18 +293,27 @@ def _tool_call_parts(tool_calls: Iterable[Any] | None) -> list[dict[str, Any]]:
 
 
 def message_to_semconv(message: Any) -> dict[str, Any]:
+    """One Inspect message in the GenAI message schema, plus Inspect's message ``id`` and, on a
+    tool response, the tool ``name`` and ``error`` (extra properties the schema allows), so that
+    a reader can rebuild the Inspect message exactly (``docs/semantic-conventions.md``)."""
     role = message.role
     if role == "tool":
-        response = message.error.message if message.error else message.text
-        parts: list[dict[str, Any]] = [
-            {"type": "tool_call_response", "id": message.tool_call_id, "response": response}
-        ]
-        out: dict[str, Any] = {"role": "tool", "parts": parts}
+        part: dict[str, Any] = {"type": "tool_call_response", "id": message.tool_call_id}
+        if message.function:
+            part["name"] = message.function
+        if message.error:
+            part["response"] = message.text or message.error.message
+            part["error"] = {"type": message.error.type, "message": message.error.message}
+        else:
+            part["response"] = message.text
+        out: dict[str, Any] = {"role": "tool", "parts": [part]}
     else:
         parts = _content_parts(message.content)
         if role == "assistant":
             parts += _tool_call_parts(message.tool_calls)
         out = {"role": role, "parts": parts}
+    if getattr(message, "id", None):
+        out["id"] = message.id
     return out
 
 

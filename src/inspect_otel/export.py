@@ -263,9 +263,12 @@ class TelemetryPipeline:
         )
         return result.decision.is_sampled()
 
-    def emit_spans(self, spans: Sequence[SpanData]) -> None:
-        """Emit spans of one trace; ``spans[0]`` decides sampling for all of them."""
-        if not spans or not self._sampled(spans[0]):
+    def emit_spans(self, spans: Sequence[SpanData], sampled: bool | None = None) -> None:
+        """Emit spans of one trace; ``spans[0]`` decides sampling for all of them unless the
+        caller already did (``sampled``)."""
+        if not spans:
+            return
+        if not (self._sampled(spans[0]) if sampled is None else sampled):
             return
         for span in spans:
             self._processor.on_end(self._readable(span))
@@ -285,14 +288,18 @@ class TelemetryPipeline:
             if owned is not self._processor:
                 owned.force_flush(millis)
 
-    def emit_results(self, results: Sequence[EvaluationResult]) -> None:
+    def emit_results(self, results: Sequence[EvaluationResult], sampled: bool = True) -> None:
+        """Evaluation results as log records. They are sent whether or not their trace was
+        sampled; the record's trace flags say which, so a backend knows when the trace will never
+        arrive."""
         if self._event_logger is None:
             return
+        flags = _SAMPLED if sampled else TraceFlags(TraceFlags.DEFAULT)
         for result in results:
             ctx = trace.set_span_in_context(
                 NonRecordingSpan(
                     SpanContext(result.trace_id, result.span_id, is_remote=False,
-                                trace_flags=_SAMPLED)
+                                trace_flags=flags)
                 )
             )
             self._event_logger.emit(
@@ -324,8 +331,9 @@ class TelemetryPipeline:
         )
 
     def emit_sample(self, telemetry: SampleTelemetry, task_name: str, metrics_on: bool = True) -> None:
-        self.emit_spans(telemetry.spans)
-        self.emit_results(telemetry.results)
+        sampled = bool(telemetry.spans) and self._sampled(telemetry.spans[0])
+        self.emit_spans(telemetry.spans, sampled=sampled)
+        self.emit_results(telemetry.results, sampled=sampled)
         if metrics_on:
             self.record_sample(telemetry, task_name)
 

@@ -219,6 +219,7 @@ def _policy(settings: Settings) -> ContentPolicy:
         capture=settings.content,
         max_length=settings.max_attribute_length,
         extra_patterns=settings.redact_patterns,
+        metadata_keys=settings.sample_metadata_keys,
     )
 
 

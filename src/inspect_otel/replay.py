@@ -147,7 +147,8 @@ def export_logs(paths: Iterable[str | Path], *, dry_run: bool = False,
                 show_progress: bool = False) -> ReplaySummary:
     settings = load_settings()
     policy = ContentPolicy(capture=settings.content, max_length=settings.max_attribute_length,
-                           extra_patterns=settings.redact_patterns)
+                           extra_patterns=settings.redact_patterns,
+                           metadata_keys=settings.sample_metadata_keys)
     files, problems = find_logs(paths)
     summary = ReplaySummary(failed_files=list(problems))
     pipeline = None

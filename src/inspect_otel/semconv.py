@@ -146,6 +146,10 @@ INSPECT_SAMPLE_RETRIES = "inspect.sample.retries"  # attempts that errored and w
 INSPECT_SAMPLE_INPUT = "inspect.sample.input"  # opt-in content: sample input as text
 INSPECT_SAMPLE_TARGET = "inspect.sample.target"  # opt-in content
 INSPECT_SAMPLE_OUTPUT = "inspect.sample.output"  # opt-in content: final completion text
+# opt-in content: the sample's whole final conversation (EvalSample.messages, system messages
+# included) in the GenAI message schema with Inspect's message ids; what a transcript shows.
+INSPECT_SAMPLE_MESSAGES = "inspect.sample.messages"
+INSPECT_SAMPLE_MESSAGE_COUNT = "inspect.sample.message_count"  # len(EvalSample.messages)
 INSPECT_SAMPLE_TOTAL_TOKENS = "inspect.sample.total_tokens"
 INSPECT_SAMPLE_COST = "inspect.sample.cost"
 INSPECT_SAMPLE_MODEL_CALLS = "inspect.sample.model_calls"
@@ -157,6 +161,11 @@ INSPECT_SAMPLE_MODEL_ERRORS = "inspect.sample.model_errors"
 INSPECT_SAMPLE_EVALUATIONS = "inspect.sample.evaluations"
 # Per final score, numeric value for trace viewers: inspect.sample.score.<scorer> = double
 INSPECT_SAMPLE_SCORE_PREFIX = "inspect.sample.score."
+# Scalar sample metadata (e.g. a cluster key for `inspect-otel compare --cluster`):
+# inspect.sample.metadata.<key> = str | int | double | bool. Metadata can hold content, so every
+# key is sent only under content capture, otherwise only the keys named in
+# INSPECT_OTEL_SAMPLE_METADATA_KEYS.
+INSPECT_SAMPLE_METADATA_PREFIX = "inspect.sample.metadata."
 
 # --- inspect.*: inner spans ---------------------------------------------------------------------
 INSPECT_SPAN_ID = "inspect.span.id"  # Inspect's own span id
@@ -201,3 +210,14 @@ INSPECT_LIMIT_VALUE = "inspect.limit.value"
 INSPECT_RETRY_ATTEMPT = "inspect.retry.attempt"
 EXCEPTION_TYPE = "exception.type"
 EXCEPTION_MESSAGE = "exception.message"
+
+# Attributes whose value is JSON text. The hook keeps each one valid JSON within
+# INSPECT_OTEL_MAX_ATTRIBUTE_LENGTH (content.truncate_json); the collector config exempts them from
+# its byte-level truncate_all, which would cut them into invalid JSON.
+JSON_ATTRIBUTES: tuple[str, ...] = (
+    GEN_AI_INPUT_MESSAGES, GEN_AI_OUTPUT_MESSAGES, GEN_AI_SYSTEM_INSTRUCTIONS,
+    GEN_AI_TOOL_DEFINITIONS, GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT,
+    INSPECT_SAMPLE_MESSAGES, INSPECT_TASK_ARGS, INSPECT_TASK_MODEL_ARGS,
+    INSPECT_TASK_PLAN, INSPECT_TASK_RESULTS, INSPECT_TASK_MODEL_USAGE, INSPECT_SCORE_VALUE_JSON,
+    INSPECT_MESSAGE,
+)

@@ -51,6 +51,7 @@ def test_grpc_protocol(tmp_path, monkeypatch):
         assert log.status == "success"
         assert server.sink.wait_for(lambda s: len(_roots(s)) == 2 and s.logs, timeout=30)
         assert {s.attributes["inspect.sample.id"] for s in _roots(server.sink)} == {"s0", "s1"}
+        assert {r.flags & 0x01 for r in server.sink.logs} == {1}  # results of sampled traces
     finally:
         server.stop()
 
@@ -109,6 +110,9 @@ def test_sampler_from_env(tmp_path, monkeypatch):
         log = run_simple(tmp_path, count=2)
         assert server.sink.wait_for(lambda s: len(s.logs) == 2, timeout=30)
         assert server.sink.spans == []  # traces sampled out, evaluation results still sent
+        # ... saying so: their W3C trace flags are not "sampled", so a backend does not wait for
+        # the trace (the receiver expires such results once their task is finalized)
+        assert {r.flags & 0x01 for r in server.sink.logs} == {0}
         assert log.status == "success"
     finally:
         server.stop()

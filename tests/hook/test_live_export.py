@@ -235,7 +235,7 @@ def test_no_content_by_default(private_run):
         "gen_ai.tool.definitions", "gen_ai.tool.call.arguments", "gen_ai.tool.call.result",
         "gen_ai.evaluation.explanation", "inspect.sample.input", "inspect.sample.output",
         "inspect.sample.target", "inspect.sandbox.cmd", "inspect.sandbox.output",
-        "inspect.score.answer",
+        "inspect.score.answer", "inspect.sample.messages",
     }
     for span in private_run.sink.spans:
         assert not content_keys & span.attributes.keys(), span.name

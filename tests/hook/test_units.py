@@ -120,8 +120,9 @@ def test_messages_in_semconv_schema():
     assert others[1]["parts"] == [{"type": "tool_call", "id": "c1", "name": "add",
                                    "arguments": {"x": 1, "y": 2}}]
     assert message_to_semconv(messages[3])["parts"] == [
-        {"type": "tool_call_response", "id": "c1", "response": "3"}
+        {"type": "tool_call_response", "id": "c1", "name": "add", "response": "3"}
     ]
+    assert [m["id"] for m in others] == [m.id for m in messages[1:]]
     json.dumps(others)
 
 
@@ -147,11 +148,33 @@ def test_provider_names(model, provider, request_model):
     "value, number, label",
     [("C", 1.0, "C"), ("I", 0.0, "I"), ("P", 0.5, "P"), ("N", 0.0, "N"), (True, 1.0, "true"),
      (False, 0.0, "false"), (0.25, 0.25, None), (3, 3.0, None), ("yes", 1.0, "yes"),
-     ("A", None, "A"), ([1, 2], None, None)],
+     ("A", None, "A"), ([1, 2], None, None), ("correct", None, "correct"), ("TRUE", 1.0, "TRUE"),
+     ("1e3", 1000.0, "1e3"), ("nan", None, "nan"), (None, None, None), ({"a": 1}, None, None)],
 )
 def test_score_values(value, number, label):
     assert numeric_score(value) == number
     assert score_label(value) == label
+
+
+SCORE_VALUES = ["C", "I", "P", "N", "c", "yes", "No", "TRUE", "false", " yes", "correct",
+                "incorrect", "A", "", "0.25", "-3", "1e3", "nan", "inf", "0x10", True, False, 0,
+                1, 0.5, -2.5, None, [1, 2], {"a": 1}]
+
+
+@pytest.mark.parametrize("value", SCORE_VALUES, ids=repr)
+def test_numeric_score_is_inspect_value_to_float(value, caplog):
+    """numeric_score is value_to_float where Inspect can read the value, None exactly where
+    value_to_float gives up (it then logs a warning and answers 0.0)."""
+    from inspect_ai.scorer import value_to_float
+
+    caplog.set_level("WARNING", logger="inspect_ai.scorer._metric")
+    inspect_number = value_to_float()(value)
+    gave_up = any("Unable to convert" in r.getMessage() for r in caplog.records)
+    number = numeric_score(value)
+    if gave_up:
+        assert number is None and inspect_number == 0.0
+    else:
+        assert number == inspect_number
 
 
 def test_usage_input_includes_cache():
@@ -191,3 +214,28 @@ def test_ids_are_stable_across_versions():
     """Ids are a contract: a log replayed by a later version must collapse onto the live export."""
     assert ids.sample_trace_id("abc") == 155512172285075768122202620588632053271
     assert ids.span_id(ids.sample_trace_id("abc"), "span/x") == 17671025199819311282
+
+
+def test_sample_metadata_only_on_opt_in():
+    """Sample metadata can hold content: none by default, the named keys when opted in, every
+    scalar key under content capture; secrets redacted, non-scalars never sent."""
+    from inspect_otel import semconv as sc
+    from inspect_otel.mapping._sample import _add_metadata
+
+    metadata = {"topic": "geo", "level": 3, "weight": 0.5, "hard": True, "nested": {"a": 1},
+                "api_key": "abc", "note": "token sk-abcdefghijklmnopqrstuvwxyz", "big": 2**70}
+    p = sc.INSPECT_SAMPLE_METADATA_PREFIX
+
+    def emitted(policy: ContentPolicy) -> dict:
+        attrs: dict = {}
+        _add_metadata(attrs, metadata, policy)
+        return attrs
+
+    assert emitted(ContentPolicy()) == {}
+    assert emitted(ContentPolicy(metadata_keys=("topic", "nested", "missing"))) == {
+        p + "topic": "geo"}
+    everything = emitted(ContentPolicy(capture=ContentCapture.SPAN_AND_EVENT))
+    assert everything == {p + "topic": "geo", p + "level": 3, p + "weight": 0.5, p + "hard": True,
+                          p + "api_key": "[REDACTED]", p + "note": "token [REDACTED]"}
+    settings = load_settings({"INSPECT_OTEL_SAMPLE_METADATA_KEYS": " topic, level,,topic "})
+    assert settings.sample_metadata_keys == ("topic", "level")

@@ -230,8 +230,9 @@ class SynthEval:
         return span
 
     def _log(self, tid: int, sid: int, ts: int, attrs: dict[str, Any]) -> None:
+        # flags 0x01: the W3C "sampled" trace flag, as the hook sets it for a trace it exports
         rec = logs_pb2.LogRecord(time_unix_nano=ts, trace_id=_b(tid, 16), span_id=_b(sid, 8),
-                                 event_name=sc.EVENT_EVALUATION_RESULT)
+                                 event_name=sc.EVENT_EVALUATION_RESULT, flags=0x01)
         rec.attributes.extend(kv(k, v) for k, v in attrs.items())
         self.items.append(Item("log", rec))
 

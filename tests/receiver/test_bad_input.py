@@ -160,3 +160,118 @@ def test_health_is_json(rp):
     h = requests.get(f"{rp.url}/health").json()
     assert h["mlflow"]["reachable"] is True
     assert {"pending_spans", "pending_bytes", "max_bytes"} <= set(h["spool"])
+
+
+def test_json_of_the_wrong_shape_is_400_not_503(rp):
+    """Defect 1: wrong element types and deep nesting raised inside decoding and came back as a
+    retryable 503 with the exception text; a standard exporter retried them forever."""
+    js = {"Content-Type": "application/json", **AUTH}
+    deep = b'{"resourceSpans":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    for body in (b'{"resourceSpans":["a"]}', b'{"resourceSpans":[{"scopeSpans":[1]}]}', deep,
+                 b'{"resourceSpans":[],"resourceSpans":[]}'):
+        r = requests.post(f"{rp.url}/v1/traces", data=body, headers=js)
+        code, msg = status(r)
+        assert code == 400 and "Retry-After" not in r.headers, (code, msg)
+        assert "Error" not in msg and len(msg) <= 300, msg
+
+
+def test_application_protobuf_content_type(rp):
+    """application/protobuf (the IANA name of the binary encoding) is accepted like
+    application/x-protobuf (the OTLP spec's name) and answered in the same media type."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    r = requests.post(f"{rp.url}/v1/traces", data=good_body(),
+                      headers={"Content-Type": "application/protobuf", **AUTH})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/protobuf")
+    assert ExportTraceServiceResponse.FromString(r.content).partial_success.rejected_spans == 0
+    r = requests.post(f"{rp.url}/v1/traces", data=b"\xff\xff garbage",
+                      headers={"Content-Type": "application/protobuf", **AUTH})
+    code, msg = status(r)
+    assert code == 400 and r.headers["content-type"].startswith("application/protobuf")
+
+
+def test_grpc_malformed_message_is_invalid_argument(rp):
+    import grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{rp.grpc_port}")
+    md = (("authorization", f"Bearer {TOKEN}"),)
+    try:
+        for service in ("trace.v1.TraceService", "logs.v1.LogsService", "metrics.v1.MetricsService"):
+            export = channel.unary_unary(f"/opentelemetry.proto.collector.{service}/Export")
+            try:
+                export(b"\xff\xff\xff\x0f garbage", metadata=md, timeout=10)
+                raise AssertionError("a malformed gRPC message was accepted")
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (service, e.code())
+                assert "malformed protobuf" in e.details()
+            try:
+                export(b"\xff", metadata=(("authorization", "Bearer wrong"),), timeout=10)
+                raise AssertionError("an unauthenticated gRPC message was accepted")
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.UNAUTHENTICATED
+        ok = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        assert ok(good_body(), metadata=md, timeout=10) == b""  # an empty response: all accepted
+    finally:
+        channel.close()
+
+
+def test_client_disconnect_is_not_an_error(rp):
+    """A client that goes away mid-body gets no answer and leaves an INFO line, not an ERROR
+    with a traceback; the server keeps serving."""
+    import socket
+    import time
+
+    before = rp.log()
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", rp.port), timeout=5) as sock:
+            sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/x-protobuf\r\nAuthorization: Bearer " + TOKEN.encode()
+                         + b"\r\nContent-Length: 100000\r\n\r\n" + b"\x0a" * 100)
+            time.sleep(0.2)
+    ok = requests.post(f"{rp.url}/v1/traces", data=good_body(),
+                       headers={"Content-Type": "application/x-protobuf", **AUTH})
+    assert ok.status_code == 200
+    from tests.support.wait import wait_for
+    new = wait_for(lambda: (t := rp.log()[len(before):]).count("disconnected") >= 3 and t, 10,
+                   what="disconnects logged")
+    assert "Traceback" not in new and " ERROR " not in new, new
+
+
+def test_nul_characters_land_on_postgresql(pg_mlflow_server, receiver_factory):
+    """NUL characters are valid in OTLP strings but PostgreSQL text refuses them: as params,
+    trace tags or root inputs they made MLflow (on PostgreSQL) refuse the task's params batch and
+    the sample's trace. The receiver drops NUL from everything it hands to MLflow."""
+    import json as _json
+
+    from mlflow import MlflowClient
+
+    from inspect_otel import semconv as sc
+    from inspect_otel.receiver import _mapping as mp
+    from tests.receiver.hostile import sample_root, task_span, with_attrs
+    from tests.receiver.mlflow_view import runs
+    from tests.receiver.synth import trace_request
+
+    ev = SynthEval(run_id="pg-nul", samples=1).build()
+    task, root = task_span(ev), sample_root(ev)
+    changed = {
+        task.span_id: with_attrs(task, {sc.INSPECT_TASK_ARGS: _json.dumps(
+            {"level": 2, "note": "a\x00b"}), sc.INSPECT_TASK_SOLVER: "gen\x00erate"},
+            new_id=False),
+        root.span_id: with_attrs(root, {sc.INSPECT_MODEL: "mockllm/model\x00",
+                                        sc.INSPECT_SAMPLE_ID: "1\x00"}, new_id=False),
+    }
+    spans = [changed.get(s.span_id, s) for s in ev.spans()]
+    rp = receiver_factory(pg_mlflow_server.url, "pg-nul")
+    assert rp.post("traces", trace_request(spans).SerializeToString()).status_code == 200
+    h = rp.wait_idle(120)
+    assert h["writer"]["dropped"] == 0, h["mlflow"]["last_error"]
+    client = MlflowClient(pg_mlflow_server.url)
+    exp = client.get_experiment_by_name("pg-nul")
+    (task_run,) = runs(client, exp.experiment_id, ev.run_id, mp.ROLE_TASK)
+    assert task_run.info.status == "FINISHED"
+    assert task_run.data.params["task_args.note"] == "ab"
+    assert task_run.data.params["solver"] == "generate"
+    (trace,) = client.search_traces(locations=[exp.experiment_id], run_id=task_run.info.run_id)
+    assert trace.info.tags[sc.INSPECT_SAMPLE_ID] == "1"
+    assert json.loads(trace.info.request_preview)["model"] == "mockllm/model"

@@ -199,3 +199,29 @@ def test_assessment_ids_are_a_function_of_the_result_key():
     assert a == mp.assessment_id("ab" * 16, "match", "cd" * 8) and a.startswith("a-")
     assert len(a) <= 50  # MLflow's column
     assert a != mp.assessment_id("ab" * 16, "match", "") != mp.assessment_id("ab" * 16, "judge", "")
+
+
+def test_sample_metadata_columns():
+    attrs = {sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE, sc.INSPECT_RUN_ID: "r",
+             sc.INSPECT_EVAL_ID: "e", sc.INSPECT_SAMPLE_METADATA_PREFIX + "topic": "geo",
+             sc.INSPECT_SAMPLE_METADATA_PREFIX + "level": 3}
+    s = mp.sample_summary("ab" * 16, 1, 2, attrs)
+    assert s.values["metadata/topic"] == "geo" and s.values["metadata/level"] == 3
+    assert not any(k.startswith("sample/metadata") for k in mp.sample_step_metrics(s.values))
+
+
+def test_tables_keep_exact_values():
+    """The artifact tables hold what the spans said: every float digit, ints as ints, ids as
+    text (pandas' writer keeps 10 significant digits and makes a gappy int column float)."""
+    import io
+
+    import pandas as pd
+
+    data = {"sample_id": ["1", "2", "3"], "value": [1 / 3, 0.1 + 0.2, float("nan")],
+            "tokens": [7, None, 9]}
+    text = json.dumps(mp.split_table(data), allow_nan=False)
+    parsed = json.loads(text)
+    assert parsed["columns"] == ["sample_id", "value", "tokens"]
+    assert parsed["data"] == [["1", 1 / 3, 7], ["2", 0.1 + 0.2, None], ["3", None, 9]]
+    frame = pd.read_json(io.StringIO(text), orient="split")  # what mlflow.load_table does
+    assert frame["value"][0] == pytest.approx(1 / 3) and len(frame) == 3

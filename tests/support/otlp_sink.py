@@ -64,6 +64,7 @@ class LogRecord:
     time_ns: int
     event_name: str
     attributes: dict[str, Any]
+    flags: int = 0  # W3C trace flags in the low byte (0x01: the trace was sampled)
 
 
 @dataclass
@@ -100,7 +101,7 @@ class Sink:
                         self.logs.append(LogRecord(
                             trace_id=r.trace_id.hex(), span_id=r.span_id.hex(),
                             time_ns=r.time_unix_nano, event_name=r.event_name,
-                            attributes=attrs(r.attributes),
+                            attributes=attrs(r.attributes), flags=r.flags,
                         ))
 
     def add_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import semconv as sc
-from ..content import ContentPolicy, to_json
+from ..content import ContentPolicy
 from ._common import error_type
 
 SpanEventMapper = Callable[[Any, ContentPolicy], dict[str, Any]]
@@ -45,7 +45,7 @@ def _error(event: Any, policy: ContentPolicy) -> dict[str, Any]:
 def _info(event: Any, policy: ContentPolicy) -> dict[str, Any]:
     attrs: dict[str, Any] = {"inspect.info.source": event.source or ""}
     if policy.on_spans:
-        attrs[sc.INSPECT_MESSAGE] = policy.clean(to_json(event.data))
+        attrs[sc.INSPECT_MESSAGE] = policy.clean_json(event.data)
     return attrs
 
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from .. import semconv as sc
 from ..content import ContentPolicy, finish_reason, output_messages, split_system, tool_definitions
-from ..content import to_json
 from ._common import error_type, generate_config_attributes, split_model, to_ns, usage_attributes
 from ._types import Kind, ModelCallMeasure, SpanData
 
@@ -61,7 +60,7 @@ def model_span(
         if output is not None and output.choices:
             attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.clean_json(output_messages(output))
         if event.tools:
-            attrs[sc.GEN_AI_TOOL_DEFINITIONS] = policy.clean(to_json(tool_definitions(event.tools)))
+            attrs[sc.GEN_AI_TOOL_DEFINITIONS] = policy.clean_json(tool_definitions(event.tools))
 
     start = to_ns(event.timestamp) or 0
     end = to_ns(event.completed)

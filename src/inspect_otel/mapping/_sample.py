@@ -6,13 +6,22 @@ maps to the same spans whichever path sent it.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import ids
 from .. import semconv as sc
-from ..content import ContentPolicy, output_messages, split_system, text_of, to_json
+from ..content import (
+    ContentPolicy,
+    message_to_semconv,
+    output_messages,
+    redact_mapping,
+    split_system,
+    text_of,
+    to_json,
+)
 from ._common import error_type, model_attributes, to_ns, usage_attributes
 from ._events import SPAN_EVENTS
 from ._model import model_span
@@ -116,10 +125,11 @@ def _tool_attributes(event: Any, policy: ContentPolicy) -> tuple[dict[str, Any],
         attrs[sc.INSPECT_TOOL_ERROR_MESSAGE] = error
     if policy.on_spans:
         attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = policy.clean_json(event.arguments)
-        result = event.result if isinstance(event.result, str) else to_json(
-            _jsonable(event.result)
+        # A string result is plain text; anything else (content lists, numbers) is JSON.
+        attrs[sc.GEN_AI_TOOL_CALL_RESULT] = (
+            policy.clean(event.result) if isinstance(event.result, str)
+            else policy.clean_json(_jsonable(event.result))
         )
-        attrs[sc.GEN_AI_TOOL_CALL_RESULT] = policy.clean(result)
     return attrs, error
 
 
@@ -302,6 +312,7 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
         sc.INSPECT_SAMPLE_TOOL_ERRORS: sum(1 for t in tool_calls if sc.ERROR_TYPE in t),
         sc.INSPECT_SAMPLE_MODEL_ERRORS: sum(1 for m in model_spans if sc.ERROR_TYPE in m.attributes),
         sc.INSPECT_SAMPLE_EVALUATIONS: len(final_results),
+        sc.INSPECT_SAMPLE_MESSAGE_COUNT: len(sample.messages or []),
     })
     if index is not None:
         root.attributes[sc.INSPECT_SAMPLE_INDEX] = index
@@ -328,6 +339,7 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
             sc.EXCEPTION_TYPE: error_type(retry.message, "sample_error"),
             sc.EXCEPTION_MESSAGE: policy.clean(retry.message),
         }))
+    _add_metadata(root.attributes, getattr(sample, "metadata", None) or {}, policy)
     if policy.on_spans:
         _add_sample_content(root.attributes, sample, policy)
 
@@ -361,6 +373,23 @@ def _add_usage(attrs: dict[str, Any], model_usage: dict[str, Any]) -> None:
         attrs[sc.INSPECT_SAMPLE_COST] = cost
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
+def _add_metadata(attrs: dict[str, Any], metadata: dict[str, Any], policy: ContentPolicy) -> None:
+    """Scalar sample metadata (a cluster key, a category): every key under content capture on
+    spans, otherwise only the keys the user opted in. Secret-looking keys and values redacted."""
+    for key, value in redact_mapping(metadata, policy).items():
+        if not policy.on_spans and key not in policy.metadata_keys:
+            continue
+        if isinstance(value, str):
+            attrs[sc.INSPECT_SAMPLE_METADATA_PREFIX + key] = policy.truncate(value)
+        elif isinstance(value, bool) or (isinstance(value, int) and value in _INT64):
+            attrs[sc.INSPECT_SAMPLE_METADATA_PREFIX + key] = value
+        elif isinstance(value, float) and math.isfinite(value):
+            attrs[sc.INSPECT_SAMPLE_METADATA_PREFIX + key] = value
+
+
 def _add_sample_content(attrs: dict[str, Any], sample: Any, policy: ContentPolicy) -> None:
     attrs[sc.INSPECT_SAMPLE_INPUT] = policy.clean(text_of(sample.input))
     attrs[sc.INSPECT_SAMPLE_TARGET] = policy.clean(text_of(sample.target))
@@ -373,4 +402,8 @@ def _add_sample_content(attrs: dict[str, Any], sample: Any, policy: ContentPolic
     if output is not None and output.choices:
         attrs[sc.INSPECT_SAMPLE_OUTPUT] = policy.clean(output.completion)
         attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.clean_json(output_messages(output))
+    if sample.messages:
+        attrs[sc.INSPECT_SAMPLE_MESSAGES] = policy.clean_json(
+            [message_to_semconv(m) for m in sample.messages]
+        )
 

@@ -5,34 +5,37 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .. import semconv as sc
-from ..content import ContentPolicy, to_json
+from inspect_ai._util.text import is_finite_number
+from inspect_ai.scorer import CORRECT, INCORRECT, NOANSWER, PARTIAL, value_to_float
 
-# Inspect's conventional string values (inspect_ai.scorer CORRECT, INCORRECT, PARTIAL, NOANSWER).
-_STRING_SCORES: Mapping[str, float] = {"C": 1.0, "I": 0.0, "P": 0.5, "N": 0.0}
-_TRUTHY = {"yes", "true", "correct"}
-_FALSY = {"no", "false", "incorrect"}
+from .. import semconv as sc
+from ..content import ContentPolicy
+
+# Inspect's own reading of a score value as a number (C=1, I=0, P=0.5, N=0, yes/true=1, no/false=0,
+# numbers and numeric strings as they are). Shared by the hook and `inspect-otel compare`, so a log
+# and the telemetry made from it give the same numbers.
+_TO_FLOAT = value_to_float()
+_SENTINELS = (CORRECT, INCORRECT, PARTIAL, NOANSWER)
+_BOOLEAN_WORDS = ("yes", "true", "no", "false")
 
 
 def numeric_score(value: Any) -> float | None:
-    """Inspect's value_to_float semantics; None when the value has no numeric reading."""
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        if value in _STRING_SCORES:
-            return _STRING_SCORES[value]
-        lowered = value.strip().lower()
-        if lowered in _TRUTHY:
-            return 1.0
-        if lowered in _FALSY:
-            return 0.0
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    """``value_to_float`` of a score value; None when Inspect has no numeric reading of it.
+
+    ``value_to_float`` answers 0.0 (with a logged warning) for what it cannot read: None, lists,
+    dicts and other strings ("correct", "A", ...). Those are not zeros, so they get no number here
+    (the label and the JSON value still carry them). Only that acceptance test is ours; the
+    conversion itself is Inspect's.
+    """
+    if value is None or isinstance(value, (list, dict, Mapping)):
+        return None
+    if isinstance(value, str) and not (
+        value in _SENTINELS or value.lower() in _BOOLEAN_WORDS or is_finite_number(value)
+    ):
+        return None
+    if not isinstance(value, (str, int, float, bool)):
+        return None
+    return _TO_FLOAT(value)
 
 
 def score_label(value: Any) -> str | None:
@@ -69,7 +72,7 @@ def evaluation_attributes(
         label = score_label(value)
         if label is not None:
             attrs[sc.GEN_AI_EVALUATION_SCORE_LABEL] = policy.clean(label)
-        attrs[sc.INSPECT_SCORE_VALUE_JSON] = policy.clean(to_json(value))
+        attrs[sc.INSPECT_SCORE_VALUE_JSON] = policy.clean_json(value)
         attrs[sc.INSPECT_SCORE_INTERMEDIATE] = intermediate
         attrs[sc.INSPECT_SCORER_NAME] = scorer
         attrs[sc.INSPECT_SCORER_MODEL_GRADED] = model_graded

@@ -17,8 +17,13 @@ from typing import Any
 
 from inspect_otel import semconv as sc
 
+from ._decode import json_depth_exceeds
+
 # Tags the receiver itself writes on MLflow runs (not span attributes).
 TAG_ROLE = "inspect.otel.role"  # "run" (parent) or "task" (nested child)
+# Comma-separated task attributes whose JSON could not be used as structure (nested deeper than
+# MAX_ATTRIBUTE_JSON_DEPTH, or not JSON): their params hold the raw text, truncated.
+TAG_UNPARSED = "inspect.otel.unparsed"
 ROLE_RUN = "run"
 ROLE_TASK = "task"
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"
@@ -55,21 +60,34 @@ MODEL_USAGE_TABLE = f"{TABLE_DIR}/model_usage.json"
 # The only instrumentation scope the hook emits under.
 INSPECT_SCOPE = sc.INSTRUMENTATION_NAME
 
+# Limits on what a sender controls (see docs/receiver.md, "Bad input").
+MAX_VALUE_DEPTH = 16  # nested kvlist/array levels in one attribute value
+MAX_ATTRIBUTE_JSON_DEPTH = 32  # nesting of JSON carried in string attributes (task args, usage)
+MAX_ID_CHARS = 256  # inspect.run_id / inspect.eval_id
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+class ValueTooDeep(ValueError):
+    """An attribute value nests kvlists/arrays deeper than ``MAX_VALUE_DEPTH``."""
+
 
 # --- OTLP AnyValue -> python -----------------------------------------------------------------------
-def any_value(v: Any) -> Any:
+def any_value(v: Any, depth: int = 0) -> Any:
     """Decode an OTLP ``AnyValue`` protobuf message into a python value."""
     kind = v.WhichOneof("value")
     if kind is None:
         return None
-    if kind == "array_value":
-        return [any_value(x) for x in v.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
+    if kind in ("array_value", "kvlist_value"):
+        if depth >= MAX_VALUE_DEPTH:
+            raise ValueTooDeep(f"attribute values nested deeper than {MAX_VALUE_DEPTH} levels")
+        if kind == "array_value":
+            return [any_value(x, depth + 1) for x in v.array_value.values]
+        return {kv.key: any_value(kv.value, depth + 1) for kv in v.kvlist_value.values}
     return getattr(v, kind)
 
 
 def attributes(kvs: Iterable[Any]) -> dict[str, Any]:
+    """Attributes as a dict; raises ValueTooDeep (a ValueError) for over-nested values."""
     return {kv.key: any_value(kv.value) for kv in kvs}
 
 
@@ -95,17 +113,34 @@ def _num(v: Any) -> float | None:
 
 
 def _int(v: Any) -> int | None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v  # exact: going through float would round large ids and ordinals
     f = _num(v)
     return int(f) if f is not None else None
 
 
+class _Unparsed:
+    """What ``_json`` returns for text that is not usable JSON structure."""
+
+
+UNPARSED = _Unparsed()
+
+
 def _json(v: Any) -> Any:
+    """A JSON-carrying attribute as python data; ``UNPARSED`` when the text is not JSON or nests
+    deeper than ``MAX_ATTRIBUTE_JSON_DEPTH`` (checked before parsing, so no input recurses)."""
     if isinstance(v, str):
+        if json_depth_exceeds(v, MAX_ATTRIBUTE_JSON_DEPTH):
+            return UNPARSED
         try:
             return json.loads(v)
-        except ValueError:
-            return None
+        except (ValueError, RecursionError):
+            return UNPARSED
     return v
+
+
+def _jsonable(o: Any) -> Any:
+    return o.hex() if isinstance(o, (bytes, bytearray)) else str(o)
 
 
 def _text(v: Any) -> str:
@@ -117,8 +152,10 @@ def _text(v: Any) -> str:
         return ",".join(_text(x) for x in v)
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (dict,)):
-        return json.dumps(v, sort_keys=True, separators=(",", ":"))
+    if isinstance(v, dict):
+        return json.dumps(v, sort_keys=True, separators=(",", ":"), default=_jsonable)
+    if isinstance(v, (bytes, bytearray)):
+        return v.hex()
     return str(v)
 
 
@@ -128,12 +165,23 @@ def truncate(s: str, limit: int) -> str:
     return s[: limit - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
 
 
+def mlflow_text(s: str, limit: int) -> str:
+    """A param/tag value MLflow stores on any backend: NUL dropped (PostgreSQL text refuses it),
+    truncated to ``limit``."""
+    return truncate(s.replace("\x00", ""), limit)
+
+
 _METRIC_KEY_BAD = re.compile(r"[^A-Za-z0-9_\-. /:]")
 
 
 def metric_key(key: str) -> str:
-    """MLflow accepts letters, digits, ``_ - . space / :`` in metric and param names."""
-    return _METRIC_KEY_BAD.sub("_", key)[:250]
+    """A metric or param name MLflow accepts: letters, digits, ``_ - . space / :``, and a
+    normalised path (no empty, ``.`` or ``..`` segment, no leading or trailing ``/``), else MLflow
+    refuses the whole batch it travels in."""
+    key = _METRIC_KEY_BAD.sub("_", key)[:250]
+    if "/" in key or key in ("", ".", ".."):  # normalising never makes the key longer
+        key = "/".join("_" if p in (".", "..") else p for p in key.split("/") if p) or "_"
+    return key
 
 
 # --- secrets: never let them become params ----------------------------------------------------------
@@ -179,6 +227,12 @@ TASK_PARAM_OBJECTS: tuple[tuple[str, str], ...] = (
     (sc.INSPECT_TASK_ARGS, "task_args."),
     (sc.INSPECT_TASK_MODEL_ARGS, "model_args."),
 )
+# JSON task attributes mapped to metrics and tables: when their text cannot be used as structure,
+# it is kept as this param instead (truncated; see TAG_UNPARSED).
+TASK_UNPARSED_PARAMS: tuple[tuple[str, str], ...] = (
+    (sc.INSPECT_TASK_RESULTS, "results"),
+    (sc.INSPECT_TASK_MODEL_USAGE, "model_usage"),
+)
 
 # Generate config: GenAI request attributes -> generate_config.<Inspect name>.
 GENERATE_CONFIG_PARAMS: tuple[tuple[str, str], ...] = (
@@ -205,7 +259,7 @@ def task_params(attrs: Mapping[str, Any]) -> dict[str, str]:
         text = _text(value)
         if looks_secret(key, text):
             return
-        out[metric_key(key)] = truncate(text, PARAM_VALUE_MAX)
+        out[metric_key(key)] = mlflow_text(text, PARAM_VALUE_MAX)
 
     for attr, name in TASK_PARAMS:
         put(name, attrs.get(attr))
@@ -214,6 +268,11 @@ def task_params(attrs: Mapping[str, Any]) -> dict[str, str]:
         if isinstance(obj, dict):
             for k in sorted(obj):
                 put(prefix + str(k), obj[k])
+        elif obj is UNPARSED:
+            put(prefix.rstrip("."), attrs.get(attr))  # the raw text, truncated (see TAG_UNPARSED)
+    for attr, name in TASK_UNPARSED_PARAMS:
+        if attrs.get(attr) not in (None, "") and _json(attrs.get(attr)) is UNPARSED:
+            put(name, attrs.get(attr))
     for attr, name in GENERATE_CONFIG_PARAMS:
         put(GENERATE_CONFIG_PARAM_PREFIX + name, attrs.get(attr))
     for attr in sorted(attrs):
@@ -241,6 +300,16 @@ MODEL_USAGE_FIELDS: tuple[tuple[str, str], ...] = (
     ("reasoning_tokens", "reasoning_tokens"),
     ("total_cost", "cost"),
 )
+
+
+# JSON-carrying task attributes; the ones that fail to parse are named in TAG_UNPARSED.
+TASK_JSON_ATTRIBUTES = tuple(a for a, _ in TASK_PARAM_OBJECTS + TASK_UNPARSED_PARAMS)
+
+
+def unparsed_attributes(attrs: Mapping[str, Any]) -> list[str]:
+    """JSON-carrying task attributes whose text could not be used as structure."""
+    return [a for a in TASK_JSON_ATTRIBUTES if attrs.get(a) not in (None, "")
+            and _json(attrs.get(a)) is UNPARSED]
 
 
 def task_results(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -285,6 +354,61 @@ def task_metrics(attrs: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+# --- values the spool keys, orders or stores as integers: checked before anything is stored -------
+# Ids the spool keys runs and tasks on (and the writer searches MLflow runs by, inside a quoted
+# filter string: a quote or backslash there would make MLflow refuse every search for it).
+ID_ATTRIBUTES = (sc.INSPECT_RUN_ID, sc.INSPECT_EVAL_ID)
+_ID_BAD_CHARS = re.compile(r"['\\\x00-\x1f\x7f]")
+# Integers the spool stores in INTEGER columns and MLflow uses as steps.
+INTEGER_ATTRIBUTES = (sc.INSPECT_SAMPLE_ORDINAL, sc.INSPECT_SAMPLE_EPOCH, sc.INSPECT_SAMPLE_INDEX)
+
+
+def _integer_problem(v: Any) -> str | None:
+    if isinstance(v, bool):
+        return "must be an integer, not a boolean"
+    if isinstance(v, int):
+        n = v
+    elif isinstance(v, float):
+        if not (math.isfinite(v) and v.is_integer()):
+            return "must be an integer"
+        n = int(v)
+    elif isinstance(v, str):
+        try:
+            n = int(v.strip())
+        except ValueError:
+            return "must be an integer"
+    else:
+        return "must be an integer"
+    if not INT64_MIN <= n <= INT64_MAX:
+        return "is out of the 64-bit integer range"
+    return None
+
+
+def value_problem(attrs: Mapping[str, Any], times_ns: Iterable[int] = ()) -> str | None:
+    """Why a span or log record cannot be stored as sent (None when it can): a timestamp past
+    int64 nanoseconds, an Inspect id of the wrong type or too long, an ordinal/epoch/index that is
+    not a 64-bit integer. The message names the attribute, never the value."""
+    if any(not 0 <= t <= INT64_MAX for t in times_ns):
+        return "timestamps beyond the 64-bit nanosecond range"
+    for attr in ID_ATTRIBUTES:
+        v = attrs.get(attr)
+        if v is None or v == "":
+            continue
+        if not isinstance(v, str):
+            return f"{attr} must be a string"
+        if len(v) > MAX_ID_CHARS:
+            return f"{attr} is longer than {MAX_ID_CHARS} characters"
+        if _ID_BAD_CHARS.search(v):
+            return f"{attr} contains a quote, a backslash or a control character"
+    for attr in INTEGER_ATTRIBUTES:
+        v = attrs.get(attr)
+        if v is not None:
+            why = _integer_problem(v)
+            if why:
+                return f"{attr} {why}"
+    return None
+
+
 # --- identity and tags ------------------------------------------------------------------------------
 def identity(attrs: Mapping[str, Any]) -> dict[str, str]:
     """The Inspect ids present on a span or result (only non-empty ones)."""
@@ -296,15 +420,16 @@ def identity(attrs: Mapping[str, Any]) -> dict[str, str]:
 def parent_run_tags(run_id: str, attrs: Mapping[str, Any]) -> dict[str, str]:
     tags = {sc.INSPECT_RUN_ID: run_id, TAG_ROLE: ROLE_RUN, TAG_SOURCE_NAME: "inspect_ai"}
     if attrs.get(sc.INSPECT_EVAL_SET_ID):
-        tags[sc.INSPECT_EVAL_SET_ID] = _text(attrs[sc.INSPECT_EVAL_SET_ID])
+        tags[sc.INSPECT_EVAL_SET_ID] = mlflow_text(_text(attrs[sc.INSPECT_EVAL_SET_ID]),
+                                                   TAG_VALUE_MAX)
     return tags
 
 
 def parent_run_name(run_id: str, attrs: Mapping[str, Any]) -> str:
     names = attrs.get(sc.INSPECT_RUN_TASK_NAMES)
     if isinstance(names, (list, tuple)) and names:
-        return truncate(f"inspect {', '.join(map(str, names))}", 250)
-    return f"inspect {run_id}"
+        return mlflow_text(f"inspect {', '.join(map(_text, names))}", 250)
+    return mlflow_text(f"inspect {run_id}", 250)
 
 
 def task_run_tags(eval_id: str, parent_mlflow_id: str, attrs: Mapping[str, Any]) -> dict[str, str]:
@@ -316,14 +441,17 @@ def task_run_tags(eval_id: str, parent_mlflow_id: str, attrs: Mapping[str, Any])
     }
     for k, v in identity(attrs).items():
         if k != sc.INSPECT_EVAL_ID:
-            tags[k] = truncate(v, TAG_VALUE_MAX)
+            tags[k] = mlflow_text(v, TAG_VALUE_MAX)
+    unparsed = unparsed_attributes(attrs)
+    if unparsed:
+        tags[TAG_UNPARSED] = ",".join(unparsed)
     return tags
 
 
 def task_run_name(attrs: Mapping[str, Any]) -> str:
     task = _text(attrs.get(sc.INSPECT_TASK_NAME)) or "task"
     model = _text(attrs.get(sc.INSPECT_MODEL))
-    return truncate(f"{task} ({model})" if model else task, 250)
+    return mlflow_text(f"{task} ({model})" if model else task, 250)
 
 
 # Inspect status -> MLflow run status.
@@ -389,6 +517,8 @@ SAMPLE_STEP_METRICS: tuple[tuple[str, str], ...] = (
     ("cost", "sample/cost"),
 )
 SCORE_COLUMN_PREFIX = "score/"
+# Scalar sample metadata the hook sent (inspect.sample.metadata.<key>) -> column metadata/<key>.
+METADATA_COLUMN_PREFIX = "metadata/"
 
 
 def sample_summary(trace_id: str, start_ns: int, end_ns: int,
@@ -407,6 +537,8 @@ def sample_summary(trace_id: str, start_ns: int, end_ns: int,
     for attr, v in sorted(attrs.items()):
         if attr.startswith(sc.INSPECT_SAMPLE_SCORE_PREFIX) and _num(v) is not None:
             values[SCORE_COLUMN_PREFIX + attr[len(sc.INSPECT_SAMPLE_SCORE_PREFIX):]] = _num(v)
+        elif attr.startswith(sc.INSPECT_SAMPLE_METADATA_PREFIX) and v is not None:
+            values[METADATA_COLUMN_PREFIX + attr[len(sc.INSPECT_SAMPLE_METADATA_PREFIX):]] = v
     epoch = _int(attrs.get(sc.INSPECT_SAMPLE_EPOCH)) or 1
     ordinal = _int(attrs.get(sc.INSPECT_SAMPLE_ORDINAL))
     if ordinal is None:
@@ -451,9 +583,14 @@ SAMPLE_COUNTS: tuple[tuple[str, str], ...] = (
     (sc.INSPECT_SAMPLE_TOOL_CALLS, "tool_calls"),
     (sc.INSPECT_SAMPLE_TOOL_ERRORS, "tool_errors"),
 )
-# Free-text columns, shortened (each to the same length) until the summary fits one trace tag;
-# the full text stays on the trace itself.
+# Free-text columns, shortened (each to the same length) with text metadata until the summary
+# fits one trace tag; the full text stays on the trace itself.
 SAMPLE_TEXT_COLUMNS = ("input", "target", "output", "error")
+
+
+def _shrinkable(column: str, value: Any) -> bool:
+    return isinstance(value, str) and (column in SAMPLE_TEXT_COLUMNS
+                                       or column.startswith(METADATA_COLUMN_PREFIX))
 
 
 def _compact(obj: Any) -> str:
@@ -475,7 +612,7 @@ def sample_summary_tag(summary: SampleSummary, attrs: Mapping[str, Any]) -> str:
     if evaluations is not None:
         doc["evaluations"] = evaluations
     text = _compact(doc)
-    texts = [c for c in SAMPLE_TEXT_COLUMNS if isinstance(values.get(c), str)]
+    texts = sorted(c for c, v in values.items() if _shrinkable(c, v))
     if len(text) > TAG_VALUE_MAX and texts:
         full = {c: values[c] for c in texts}
         room = TAG_VALUE_MAX - len(_compact({**doc, "values": {**values, **dict.fromkeys(texts, "")}}))
@@ -488,9 +625,12 @@ def sample_summary_tag(summary: SampleSummary, attrs: Mapping[str, Any]) -> str:
                 break
             # escaping made it longer than the characters counted: shrink in proportion
             each = max(0, each * TAG_VALUE_MAX // len(text) - 1)
-    if len(text) > TAG_VALUE_MAX:  # thousands of score columns: keep what the aggregates need
-        keep = {k: v for k, v in values.items() if k == "total_time"}
+    if len(text) > TAG_VALUE_MAX:  # thousands of columns: the numbers, then what aggregates need
+        keep = {k: v for k, v in values.items() if not isinstance(v, str)}
         text = _compact({**doc, "values": keep, "truncated": True})
+        if len(text) > TAG_VALUE_MAX:
+            keep = {k: v for k, v in values.items() if k == "total_time"}
+            text = _compact({**doc, "values": keep, "truncated": True})
     return text
 
 
@@ -769,23 +909,78 @@ def span_enrichment(attrs: Mapping[str, Any], is_root: bool) -> dict[str, str]:
             out[TRACE_TAG_PREFIX + TRACE_TAG_SAMPLE] = sample_summary_tag(summary, attrs)
     if SPAN_INPUTS not in attrs:
         content = attrs.get(sc.INSPECT_SAMPLE_INPUT) or attrs.get(sc.GEN_AI_INPUT_MESSAGES)
-        out[SPAN_INPUTS] = (_text(content) if content
-                            else json.dumps(_summary(attrs, ROOT_INPUT_SUMMARY), sort_keys=True))
+        out[SPAN_INPUTS] = (_text(_no_nul(content)) if content
+                            else json.dumps(_no_nul(_summary(attrs, ROOT_INPUT_SUMMARY)),
+                                            sort_keys=True, default=_jsonable))
     if SPAN_OUTPUTS not in attrs:
         content = attrs.get(sc.INSPECT_SAMPLE_OUTPUT) or attrs.get(sc.GEN_AI_OUTPUT_MESSAGES)
         if content:
-            out[SPAN_OUTPUTS] = _text(content)
+            out[SPAN_OUTPUTS] = _text(_no_nul(content))
         else:
             summary = _summary(attrs, ROOT_OUTPUT_SUMMARY)
             scores = {k[len(sc.INSPECT_SAMPLE_SCORE_PREFIX):]: v for k, v in sorted(attrs.items())
                       if k.startswith(sc.INSPECT_SAMPLE_SCORE_PREFIX)}
             if scores:
                 summary["scores"] = scores
-            out[SPAN_OUTPUTS] = json.dumps(summary, sort_keys=True)
+            out[SPAN_OUTPUTS] = json.dumps(_no_nul(summary), sort_keys=True, default=_jsonable)
     for attr, tag in TRACE_TAGS:
         if attrs.get(attr) not in (None, "") and TRACE_TAG_PREFIX + tag not in attrs:
-            out[TRACE_TAG_PREFIX + tag] = truncate(_text(attrs[attr]), TAG_VALUE_MAX)
+            out[TRACE_TAG_PREFIX + tag] = mlflow_text(_text(attrs[attr]), TAG_VALUE_MAX)
     return out
+
+
+def _no_nul(v: Any) -> Any:
+    """``v`` without NUL characters in any string, also inside lists and dicts: MLflow parses the
+    root's inputs/outputs JSON into text columns (the model name, the previews), where an escaped
+    NUL is a NUL again."""
+    if isinstance(v, str):
+        return v.replace("\x00", "")
+    if isinstance(v, (list, tuple)):
+        return [_no_nul(x) for x in v]
+    if isinstance(v, dict):
+        return {_no_nul(k): _no_nul(x) for k, x in v.items()}
+    return v
+
+
+def _drop_nul_value(v: Any) -> None:
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        if "\x00" in v.string_value:
+            v.string_value = v.string_value.replace("\x00", "")
+    elif kind == "array_value":
+        for x in v.array_value.values:
+            _drop_nul_value(x)
+    elif kind == "kvlist_value":
+        _drop_nul_attributes(v.kvlist_value.values)
+
+
+def _drop_nul_attributes(kvs: Any) -> None:
+    for kv in kvs:
+        if "\x00" in kv.key:
+            kv.key = kv.key.replace("\x00", "")
+        _drop_nul_value(kv.value)
+
+
+def drop_nul(msg: Any) -> Any:
+    """Remove NUL characters from the strings of a span or a resource, in place. OTLP allows
+    them; PostgreSQL text does not, and MLflow copies span names, models, statuses, tags and
+    previews into text columns, so on PostgreSQL one NUL made MLflow refuse the whole trace."""
+    _drop_nul_attributes(msg.attributes)
+    if not hasattr(msg, "events"):  # a Resource
+        return msg
+    for holder, name in ((msg, "name"), (msg, "trace_state"), (msg.status, "message")):
+        text = getattr(holder, name)
+        if "\x00" in text:
+            setattr(holder, name, text.replace("\x00", ""))
+    for ev in msg.events:
+        if "\x00" in ev.name:
+            ev.name = ev.name.replace("\x00", "")
+        _drop_nul_attributes(ev.attributes)
+    for link in msg.links:
+        if "\x00" in link.trace_state:
+            link.trace_state = link.trace_state.replace("\x00", "")
+        _drop_nul_attributes(link.attributes)
+    return msg
 
 
 # --- evaluation results -> assessments ------------------------------------------------------------
@@ -802,6 +997,9 @@ class Evaluation:
     scorer: str
     time_ns: int
     metadata: Mapping[str, str]
+    # The W3C "sampled" trace flag of a log record (None for span events and when unknown): False
+    # means the sender dropped the trace, so the result's trace will never arrive.
+    trace_sampled: bool | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -822,8 +1020,8 @@ EVALUATION_METADATA: tuple[tuple[str, str], ...] = (
 )
 
 
-def evaluation(trace_id: str, span_id: str, time_ns: int,
-               attrs: Mapping[str, Any]) -> Evaluation | None:
+def evaluation(trace_id: str, span_id: str, time_ns: int, attrs: Mapping[str, Any],
+               trace_sampled: bool | None = None) -> Evaluation | None:
     """A final evaluation result (log record or span event); None if not usable."""
     name = _text(attrs.get(sc.GEN_AI_EVALUATION_NAME))
     if not name or not trace_id or attrs.get(sc.INSPECT_SCORE_INTERMEDIATE) is True:
@@ -841,8 +1039,9 @@ def evaluation(trace_id: str, span_id: str, time_ns: int,
         eval_id=_text(attrs.get(sc.INSPECT_EVAL_ID)),
         scorer=_text(attrs.get(sc.INSPECT_SCORER_NAME)) or name.split("/", 1)[0],
         time_ns=time_ns,
-        metadata={key: truncate(_text(attrs[a]), 1000)
+        metadata={key: mlflow_text(_text(attrs[a]), 1000)
                   for a, key in EVALUATION_METADATA if attrs.get(a) not in (None, "")},
+        trace_sampled=trace_sampled,
     )
 
 
@@ -874,6 +1073,19 @@ SCORES_TABLE_COLUMNS = ("sample_id", "epoch", "scorer", "name", "value", "label"
 def scores_table(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
     rows = list(rows)
     return {c: [r.get(c) for r in rows] for c in SCORES_TABLE_COLUMNS}
+
+
+def split_table(columns: dict[str, list[Any]]) -> dict[str, Any]:
+    """A column table in the layout ``mlflow.load_table`` reads (pandas "split", no index).
+
+    Written with the json module, not pandas: pandas keeps 10 significant digits of a float and
+    turns an int column with a gap into floats; the tables must hold exactly what the spans said
+    (``inspect-otel compare`` reads a run's scores and must match the log they came from)."""
+    def cell(v: Any) -> Any:
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    rows = [[cell(v) for v in row] for row in zip(*columns.values())]
+    return {"columns": list(columns), "data": rows}
 
 
 MODEL_USAGE_TABLE_COLUMNS = ("model",) + tuple(f for f, _ in MODEL_USAGE_FIELDS)

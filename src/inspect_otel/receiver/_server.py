@@ -14,18 +14,26 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from ..config import data_dir
 from . import _decode as dec
-from ._spool import IngestResult, Spool, SpoolFull
+from ._spool import ORPHAN_TTL_S, IngestResult, Spool, SpoolFull
 from ._writer import Writer
 
 log = logging.getLogger("inspect_otel.receiver")
 
 RETRY_AFTER_S = 5
+STORE_FAILED = "receiver could not store the data (details in its log); retry later"
+
+# OTLP/gRPC service (full name) by signal; each has one method, Export.
+GRPC_SERVICES = {
+    "traces": trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
+    "logs": logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
+    "metrics": metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
+}
 
 
 @dataclass
@@ -41,6 +49,7 @@ class ReceiverConfig:
     max_spool_bytes: int = 1 << 30  # pending (not yet in MLflow) data before backpressure
     settle_s: float = 10.0  # quiet time after which an incomplete task is finalized anyway
     log_artifacts: bool = True  # store each task's eval log under its run (when readable here)
+    orphan_ttl_s: float = ORPHAN_TTL_S  # evaluation results whose trace never arrives expire
 
     @property
     def spool_path(self) -> Path:
@@ -68,7 +77,8 @@ class Receiver:
 
     def __init__(self, config: ReceiverConfig):
         self.config = config
-        self.spool = Spool(config.spool_path, max_bytes=config.max_spool_bytes)
+        self.spool = Spool(config.spool_path, max_bytes=config.max_spool_bytes,
+                           orphan_ttl_s=config.orphan_ttl_s)
         self.writer = Writer(self.spool, config.mlflow_uri, config.experiment_name,
                              settle_s=config.settle_s, log_artifacts=config.log_artifacts)
         self._uvicorn: Any = None
@@ -114,8 +124,12 @@ class Receiver:
         pending = {k: v for k, v in stats.items() if k.startswith("pending_") and k != "pending_bytes"}
         return {
             "status": "ok" if reachable else "degraded",
+            # nothing the writer can still apply (orphaned results wait for a trace, see below;
+            # busy: tasks polled until complete, eval logs still to store)
             "idle": all(v == 0 for v in pending.values()) and not self.writer.busy(),
             "spool": {**stats, "full": self.spool.is_full(), "path": str(self.spool.path)},
+            "orphaned": {"waiting": stats["orphaned_results"], "expired": stats["expired_results"],
+                         "ttl_seconds": self.spool.orphan_ttl_s},
             "mlflow": {
                 "tracking_uri": self.config.mlflow_uri,
                 "experiment_name": self.config.experiment_name,
@@ -133,9 +147,10 @@ class Receiver:
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> "Receiver":
         self.writer.start()
-        self._start_http()
+        # gRPC first: once /health answers, every port is bound (callers wait on /health)
         if self.config.grpc_port is not None:
             self._start_grpc()
+        self._start_http()
         log.info("inspect-otel receiver: OTLP/HTTP on %s:%s, OTLP/gRPC on %s, MLflow %s "
                  "(experiment %r), spool %s", self.config.host, self.http_port,
                  self.grpc_port if self.grpc_port else "off", self.config.mlflow_uri,
@@ -200,9 +215,13 @@ class Receiver:
             futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="inspect-otel-grpc"),
             options=[("grpc.max_receive_message_length", self.config.max_body_bytes)],
         )
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_GrpcTraces(self), server)
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_GrpcLogs(self), server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_GrpcMetrics(self), server)
+        # Requests arrive as raw bytes (no request_deserializer) and are parsed by the same decoder
+        # as HTTP: a malformed message is then INVALID_ARGUMENT, not grpc's INTERNAL.
+        server.add_generic_rpc_handlers(tuple(
+            grpc.method_handlers_generic_handler(service, {
+                "Export": grpc.unary_unary_rpc_method_handler(_GrpcExport(self, signal),
+                                                              response_serializer=_serialize)})
+            for signal, service in GRPC_SERVICES.items()))
         host = self.config.host
         addr = f"[{host}]" if ":" in host else host
         port = server.add_insecure_port(f"{addr}:{self.config.grpc_port}")
@@ -228,6 +247,14 @@ def build_app(receiver: Receiver) -> Any:
         return Response(body, status_code=status, media_type=ctype, headers=headers)
 
     async def read_body(request: Request) -> bytes:
+        from starlette.requests import ClientDisconnect
+
+        try:
+            return await read_limited(request)
+        except ClientDisconnect:
+            raise _ClientGone() from None
+
+    async def read_limited(request: Request) -> bytes:
         length = request.headers.get("content-length")
         if length is not None:
             try:
@@ -267,13 +294,17 @@ def build_app(receiver: Receiver) -> Any:
                 request.headers.get("content-encoding"))
         except dec.BadRequest as e:
             return error(e.status, e.message, mt)
+        except _ClientGone:
+            # nothing to answer and nothing lost: the client resends what it did not get a 2xx for
+            log.info("client %s disconnected before sending the whole %s body",
+                     request.client.host if request.client else "?", request.url.path)
+            return error(400, "client disconnected before the body was complete", mt)
         except SpoolFull:
             return error(503, "spool full: MLflow is behind, retry later", mt,
                          {"Retry-After": str(RETRY_AFTER_S)})
-        except Exception as e:  # noqa: BLE001 - e.g. disk full: retryable for the client
+        except Exception:  # noqa: BLE001 - e.g. disk full: retryable for the client
             log.exception("ingest failed")
-            return error(503, f"receiver could not store the data: {type(e).__name__}: {e}", mt,
-                         {"Retry-After": str(RETRY_AFTER_S)})
+            return error(503, STORE_FAILED, mt, {"Retry-After": str(RETRY_AFTER_S)})
         return Response(out, status_code=200, media_type=rmt)
 
     async def health(request: Request) -> Response:
@@ -293,47 +324,41 @@ def build_app(receiver: Receiver) -> Any:
 
 
 # --- gRPC -----------------------------------------------------------------------------------------
-class _GrpcBase:
-    signal = ""
+class _ClientGone(Exception):
+    """The HTTP client went away mid-body."""
 
-    def __init__(self, receiver: Receiver):
+
+def _serialize(msg: Any) -> bytes:
+    return msg.SerializeToString()
+
+
+class _GrpcExport:
+    """``Export`` of one OTLP/gRPC service, on the request's raw bytes."""
+
+    def __init__(self, receiver: Receiver, signal: str):
         self.receiver = receiver
+        self.signal = signal
 
-    def _export(self, request: Any, context: Any) -> Any:
+    def __call__(self, body: bytes, context: Any) -> Any:
         import grpc
 
         md = dict(context.invocation_metadata() or ())
         if not self.receiver.authorized(md.get("authorization")):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
         try:
-            res = self.receiver.ingest(self.signal, request)
+            msg = dec.parse_protobuf(self.signal, body)
+        except dec.BadRequest as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.message)
+        if self.receiver.spool.is_full():
+            context.abort(grpc.StatusCode.UNAVAILABLE, "spool full: MLflow is behind, retry later")
+        try:
+            res = self.receiver.ingest(self.signal, msg)
         except SpoolFull:
             context.abort(grpc.StatusCode.UNAVAILABLE, "spool full: MLflow is behind, retry later")
-        except Exception as e:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - e.g. disk full: retryable for the client
             log.exception("ingest failed")
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"receiver could not store the data: {e}")
+            context.abort(grpc.StatusCode.UNAVAILABLE, STORE_FAILED)
         return _response(self.signal, res)
-
-
-class _GrpcTraces(_GrpcBase, trace_service_pb2_grpc.TraceServiceServicer):
-    signal = "traces"
-
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return self._export(request, context)
-
-
-class _GrpcLogs(_GrpcBase, logs_service_pb2_grpc.LogsServiceServicer):
-    signal = "logs"
-
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return self._export(request, context)
-
-
-class _GrpcMetrics(_GrpcBase, metrics_service_pb2_grpc.MetricsServiceServicer):
-    signal = "metrics"
-
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return self._export(request, context)
 
 
 def dumps_health(receiver: Receiver) -> str:

@@ -6,12 +6,24 @@ before the HTTP/gRPC answer. Redelivered data hits the same keys, so it is absor
 whose content changed are marked pending again. The writer (``_writer.py``) applies pending rows
 to MLflow and marks them done. Everything the task aggregates need (per-sample summaries, span
 categories) stays in this database, so a restart or a replay gives the same result.
+
+Each span or log record is validated before it writes anything, and stored on its own: one with
+values that cannot be stored is rejected alone and reported in the OTLP partial success, the rest
+of its request is kept (should storing one item still fail, the request is stored again with a
+savepoint around each item). ``pending_bytes`` counts exactly what is not yet in MLflow (an overwrite replaces
+the old size), and equals a recount from the database at any time.
+
+Evaluation results whose trace has not arrived are *orphaned*: they wait, and expire (``applied =
+RESULT_EXPIRED``, no longer pending) after ``orphan_ttl_s`` from their first receipt, or earlier
+when their log record said the trace was not sampled and their task has been finalized. An expired
+result comes back to pending if its trace arrives after all.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -64,6 +76,13 @@ CREATE TABLE IF NOT EXISTS evals(
 
 RUN_KEY = "run:"
 EVAL_KEY = "eval:"
+
+# results.applied
+RESULT_PENDING, RESULT_APPLIED, RESULT_EXPIRED = 0, 1, 2
+ORPHAN_TTL_S = 3600.0
+ORPHAN_CHECK_INTERVAL_S = 1.0
+
+log = logging.getLogger("inspect_otel.receiver")
 
 
 def run_key(run_id: str) -> str:
@@ -119,19 +138,47 @@ class SpoolFull(Exception):
     pass
 
 
+class _Rejected(ValueError):
+    """One span or record that cannot be stored; the message says why (for partial success).
+    Raised only before the item has written anything."""
+
+
+class _ItemFault(Exception):
+    """Storing one item failed unexpectedly on the fast path: redo the request isolated."""
+
+
+def _storage_error(e: BaseException) -> bool:
+    """Failures of the database itself (disk full, I/O, locked): the whole request is retryable.
+    Anything else raised while storing one item is that item's fault."""
+    return (isinstance(e, (sqlite3.OperationalError, sqlite3.InternalError, OSError, MemoryError))
+            or type(e) is sqlite3.DatabaseError)
+
+
+def _trace_flags_sampled(flags: int) -> bool:
+    # LogRecord.flags: the low 8 bits are the W3C trace flags; bit 0 is "sampled".
+    return bool(flags & 0x01)
+
+
 class Spool:
     """Durable receiver state. Thread-safe: one sqlite connection per thread, one writer lock."""
 
-    def __init__(self, path: str | Path, max_bytes: int = 1 << 30):
+    def __init__(self, path: str | Path, max_bytes: int = 1 << 30,
+                 orphan_ttl_s: float = ORPHAN_TTL_S):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
+        self.orphan_ttl_s = orphan_ttl_s
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._bytes_lock = threading.Lock()
+        self._last_orphan_check = float("-inf")
         self._listeners: list[Any] = []
         with self._write_lock:
             self._conn().executescript(SCHEMA)
         self._pending_bytes = self._count_pending_bytes()
+        # whether a new trace may revive expired results (saves a query per new span otherwise)
+        self._maybe_expired = bool(self._read(
+            "SELECT 1 FROM results WHERE applied = ? LIMIT 1", (RESULT_EXPIRED,)))
 
     # --- connections ---------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -144,6 +191,18 @@ class Spool:
             conn.execute("PRAGMA busy_timeout=60000")
             self._local.conn = conn
         return conn
+
+    @contextmanager
+    def _savepoint(self, db: sqlite3.Connection) -> Iterator[None]:
+        """One item inside a transaction: its writes are undone alone if it fails."""
+        db.execute("SAVEPOINT item")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK TO item")
+            db.execute("RELEASE item")
+            raise
+        db.execute("RELEASE item")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -180,6 +239,11 @@ class Spool:
         (r,) = self._read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM results WHERE applied = 0")[0]
         return int(n) + int(r)
 
+    def _adjust(self, delta: int) -> None:
+        if delta:
+            with self._bytes_lock:
+                self._pending_bytes += delta
+
     @property
     def pending_bytes(self) -> int:
         return self._pending_bytes
@@ -192,46 +256,108 @@ class Spool:
         """Store an ExportTraceServiceRequest durably. Raises SpoolFull when over the bound."""
         if self.is_full():
             raise SpoolFull()
-        res = IngestResult()
-        added = 0
+        return self._ingest(self._store_traces, req)
+
+    def _ingest(self, store: Any, req: Any) -> IngestResult:
+        """Run ``store(db, req, res, isolate)`` in one transaction. Items are validated before
+        they write, so the fast path needs no savepoints; if storing one item still fails
+        unexpectedly, the transaction is undone and the request stored again with a savepoint
+        around each item, so that item alone is rejected."""
         now = time.time()
-        with self._tx() as db:
-            for rs in req.resource_spans:
-                rpayload = rs.resource.SerializeToString()
-                rhash = _digest(rpayload)
-                db.execute("INSERT OR IGNORE INTO resources(hash, payload) VALUES(?, ?)",
-                           (rhash, rpayload))
-                for ss in rs.scope_spans:
-                    scope_name, scope_version = ss.scope.name, ss.scope.version
-                    for span in ss.spans:
-                        if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(
-                            span.trace_id
-                        ) or not any(span.span_id):
-                            res.reject(1, "spans with invalid trace_id/span_id were rejected")
-                            continue
+        for isolate in (False, True):
+            res = IngestResult()
+            try:
+                with self._tx() as db:
+                    added = store(db, req, res, isolate, now)
+            except _ItemFault:
+                continue
+            self._adjust(added)
+            if res.accepted:
+                self._notify()
+            return res
+        raise AssertionError("an isolated ingest raised _ItemFault")  # pragma: no cover
+
+    def _item(self, db: sqlite3.Connection, res: IngestResult, isolate: bool, what: str,
+              ids: tuple[bytes, bytes], fn: Any, *args: Any) -> int | None:
+        """Store one item; None when it was rejected (reason recorded in ``res``)."""
+        try:
+            if not isolate:
+                return fn(db, *args)
+            with self._savepoint(db):
+                return fn(db, *args)
+        except _Rejected as e:  # raised before the item wrote anything
+            res.reject(1, f"{what}s were rejected: {e}")
+        except Exception as e:  # noqa: BLE001 - one item never sinks its batch
+            if _storage_error(e):
+                raise
+            if not isolate:
+                raise _ItemFault() from e
+            log.warning("%s %s/%s could not be stored, rejected: %s: %s", what, ids[0].hex(),
+                        ids[1].hex(), type(e).__name__, e)
+            res.reject(1, f"{what}s the receiver could not store were rejected (details in "
+                       "its log)")
+        return None
+
+    def _store_traces(self, db: sqlite3.Connection, req: Any, res: IngestResult, isolate: bool,
+                      now: float) -> int:
+        added = 0
+        for rs in req.resource_spans:
+            rpayload = rs.resource.SerializeToString()
+            rhash = _digest(rpayload)
+            db.execute("INSERT OR IGNORE INTO resources(hash, payload) VALUES(?, ?)",
+                       (rhash, rpayload))
+            for ss in rs.scope_spans:
+                scope_name, scope_version = ss.scope.name, ss.scope.version
+                for span in ss.spans:
+                    if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(
+                        span.trace_id
+                    ) or not any(span.span_id):
+                        res.reject(1, "spans with invalid trace_id/span_id were rejected")
+                        continue
+                    try:
                         attrs = mp.attributes(span.attributes)
-                        if not mp.is_inspect(scope_name, attrs):
-                            res.reject(
-                                1,
-                                "spans without Inspect attributes (scope "
-                                f"{mp.INSPECT_SCOPE!r} or inspect.*) were ignored: this receiver "
-                                "maps Inspect AI evaluations only",
-                            )
-                            continue
-                        added += self._ingest_span(db, span, attrs, rhash, scope_name,
-                                                   scope_version, now)
+                    except mp.ValueTooDeep as e:
+                        res.reject(1, f"spans with {e} were rejected")
+                        continue
+                    if not mp.is_inspect(scope_name, attrs):
+                        res.reject(
+                            1,
+                            "spans without Inspect attributes (scope "
+                            f"{mp.INSPECT_SCOPE!r} or inspect.*) were ignored: this receiver "
+                            "maps Inspect AI evaluations only",
+                        )
+                        continue
+                    problem = mp.value_problem(
+                        attrs, (span.start_time_unix_nano, span.end_time_unix_nano))
+                    if problem:
+                        res.reject(1, f"spans were rejected: {problem}")
+                        continue
+                    n = self._item(db, res, isolate, "span", (span.trace_id, span.span_id),
+                                   self._ingest_span, span, attrs, rhash, scope_name,
+                                   scope_version, now)
+                    if n is not None:
+                        added += n
                         res.accepted += 1
-        self._pending_bytes += added
-        if res.accepted:
-            self._notify()
-        return res
+        return added
 
     def _ingest_span(self, db: sqlite3.Connection, span: Any, attrs: dict[str, Any], rhash: str,
                      scope_name: str, scope_version: str, now: float) -> int:
+        """Store one validated span; returns the change in pending bytes."""
         trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
         parent_id = span.parent_span_id.hex() if span.parent_span_id else ""
         payload = span.SerializeToString()
         digest = _digest(payload)
+        evaluations = []
+        for ev in span.events:
+            if ev.name == sc.EVENT_EVALUATION_RESULT:
+                try:
+                    eattrs = mp.attributes(ev.attributes)
+                except mp.ValueTooDeep as e:
+                    raise _Rejected(f"evaluation result event with {e}") from None
+                problem = mp.value_problem(eattrs, (ev.time_unix_nano,))
+                if problem:
+                    raise _Rejected(f"evaluation result event: {problem}")
+                evaluations.append((ev.time_unix_nano, eattrs))
         kind = attrs.get(sc.INSPECT_SPAN_KIND)
         is_root = not parent_id
         link_key = None
@@ -242,24 +368,33 @@ class Spool:
         enrich = mp.span_enrichment(attrs, is_root)
         is_error = int(span.status.code == trace_pb2.Status.STATUS_CODE_ERROR
                        or bool(attrs.get(sc.ERROR_TYPE)))
+        row = (parent_id, rhash, scope_name, scope_version, payload, digest, len(payload),
+               mp.span_category(attrs), is_error, link_key, _dumps(enrich) if enrich else None,
+               now)
         cur = db.execute(
-            """INSERT INTO spans(trace_id, span_id, parent_id, resource, scope_name, scope_version,
-                   payload, digest, pending, nbytes, category, is_error, link_key, enrich, received)
-               VALUES(?,?,?,?,?,?,?,?,1,?,?,?,?,?,?)
-               ON CONFLICT(trace_id, span_id) DO UPDATE SET
-                   parent_id=excluded.parent_id, resource=excluded.resource,
-                   scope_name=excluded.scope_name, scope_version=excluded.scope_version,
-                   payload=excluded.payload, digest=excluded.digest, pending=1,
-                   nbytes=excluded.nbytes, category=excluded.category,
-                   is_error=excluded.is_error, link_key=excluded.link_key,
-                   enrich=excluded.enrich, received=excluded.received
-               WHERE spans.digest != excluded.digest""",
-            (trace_id, span_id, parent_id, rhash, scope_name, scope_version, payload, digest,
-             len(payload), mp.span_category(attrs), is_error, link_key,
-             _dumps(enrich) if enrich else None, now),
-        )
-        changed = cur.rowcount > 0
-        added = len(payload) if changed else 0
+            """INSERT INTO spans(parent_id, resource, scope_name, scope_version, payload, digest,
+                   nbytes, category, is_error, link_key, enrich, received, trace_id, span_id,
+                   pending)
+               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)
+               ON CONFLICT(trace_id, span_id) DO NOTHING""", row + (trace_id, span_id))
+        if cur.rowcount > 0:  # a new span
+            changed, added = True, len(payload)
+            if self._maybe_expired:
+                added += self._revive_orphans(db, trace_id)
+        else:
+            pending, nbytes, old_digest = db.execute(
+                "SELECT pending, nbytes, digest FROM spans WHERE trace_id = ? AND span_id = ?",
+                (trace_id, span_id)).fetchone()
+            changed = old_digest != digest
+            added = 0
+            if changed:
+                # an overwrite: the new content replaces the size of a still pending older one
+                db.execute(
+                    """UPDATE spans SET parent_id=?, resource=?, scope_name=?, scope_version=?,
+                           payload=?, digest=?, nbytes=?, category=?, is_error=?, link_key=?,
+                           enrich=?, received=?, pending=1
+                       WHERE trace_id = ? AND span_id = ?""", row + (trace_id, span_id))
+                added = len(payload) - (nbytes if pending else 0)
 
         start_ns, end_ns = span.start_time_unix_nano, span.end_time_unix_nano
         if kind == sc.SPAN_KIND_SAMPLE:
@@ -324,12 +459,22 @@ class Spool:
             if row:
                 self._bump(db, row[0])
 
-        for ev in span.events:
-            if ev.name == sc.EVENT_EVALUATION_RESULT:
-                e = mp.evaluation(trace_id, span_id, ev.time_unix_nano, mp.attributes(ev.attributes))
-                if e is not None:
-                    added += self._ingest_evaluation(db, e)
+        for time_ns, eattrs in evaluations:
+            e = mp.evaluation(trace_id, span_id, time_ns, eattrs)
+            if e is not None:
+                added += self._ingest_evaluation(db, e)
         return added
+
+    def _revive_orphans(self, db: sqlite3.Connection, trace_id: str) -> int:
+        """The first span of a trace arrived: its expired results are pending again."""
+        (n, size) = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM results "
+            "WHERE trace_id = ? AND applied = ?", (trace_id, RESULT_EXPIRED)).fetchone()
+        if n:
+            db.execute("UPDATE results SET applied = ? WHERE trace_id = ? AND applied = ?",
+                       (RESULT_PENDING, trace_id, RESULT_EXPIRED))
+            log.info("trace %s arrived: %d expired evaluation result(s) pending again", trace_id, n)
+        return int(size)
 
     def _register_identity(self, db: sqlite3.Connection, run_id: str, eval_id: str | None,
                            attrs: dict[str, Any], start_ns: int) -> None:
@@ -361,11 +506,14 @@ class Spool:
         )
 
     def _ingest_evaluation(self, db: sqlite3.Connection, e: mp.Evaluation) -> int:
-        data = _dumps({
+        fields = {
             "value": e.value, "label": e.label, "rationale": e.rationale,
             "model_graded": e.model_graded, "scorer": e.scorer, "time_ns": e.time_ns,
             "metadata": dict(e.metadata),
-        })
+        }
+        if e.trace_sampled is not None:
+            fields["trace_sampled"] = e.trace_sampled
+        data = _dumps(fields)
         cur = db.execute(
             """INSERT OR IGNORE INTO results(trace_id, name, span_id, eval_id, data, applied,
                    received) VALUES(?,?,?,?,?,0,?)""",
@@ -381,33 +529,77 @@ class Spool:
         """Store the ``gen_ai.evaluation.result`` records of an ExportLogsServiceRequest."""
         if self.is_full():
             raise SpoolFull()
-        res = IngestResult()
+        return self._ingest(self._store_logs, req)
+
+    def _store_logs(self, db: sqlite3.Connection, req: Any, res: IngestResult, isolate: bool,
+                    now: float) -> int:
         added = 0
-        with self._tx() as db:
-            for rl in req.resource_logs:
-                for sl in rl.scope_logs:
-                    for rec in sl.log_records:
+        for rl in req.resource_logs:
+            for sl in rl.scope_logs:
+                for rec in sl.log_records:
+                    try:
                         attrs = mp.attributes(rec.attributes)
-                        name = rec.event_name or attrs.get("event.name")
-                        if name != sc.EVENT_EVALUATION_RESULT:
-                            res.reject(1, "log records other than "
-                                       f"{sc.EVENT_EVALUATION_RESULT!r} events were ignored")
-                            continue
-                        trace_id = rec.trace_id.hex() if len(rec.trace_id) == 16 else ""
-                        span_id = rec.span_id.hex() if len(rec.span_id) == 8 else ""
-                        e = mp.evaluation(trace_id, span_id,
-                                          rec.time_unix_nano or rec.observed_time_unix_nano, attrs)
-                        if e is None:
-                            res.reject(1, "evaluation results without a trace id or "
-                                       f"{sc.GEN_AI_EVALUATION_NAME} (or intermediate) were "
-                                       "ignored")
-                            continue
-                        added += self._ingest_evaluation(db, e)
+                    except mp.ValueTooDeep as e:
+                        res.reject(1, f"log records with {e} were rejected")
+                        continue
+                    name = rec.event_name or attrs.get("event.name")
+                    if name != sc.EVENT_EVALUATION_RESULT:
+                        res.reject(1, "log records other than "
+                                   f"{sc.EVENT_EVALUATION_RESULT!r} events were ignored")
+                        continue
+                    time_ns = rec.time_unix_nano or rec.observed_time_unix_nano
+                    problem = mp.value_problem(attrs, (time_ns,))
+                    if problem:
+                        res.reject(1, f"log records were rejected: {problem}")
+                        continue
+                    valid_trace = len(rec.trace_id) == 16 and any(rec.trace_id)
+                    trace_id = rec.trace_id.hex() if valid_trace else ""
+                    span_id = rec.span_id.hex() if len(rec.span_id) == 8 else ""
+                    e = mp.evaluation(trace_id, span_id, time_ns, attrs,
+                                      trace_sampled=_trace_flags_sampled(rec.flags))
+                    if e is None:
+                        res.reject(1, "evaluation results without a trace id or "
+                                   f"{sc.GEN_AI_EVALUATION_NAME} (or intermediate) were ignored")
+                        continue
+                    n = self._item(db, res, isolate, "log record", (rec.trace_id, rec.span_id),
+                                   self._ingest_evaluation, e)
+                    if n is not None:
+                        added += n
                         res.accepted += 1
-        self._pending_bytes += added
-        if res.accepted:
-            self._notify()
-        return res
+        return added
+
+    # --- orphaned evaluation results -----------------------------------------------------------
+    def expire_orphans(self, now: float | None = None) -> int:
+        """Expire results whose trace never arrived: older than ``orphan_ttl_s``, or known
+        sampled out (log record flags) once their task is finalized. They stop counting as
+        pending (and toward ``max_bytes``). Without ``now``, runs at most once a second."""
+        if now is None:
+            mono = time.monotonic()
+            if mono - self._last_orphan_check < ORPHAN_CHECK_INTERVAL_S:
+                return 0
+            self._last_orphan_check = mono
+            now = time.time()
+        with self._tx() as db:
+            rows = db.execute(
+                """SELECT r.rowid, LENGTH(r.data) FROM results r
+                   WHERE r.applied = ? AND NOT EXISTS (
+                       SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)
+                   AND (r.received <= ? OR (
+                       json_extract(r.data, '$.trace_sampled') = 0 AND EXISTS (
+                           SELECT 1 FROM evals e JOIN tasks t ON t.eval_id = e.eval_id
+                           WHERE e.eval_id = r.eval_id AND e.final_rev > 0
+                             AND e.final_rev >= e.data_rev)))""",
+                (RESULT_PENDING, now - self.orphan_ttl_s)).fetchall()
+            for rowid, _ in rows:
+                db.execute("UPDATE results SET applied = ? WHERE rowid = ?",
+                           (RESULT_EXPIRED, rowid))
+            if rows:
+                self._maybe_expired = True
+        if rows:
+            self._adjust(-sum(int(n) for _, n in rows))
+            log.info("%d evaluation result(s) expired: their trace did not arrive (sampled out, "
+                     "or older than %.0fs)", len(rows), self.orphan_ttl_s)
+        return len(rows)
 
     # --- meta ----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -496,7 +688,7 @@ class Spool:
                     (s.trace_id, s.span_id, s.digest))
                 if cur.rowcount > 0:
                     freed += s.nbytes
-        self._pending_bytes = max(0, self._pending_bytes - freed)
+        self._adjust(-freed)
 
     # --- writer side: per-sample step metrics ------------------------------------------------
     def pending_sample_metrics(self, limit: int = 500) -> list[dict[str, Any]]:
@@ -528,14 +720,16 @@ class Spool:
 
     def results_awaiting_trace(self, limit: int = 2000) -> list[dict[str, Any]]:
         """Unapplied evaluation results none of whose trace's spans reached this receiver: with
-        several receivers another one may have forwarded the trace to MLflow. Newest first: the
-        likeliest to have a trace in MLflow by now."""
+        several receivers another one may have forwarded the trace to MLflow (not those whose
+        log record said the trace was not sampled: it never comes). Newest first: the likeliest
+        to have a trace in MLflow by now."""
         rows = self._read(
             """SELECT r.trace_id, r.name, r.span_id, r.data, LENGTH(r.data), r.eval_id,
                       r.received
                FROM results r
                WHERE r.applied = 0 AND NOT EXISTS (
                    SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)
+                 AND COALESCE(json_extract(r.data, '$.trace_sampled'), 1) != 0
                ORDER BY r.received DESC, r.trace_id, r.name LIMIT ?""", (limit,))
         return [dict(trace_id=r[0], name=r[1], span_id=r[2], nbytes=r[4], eval_id=r[5],
                      received=r[6], **json.loads(r[3])) for r in rows]
@@ -557,7 +751,7 @@ class Spool:
                         evals.add(r["eval_id"])
             for eval_id in sorted(evals):
                 self._bump(db, eval_id)
-        self._pending_bytes = max(0, self._pending_bytes - freed)
+        self._adjust(-freed)
 
     # --- writer side: task finalization (aggregates and tables) --------------------------------
     def evals_to_check(self, also: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -595,7 +789,13 @@ class Spool:
     def stats(self) -> dict[str, int]:
         q = {
             "pending_spans": "SELECT COUNT(*) FROM spans WHERE pending = 1",
-            "pending_results": "SELECT COUNT(*) FROM results WHERE applied = 0",
+            # results whose trace is in the spool: the writer applies them once it is forwarded
+            "pending_results": "SELECT COUNT(*) FROM results r WHERE r.applied = 0 AND EXISTS "
+                               "(SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)",
+            # results whose trace has not arrived (yet): nothing the writer can apply now
+            "orphaned_results": "SELECT COUNT(*) FROM results r WHERE r.applied = 0 AND NOT "
+                                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)",
+            "expired_results": f"SELECT COUNT(*) FROM results WHERE applied = {RESULT_EXPIRED}",
             "pending_runs": "SELECT COUNT(*) FROM identities WHERE mlflow_run_id IS NULL",
             "pending_tasks": "SELECT COUNT(*) FROM tasks WHERE applied = 0",
             "pending_sample_metrics": "SELECT COUNT(*) FROM samples WHERE metrics_applied = 0",

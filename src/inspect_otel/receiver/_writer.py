@@ -293,6 +293,7 @@ class Writer:
     # --- one pass ------------------------------------------------------------------------------
     def run_once(self) -> bool:
         """Apply everything pending once. Returns True if anything was done."""
+        self.spool.expire_orphans()  # before any MLflow call: also while MLflow is down
         self.experiment_id()
         # Claiming runs takes a few round trips: meanwhile the spans that link no run are
         # forwarded; the roots follow once their run is known (MLflow links a trace to the run
@@ -697,14 +698,12 @@ class Writer:
         self.status.applied["finalizations"] += 1
 
     def _write_tables(self, run_id: str, tables: dict[str, dict[str, list[Any]]]) -> None:
-        import pandas as pd
-
         with tempfile.TemporaryDirectory(prefix="inspect-otel-") as tmp:
             for path, data in tables.items():
                 local = os.path.join(tmp, path)
                 os.makedirs(os.path.dirname(local), exist_ok=True)
-                pd.DataFrame(data).to_json(local, orient="split", index=False,
-                                           date_format="iso")
+                with open(local, "w", encoding="utf-8") as f:
+                    json.dump(mp.split_table(data), f, ensure_ascii=False, allow_nan=False)
             self._mlflow().log_artifacts(run_id, tmp)
 
     # --- the eval log as an artifact -----------------------------------------------------------
@@ -749,11 +748,11 @@ class Writer:
                 reason = f"{type(e).__name__}: {e}"[:500]
                 log.info("eval log %s not stored in MLflow: %s", location, reason)
                 client.log_batch(run_id, tags=_tags({mp.TAG_LOG_ARTIFACT_ERROR:
-                                                     mp.truncate(f"{location}: {reason}", mp.TAG_VALUE_MAX)}))
+                                                     mp.mlflow_text(f"{location}: {reason}", mp.TAG_VALUE_MAX)}))
                 return
             client.log_artifact(run_id, local, artifact_path=mp.LOG_ARTIFACT_DIR)
             client.log_batch(run_id, tags=_tags({
-                mp.TAG_LOG_ARTIFACT: mp.truncate(f"{mp.LOG_ARTIFACT_DIR}/{os.path.basename(local)}",
+                mp.TAG_LOG_ARTIFACT: mp.mlflow_text(f"{mp.LOG_ARTIFACT_DIR}/{os.path.basename(local)}",
                                                  mp.TAG_VALUE_MAX)}))
             try:
                 client.delete_tag(run_id, mp.TAG_LOG_ARTIFACT_ERROR)
@@ -795,16 +794,17 @@ def build_trace_request(spans: list[PendingSpan]) -> ExportTraceServiceRequest:
         rs = resources.get(s.resource)
         if rs is None:
             rs = req.resource_spans.add()
-            rs.resource.CopyFrom(resource_pb2.Resource.FromString(s.resource))
+            rs.resource.CopyFrom(mp.drop_nul(resource_pb2.Resource.FromString(s.resource)))
             resources[s.resource] = rs
         key = (s.resource, s.scope_name, s.scope_version)
         ss = scopes.get(key)
         if ss is None:
             ss = rs.scope_spans.add()
-            ss.scope.name, ss.scope.version = s.scope_name, s.scope_version
+            ss.scope.name = s.scope_name.replace("\x00", "")
+            ss.scope.version = s.scope_version.replace("\x00", "")
             ss.schema_url = sc.SCHEMA_URL if s.scope_name == mp.INSPECT_SCOPE else ""
             scopes[key] = ss
-        span = trace_pb2.Span.FromString(s.payload)
+        span = mp.drop_nul(trace_pb2.Span.FromString(s.payload))
         if s.enrich:
             kept = [kv for kv in span.attributes if mp.forwarded_attribute(kv.key, s.enrich)]
             if len(kept) < len(span.attributes):

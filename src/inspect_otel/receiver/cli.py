@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not store each task's eval log (inspect.task.log_location, when "
                              "this receiver can read it) under the task run's artifacts "
                              "inspect/logs/")
+    parser.add_argument("--orphan-ttl-seconds", type=float, default=3600.0,
+                        help="an evaluation result whose trace never arrives (e.g. sampled out) "
+                             "stops counting as pending this long after it arrived; sooner when "
+                             "its log record says the trace was not sampled and its task is "
+                             "finalized (default 3600)")
     parser.add_argument("--log-level", default=os.environ.get("INSPECT_OTEL_LOG_LEVEL", "INFO"))
 
 
@@ -58,6 +63,10 @@ def main(args: argparse.Namespace) -> int:
 
     from ._server import Receiver, ReceiverConfig
 
+    if not args.orphan_ttl_seconds > 0:
+        print("inspect-otel receiver: --orphan-ttl-seconds must be a positive number of seconds "
+              f"(got {args.orphan_ttl_seconds})", file=sys.stderr)
+        return 2
     uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
     if not uri.startswith(("http://", "https://")):
         print(f"inspect-otel receiver: --mlflow-uri must be an http(s) MLflow server URL "
@@ -75,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
         max_spool_bytes=int(args.max_spool_mb * (1 << 20)),
         settle_s=args.settle_seconds,
         log_artifacts=not args.no_log_artifacts,
+        orphan_ttl_s=args.orphan_ttl_seconds,
     )
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.token:
         logging.getLogger("inspect_otel.receiver").warning(
