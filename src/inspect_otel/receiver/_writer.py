@@ -747,13 +747,13 @@ class Writer:
             except Exception as e:  # noqa: BLE001 - unreadable here: say so on the run
                 reason = f"{type(e).__name__}: {e}"[:500]
                 log.info("eval log %s not stored in MLflow: %s", location, reason)
-                client.log_batch(run_id, tags=_tags({mp.TAG_LOG_ARTIFACT_ERROR:
-                                                     mp.mlflow_text(f"{location}: {reason}", mp.TAG_VALUE_MAX)}))
+                error = mp.mlflow_text(f"{location}: {reason}", mp.TAG_VALUE_MAX)
+                client.log_batch(run_id, tags=_tags({mp.TAG_LOG_ARTIFACT_ERROR: error}))
                 return
             client.log_artifact(run_id, local, artifact_path=mp.LOG_ARTIFACT_DIR)
+            stored = f"{mp.LOG_ARTIFACT_DIR}/{os.path.basename(local)}"
             client.log_batch(run_id, tags=_tags({
-                mp.TAG_LOG_ARTIFACT: mp.mlflow_text(f"{mp.LOG_ARTIFACT_DIR}/{os.path.basename(local)}",
-                                                 mp.TAG_VALUE_MAX)}))
+                mp.TAG_LOG_ARTIFACT: mp.mlflow_text(stored, mp.TAG_VALUE_MAX)}))
             try:
                 client.delete_tag(run_id, mp.TAG_LOG_ARTIFACT_ERROR)
             except Exception:  # noqa: BLE001 - there was none
