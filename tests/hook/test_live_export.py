@@ -179,6 +179,10 @@ def test_errored_and_retried_samples(content_run):
     assert all(r.attributes["inspect.sample.model_calls"] == 4 for r in ok)  # 3 agent + 1 judge
     assert all(r.attributes["inspect.sample.tool_calls"] == 2 for r in ok)
     assert all(r.attributes["inspect.sample.tool_errors"] == 1 for r in ok)
+    assert all(r.attributes["inspect.sample.model_errors"] == 0 for r in ok)
+    # one final result per scorer (match, includes, judge); none for a sample that errored
+    assert all(r.attributes["inspect.sample.evaluations"] == 3 for r in ok)
+    assert all(r.attributes["inspect.sample.evaluations"] == 0 for r in boom)
     flaky = [r for r in roots if r.attributes["inspect.sample.id"] == "flaky"]
     for root in flaky:
         assert root.status_code != STATUS_ERROR
