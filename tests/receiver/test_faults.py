@@ -3,6 +3,8 @@ PostgreSQL: the database stopped or crashed under a running MLflow, MLflow resta
 
 from __future__ import annotations
 
+import signal
+
 from tests.support.receiver import wait_for
 from tests.receiver.mlflow_view import check_eval, complete, snapshot
 from tests.receiver.synth import SynthEval
@@ -73,6 +75,22 @@ def test_receiver_restart_with_non_empty_spool(mlflow_server, mlflow_client, rec
     rp2 = receiver_factory(mlflow_server.url, "restart", data_dir)
     rp2.wait_idle(180)
     check_eval(snapshot(mlflow_client, "restart", ev.run_id), ev)
+
+
+def test_sigterm_applies_what_was_accepted(mlflow_server, mlflow_client, receiver_factory):
+    """Stopped right after acknowledging an eval, the receiver applies it before it exits (up to
+    its drain time): nothing waits for the next start."""
+    ev = SynthEval(run_id="fault-sigterm", samples=4, scorers=("match", "judge")).build()
+    rp = receiver_factory(mlflow_server.url, "sigterm")
+    for sig, body in ev.batches(size=10, shuffle_seed=3):
+        assert rp.post(sig, body).status_code == 200
+    assert rp.health()["spool"]["pending_spans"] > 0  # the writer has not caught up yet
+    rp.kill(signal.SIGTERM)
+    assert rp.proc.returncode == 0, rp.log()
+    snap = snapshot(mlflow_client, "sigterm", ev.run_id)
+    traces = [tr for t in snap["tasks"].values() for tr in t["traces"].values()]
+    assert len(traces) == ev.samples * ev.epochs * len(ev.tasks)
+    assert all(len(tr["assessments"]) == len(ev.scorers) for tr in traces)
 
 
 def test_full_spool_answers_503_with_retry_after(receiver_factory, tmp_path):

@@ -49,7 +49,7 @@ class ReceiverProc:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(10)
+                self.proc.wait(10 if sig == signal.SIGKILL else 20)  # SIGTERM: drain time
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)

@@ -36,6 +36,11 @@ GRPC_SERVICES = {
 }
 
 
+# On stop: how long the writer may go on applying accepted data (the stack gives the receiver 15 s
+# between SIGTERM and SIGKILL; the spool keeps the rest for the next start anyway).
+DRAIN_S = 10.0
+
+
 @dataclass
 class ReceiverConfig:
     mlflow_uri: str
@@ -117,16 +122,21 @@ class Receiver:
         self._probe_cache = (time.monotonic(), ok, err)
         return ok, err
 
+    def _nothing_pending(self, stats: dict[str, Any]) -> bool:
+        """Nothing in the spool the writer can still apply (orphaned results wait for a trace,
+        see health()) and no eval log still to store."""
+        return all(v == 0 for k, v in stats.items()
+                   if k.startswith("pending_") and k != "pending_bytes") \
+            and not self.writer.logs_pending()
+
     def health(self) -> dict[str, Any]:
         stats = self.spool.stats()
         reachable, probe_error = self.probe_mlflow()
         st = self.writer.status
-        pending = {k: v for k, v in stats.items() if k.startswith("pending_") and k != "pending_bytes"}
         return {
             "status": "ok" if reachable else "degraded",
-            # nothing the writer can still apply (orphaned results wait for a trace, see below;
-            # busy: tasks polled until complete, eval logs still to store)
-            "idle": all(v == 0 for v in pending.values()) and not self.writer.busy(),
+            # busy: tasks still polled until complete (finalization from MLflow's state)
+            "idle": self._nothing_pending(stats) and not self.writer.busy(),
             "spool": {**stats, "full": self.spool.is_full(), "path": str(self.spool.path)},
             "orphaned": {"waiting": stats["orphaned_results"], "expired": stats["expired_results"],
                          "ttl_seconds": self.spool.orphan_ttl_s},
@@ -157,7 +167,9 @@ class Receiver:
                  self.config.experiment_name, self.spool.path)
         return self
 
-    def stop(self) -> None:
+    def stop(self, drain_s: float = DRAIN_S) -> None:
+        """Stop accepting, then give the writer up to ``drain_s`` to apply what was accepted
+        while MLflow answers (what is left stays in the spool for the next start)."""
         if self._grpc is not None:
             self._grpc.stop(grace=2).wait(5)
             self._grpc = None
@@ -166,6 +178,11 @@ class Receiver:
             if self._http_thread is not None:
                 self._http_thread.join(10)
             self._uvicorn = None
+        deadline = time.monotonic() + drain_s
+        while self.writer.status.mlflow_ok is not False and time.monotonic() < deadline \
+                and not self._nothing_pending(self.spool.stats()):
+            self.writer.wake()
+            time.sleep(0.1)
         self.writer.stop()
 
     def _start_http(self) -> None:

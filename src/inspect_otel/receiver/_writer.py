@@ -193,7 +193,10 @@ class Writer:
 
     def busy(self) -> bool:
         """Work the spool's counts do not show: polls of unfinished tasks, eval logs to store."""
-        return bool(self._poll) or bool(self.spool.meta_items(LOG_ARTIFACT_META))
+        return bool(self._poll) or self.logs_pending()
+
+    def logs_pending(self) -> bool:
+        return bool(self.spool.meta_items(LOG_ARTIFACT_META))
 
     def _loop(self) -> None:
         backoff = 0.5
