@@ -45,6 +45,10 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # Loggers of the OTLP exporters and SDK processors: their per-batch retry noise is summarised in
 # one warning at run end instead of flooding the eval's console.
 _QUEUE_SIZE = 16384
+# A sample's spans and results are handed over at once when it ends: the SDK's default schedule
+# delays (5 s for spans, 1 s for log records) would only hold them back from the backend, with
+# nothing more to batch in most evals. OTEL_BSP_SCHEDULE_DELAY / OTEL_BLRP_SCHEDULE_DELAY win.
+_SCHEDULE_DELAY_MS = 500
 _DRAIN_EVERY_SPANS = 512
 _EXPORT_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk._shared_internal")
 
@@ -170,7 +174,9 @@ class TelemetryPipeline:
             # A single agent sample can hold thousands of spans: a larger queue than the SDK
             # default (2048) unless the user set OTEL_BSP_MAX_QUEUE_SIZE.
             queue = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else _QUEUE_SIZE
-            self._processor = BatchSpanProcessor(self._counter, max_queue_size=queue)
+            delay = None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else _SCHEDULE_DELAY_MS
+            self._processor = BatchSpanProcessor(self._counter, max_queue_size=queue,
+                                                 schedule_delay_millis=delay)
             self._resource = build_resource()
             self._sampler = sampler_from_env()
             self._owned.append(self._processor)
@@ -190,7 +196,10 @@ class TelemetryPipeline:
             # on a dead endpoint; close() flushes with a bounded wait instead.
             provider = LoggerProvider(resource=self._resource, shutdown_on_exit=False)
             provider.add_log_record_processor(
-                BatchLogRecordProcessor(_log_exporter(settings.logs_protocol))
+                BatchLogRecordProcessor(
+                    _log_exporter(settings.logs_protocol),
+                    schedule_delay_millis=None if os.environ.get("OTEL_BLRP_SCHEDULE_DELAY")
+                    else _SCHEDULE_DELAY_MS)
             )
             self._owned.append(provider)
         return provider.get_logger(

@@ -42,6 +42,51 @@ def _roots(sink):
     return [s for s in sink.spans if s.attributes.get("inspect.span.kind") == "sample"]
 
 
+@pytest.mark.parametrize("bsp_delay", [None, "20000"])
+def test_a_finished_sample_leaves_while_the_eval_runs(tmp_path, monkeypatch, bsp_delay):
+    """A sample's spans and results reach the endpoint within the hook's short schedule delay
+    (500 ms), not the SDK's 5 s, while later samples still run; OTEL_BSP_SCHEDULE_DELAY wins."""
+    import asyncio
+
+    from inspect_ai import Task
+    from inspect_ai.dataset import Sample
+    from inspect_ai.scorer import match
+    from inspect_ai.solver import solver
+
+    server = HttpSink()
+    seen: dict[str, bool] = {}
+
+    def first_is_out(s) -> bool:
+        return any(r.attributes.get("inspect.sample.id") == "first" for r in _roots(s)) and \
+            any(r.attributes.get("gen_ai.evaluation.name") == "match" for r in s.logs)
+
+    @solver
+    def look_for_first():
+        async def solve(state, generate):
+            if state.sample_id == "second":  # the first sample has ended (max_samples=1)
+                wait = 3.0 if bsp_delay is None else 1.5
+                seen["first"] = await asyncio.to_thread(server.sink.wait_for, first_is_out, wait)
+            return state
+        return solve
+
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+        if bsp_delay:
+            monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", bsp_delay)
+            monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", bsp_delay)
+        task = Task(dataset=[Sample(id="first", input="a", target="a"),
+                             Sample(id="second", input="b", target="b")],
+                    solver=look_for_first(), scorer=match())
+        log = eval(task, model=MODEL, model_args=model_args(), log_dir=str(tmp_path),
+                   display="none", max_samples=1)[0]
+        assert log.status == "success"
+        assert seen["first"] is (bsp_delay is None)
+        assert server.sink.wait_for(lambda s: len(_roots(s)) == 2, timeout=30)  # run end flushes
+    finally:
+        server.stop()
+
+
 def test_grpc_protocol(tmp_path, monkeypatch):
     server = GrpcSink()
     try:
