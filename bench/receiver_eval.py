@@ -23,7 +23,6 @@ Usage: .venv/bin/python bench/receiver_eval.py [--receivers 1] [--backend sqlite
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
-from bench.receiver_ingest import _percentile, start_server  # noqa: E402
+from bench.receiver_ingest import _percentile, start_server, write_results  # noqa: E402
 from tests.support.router import OtlpRouter, owner  # noqa: E402
 
 SAMPLES = 10
@@ -306,11 +305,7 @@ def main() -> int:
         if pg is not None:
             pg.stop()
     out["load_avg_end"] = os.getloadavg()
-    path = Path(args.json) if args.json else (
-        ROOT / "bench" / "results" / f"receiver_eval-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"raw results: {path}")
+    write_results(args.json, "receiver_eval", out)
     return 0
 
 

@@ -279,12 +279,18 @@ def main() -> int:
           f"p95 {lat['p95'] * 1000:.0f} ms, max {lat['max'] * 1000:.0f} ms (n={lat['n']}; "
           f"the first sample, which also creates the eval's runs: "
           f"{lat['first_sample'] * 1000:.0f} ms)")
-    path = Path(args.json) if args.json else (
-        ROOT / "bench" / "results" / f"receiver_ingest-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(res, indent=2))
-    print(f"raw results: {path}")
+    write_results(args.json, "receiver_ingest", res)
     return 0
+
+
+def write_results(path_arg: str | None, bench: str, data: dict) -> Path:
+    """The raw results as JSON: ``path_arg``, or bench/results/<bench>-<time>.json."""
+    path = Path(path_arg) if path_arg else (
+        ROOT / "bench" / "results" / f"{bench}-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    print(f"raw results: {path}")
+    return path
 
 
 if __name__ == "__main__":

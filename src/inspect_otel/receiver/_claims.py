@@ -89,27 +89,17 @@ class Claims:
     def parent_run(self, run_id: str, tags: Mapping[str, str], start_ms: int | None,
                    run_name: str) -> str:
         name = claim_experiment_name(self.experiment_id, run_id)
-        winner, legacy = self._both(
-            lambda: self._read_experiment_claim(name),
-            lambda: self._find_legacy(sc.INSPECT_RUN_ID, run_id, mp.ROLE_RUN))
-        if winner is None:
-            key = f"run/{run_id}"
-            candidate = legacy or self._candidate(key, start_ms, run_name)
-            try:
-                claim_id = self.client.create_experiment(name, tags={TAG_CLAIMED_RUN: candidate,
-                                                                     sc.INSPECT_RUN_ID: run_id})
-                winner = candidate
-                self._later(self._hide, claim_id)
-            except Exception as e:
-                if _code(e) != "RESOURCE_ALREADY_EXISTS":
-                    raise
-                winner = self._read_experiment_claim(name)
-                if winner is None:
-                    raise
-            if candidate != legacy:
-                self._later(self._settle, key, winner, candidate)
-        self.client.log_batch(winner, tags=_run_tags(tags))
-        return winner
+
+        def register(candidate: str) -> None:
+            claim_id = self.client.create_experiment(name, tags={TAG_CLAIMED_RUN: candidate,
+                                                                 sc.INSPECT_RUN_ID: run_id})
+            self._later(self._hide, claim_id)
+
+        return self._claim(
+            f"run/{run_id}", tags, start_ms, run_name,
+            read=lambda: self._read_experiment_claim(name),
+            legacy=lambda: self._find_legacy(sc.INSPECT_RUN_ID, run_id, mp.ROLE_RUN),
+            register=register, taken_code="RESOURCE_ALREADY_EXISTS")
 
     def _read_experiment_claim(self, name: str) -> str | None:
         exp = self.client.get_experiment_by_name(name)
@@ -131,22 +121,36 @@ class Claims:
     def task_run(self, eval_id: str, parent_mlflow_id: str, tags: Mapping[str, str],
                  start_ms: int | None, run_name: str) -> str:
         param = task_run_param(eval_id)
-        winner, legacy = self._both(
-            lambda: self.client.get_run(parent_mlflow_id).data.params.get(param),
-            lambda: self._find_legacy(sc.INSPECT_EVAL_ID, eval_id, mp.ROLE_TASK))
+
+        def read() -> str | None:
+            return self.client.get_run(parent_mlflow_id).data.params.get(param)
+
+        return self._claim(
+            f"task/{eval_id}", tags, start_ms, run_name, read=read,
+            legacy=lambda: self._find_legacy(sc.INSPECT_EVAL_ID, eval_id, mp.ROLE_TASK),
+            register=lambda candidate: self.client.log_param(parent_mlflow_id, param, candidate),
+            taken_code="INVALID_PARAMETER_VALUE")
+
+    # --- the claim protocol --------------------------------------------------------------------
+    def _claim(self, key: str, tags: Mapping[str, str], start_ms: int | None, run_name: str, *,
+               read: Callable[[], str | None], legacy: Callable[[], str | None],
+               register: Callable[[str], None], taken_code: str) -> str:
+        """The registered run for ``key``: read the claim (and, beside it, look for a run an
+        older receiver made); unclaimed, register a candidate through an insert-once write that
+        fails with ``taken_code`` when someone else registered first, and read theirs."""
+        winner, found = self._both(read, legacy)
         if winner is None:
-            key = f"task/{eval_id}"
-            candidate = legacy or self._candidate(key, start_ms, run_name)
+            candidate = found or self._candidate(key, start_ms, run_name)
             try:
-                self.client.log_param(parent_mlflow_id, param, candidate)
+                register(candidate)
                 winner = candidate
             except Exception as e:
-                if _code(e) != "INVALID_PARAMETER_VALUE":
+                if _code(e) != taken_code:
                     raise
-                winner = self.client.get_run(parent_mlflow_id).data.params.get(param)
+                winner = read()
                 if winner is None:
                     raise
-            if candidate != legacy:
+            if candidate != found:
                 self._later(self._settle, key, winner, candidate)
         self.client.log_batch(winner, tags=_run_tags(tags))
         return winner
