@@ -74,6 +74,7 @@ PROBE_TRACES_PER_PASS = 100
 # every 5 s by default, log records every second).
 PROBE_GRACE_S = 5.0
 AWAITING_SCAN = 2000  # results awaiting a trace looked at per pass (newest first)
+RECOVERY_PROBE_S = 1.0  # while backing off from an MLflow that does not answer: look this often
 CHECK_MIN_INTERVAL_S = 0.25  # between two finalization checks of one task
 LOG_ARTIFACT_META = "log_artifact:"  # spool meta: eval logs still to store
 
@@ -220,8 +221,29 @@ class Writer:
                 self.status.last_error = str(err)
                 self.status.last_error_at = time.time()
                 log.warning("MLflow write failed (%s); retrying in %.1fs", err, backoff)
-                self._stop.wait(backoff)
+                self._back_off(backoff)
                 backoff = min(self.max_backoff_s, backoff * 2)
+
+    def _back_off(self, backoff: float) -> None:
+        """Wait ``backoff`` seconds before the next pass. When MLflow itself stopped answering,
+        look every second whether it is back and go on at once: a restarted MLflow gets the
+        spool within about a second, not after up to ``max_backoff_s`` of backoff. (MLflow
+        answering but failing requests keeps the full exponential backoff.)"""
+        deadline = time.monotonic() + backoff
+        down = not self._mlflow_answers()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stop.wait(min(left, RECOVERY_PROBE_S)):
+                return
+            if down and self._mlflow_answers():
+                log.info("MLflow answers again; resuming")
+                return
+
+    def _mlflow_answers(self) -> bool:
+        try:
+            return requests.get(self.tracking_uri + "/health", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
 
     def _idle_wait(self) -> float:
         """Until the next poll or probe is due (new data wakes the writer at once; results in
