@@ -16,6 +16,8 @@ Configurations (``--configs``):
   otel-sink       inspect-otel exporting to the counting sink: the hook's own cost, without the
                   receiver and MLflow competing for the same CPUs during the eval
   otel-sink-spans-only  optional: the same with OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none
+  otel-sink-sdk-delays  optional: otel-sink with the SDK's default batch delays (5 s spans, 1 s log
+                  records) instead of the hook's 500 ms: what sending each sample promptly costs
 
 Results: one table on stdout, raw JSON in bench/results/<timestamp>.json and latest.json.
 
@@ -54,7 +56,8 @@ INSPECT_MLFLOW_PIN = "inspect-mlflow==0.9.0"
 DEPS = BENCH / ".deps"
 PY = sys.executable
 _SCRUB = ("OTEL_", "INSPECT_OTEL_", "MLFLOW_", "INSPECT_MLFLOW_")
-ALL_CONFIGS = ("baseline", "inspect-otel", "inspect-mlflow", "otel-sink", "otel-sink-spans-only")
+ALL_CONFIGS = ("baseline", "inspect-otel", "inspect-mlflow", "otel-sink", "otel-sink-spans-only",
+               "otel-sink-sdk-delays")
 MB = 1024 * 1024
 
 
@@ -268,6 +271,9 @@ def config_env(stack: Stack, config: str) -> dict[str, str] | None:
     if config == "otel-sink-spans-only":  # standard switches: no metrics, no log records
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url, OTEL_METRICS_EXPORTER="none",
                          OTEL_LOGS_EXPORTER="none") if stack.sink_url else None
+    if config == "otel-sink-sdk-delays":  # the SDK's defaults, set through the standard variables
+        return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url, OTEL_BSP_SCHEDULE_DELAY="5000",
+                         OTEL_BLRP_SCHEDULE_DELAY="1000") if stack.sink_url else None
     if config == "inspect-mlflow":
         if stack.mlflow is None or stack.mlflow_plugin_path is None:
             return None
@@ -490,7 +496,8 @@ def table(result: dict[str, Any]) -> str:
     configs += [r["config"] for r in result.get("memory", []) if r["config"] not in configs]
     names = {"inspect-otel": f"inspect-otel ({result['otel_target']})",
              "otel-sink": "inspect-otel (OTLP sink)",
-             "otel-sink-spans-only": "inspect-otel (sink, spans only)"}
+             "otel-sink-spans-only": "inspect-otel (sink, spans only)",
+             "otel-sink-sdk-delays": "inspect-otel (sink, SDK delays)"}
     head = ["measure"] + [names.get(c, c) for c in configs]
     lines: list[list[str]] = []
     S = result["overhead_summary"]
