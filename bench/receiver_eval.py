@@ -43,22 +43,34 @@ SAMPLES = 10
 EPOCHS = 2
 
 
-def eval_task():
+def eval_task(pace_s: float = 0.0):
+    """``pace_s`` > 0: sample k of 10, epoch e, first waits pace_s * k / 10 * e seconds (as a real
+    model's latency would), so samples end spread over the eval instead of within a second."""
+    import asyncio
+
     from inspect_ai import Task, task
     from inspect_ai.dataset import Sample
     from inspect_ai.scorer import exact, includes, match
-    from inspect_ai.solver import generate, use_tools
+    from inspect_ai.solver import generate, solver, use_tools
 
     from tests.support import evals
 
     rows = [(f"s{i}", f"add {i} {i + 2}", str(2 * i + 2)) for i in range(SAMPLES - 2)]
     rows += [("boom", "add 1 1", "2"), ("flaky", "add 4 4", "8")]
+    order = {sample_id: k for k, (sample_id, _, _) in enumerate(rows, start=1)}
+
+    @solver
+    def pace():
+        async def solve(state, generate):
+            await asyncio.sleep(pace_s * order[state.sample_id] / len(rows) * state.epoch)
+            return state
+        return solve
 
     @task
     def calculator10():
         return Task(
             dataset=[Sample(id=i, input=x, target=t) for i, x, t in rows],
-            solver=[use_tools(evals.add(), evals.divide()), evals.chaos(), generate()],
+            solver=[pace(), use_tools(evals.add(), evals.divide()), evals.chaos(), generate()],
             scorer=[match(), includes(), exact(), evals.judge()],
             sandbox="local",
         )
@@ -174,8 +186,8 @@ def finalized(client, experiment: str, run_id: str, samples: int, scores: int) -
         return False
 
 
-def one_eval(server, tmp: Path, receivers: int, tag: str, export_delay_ms: int | None = None
-             ) -> dict:
+def one_eval(server, tmp: Path, receivers: int, tag: str, export_delay_ms: int | None = None,
+             pace_s: float = 0.0) -> dict:
     from inspect_ai import eval as inspect_eval
 
     from inspect_otel import ids
@@ -202,7 +214,7 @@ def one_eval(server, tmp: Path, receivers: int, tag: str, export_delay_ms: int |
                 os.environ[k] = str(export_delay_ms)
         evals._attempts.clear()
         try:
-            log = inspect_eval(eval_task(), model=evals.MODEL, model_args=evals.model_args(),
+            log = inspect_eval(eval_task(pace_s), model=evals.MODEL, model_args=evals.model_args(),
                                log_dir=str(tmp / f"logs-{tag}"), epochs=EPOCHS,
                                retry_on_error=1, fail_on_error=False, display="none")[0]
         finally:
@@ -274,7 +286,11 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--export-delay-ms", type=int, default=None,
                     help="OTEL_BSP_SCHEDULE_DELAY / OTEL_BLRP_SCHEDULE_DELAY for the hook "
-                         "(default: the SDK's 5000 / 1000)")
+                         "(default: unset, the hook's 500 ms)")
+    ap.add_argument("--pace-seconds", type=float, default=0.0,
+                    help="sample k of 10 in epoch e first waits PACE * k / 10 * e seconds, as with "
+                         "a real model: samples end spread over the eval (default 0: the whole "
+                         "eval ends within about a second)")
     ap.add_argument("--mlflow-catalog", action="store_true",
                     help="let MLflow fetch its model price catalog (stalls offline)")
     ap.add_argument("--json", default=None)
@@ -285,12 +301,12 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="inspect-otel-bench-eval-"))
     server, pg = start_server(tmp, args.backend, args.workers)
     out = {"backend": args.backend, "receivers": args.receivers, "cpu_count": os.cpu_count(),
-           "export_delay_ms": args.export_delay_ms,
+           "export_delay_ms": args.export_delay_ms, "pace_s": args.pace_seconds,
            "load_avg_start": os.getloadavg(), "runs": []}
     try:
         for i in range(args.repeats):
             r = one_eval(server, tmp, args.receivers, f"{args.receivers}r{i}",
-                         args.export_delay_ms)
+                         args.export_delay_ms, args.pace_seconds)
             out["runs"].append(r)
             print(f"run {i + 1}: {r['samples']} samples ({r['errored_samples']} errored), "
                   f"{r['scores']} scores, {args.receivers} receiver(s): eval end -> last trace "
