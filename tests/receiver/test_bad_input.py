@@ -216,6 +216,26 @@ def test_grpc_malformed_message_is_invalid_argument(rp):
         channel.close()
 
 
+def test_grpc_compression_bomb_is_resource_exhausted(rp):
+    """A gzip-compressed gRPC message that inflates past --max-body-mb (1 MiB here): grpc's own
+    receive limit answers RESOURCE_EXHAUSTED before our code sees it; the server keeps serving."""
+    import grpc
+
+    bomb = b"\0" * (2 << 20)  # 2 MiB of zeros, about 2 KiB on the wire (grpc alone allows 4 MiB)
+    channel = grpc.insecure_channel(f"127.0.0.1:{rp.grpc_port}")
+    md = (("authorization", f"Bearer {TOKEN}"),)
+    export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            export(bomb, metadata=md, timeout=30, compression=grpc.Compression.Gzip)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.code()
+        assert export(good_body(), metadata=md, timeout=10,
+                      compression=grpc.Compression.Gzip) == b""  # compressed and small: accepted
+    finally:
+        channel.close()
+    assert rp.health()["status"] in ("ok", "degraded")
+
+
 def test_client_disconnect_is_not_an_error(rp):
     """A client that goes away mid-body gets no answer and leaves an INFO line, not an ERROR
     with a traceback; the server keeps serving."""
