@@ -59,6 +59,10 @@ class MlflowServer:
         env = dict(os.environ)
         env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         env.setdefault("DO_NOT_TRACK", "true")
+        # MLflow fetches its model price catalog from GitHub on the first chat span, per worker;
+        # offline (as here) that waits about 7 s before it falls back to its bundled copy. Empty
+        # = the bundled copy at once (MLflow's own setting; docs/receiver.md, offline servers).
+        env.setdefault("MLFLOW_MODEL_CATALOG_URI", "")
         if not self.job_queue:
             env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         log = open(self.log_path, "ab")
