@@ -3,7 +3,11 @@ PostgreSQL: the database stopped or crashed under a running MLflow, MLflow resta
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import subprocess
+import sys
 
 from tests.support.receiver import wait_for
 from tests.receiver.mlflow_view import check_eval, complete, snapshot
@@ -72,6 +76,23 @@ def test_receiver_restart_with_non_empty_spool(mlflow_server, mlflow_client, rec
     h = rp.health()
     assert h["spool"]["pending_spans"] == len(ev.spans())
     rp.kill()  # SIGKILL: no graceful shutdown
+    # A start that fails (its port is taken) says so in one line at once and writes nothing,
+    # although MLflow is up and the spool holds data: that waits for a receiver that runs.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        failed = subprocess.run(
+            [sys.executable, "-m", "inspect_otel.cli", "receiver", "--mlflow-uri",
+             mlflow_server.url, "--port", str(busy.getsockname()[1]), "--grpc-port",
+             str(free_port()), "--data-dir", str(data_dir)],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "MLFLOW_EXPERIMENT_NAME": "restart"})
+    assert failed.returncode == 1, failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert [line for line in failed.stderr.splitlines() if "inspect-otel receiver:" in line] == \
+        [line for line in failed.stderr.splitlines() if line.strip()][-1:], failed.stderr
+    exp = mlflow_client.get_experiment_by_name("restart")
+    assert exp is None or not mlflow_client.search_runs([exp.experiment_id])
     rp2 = receiver_factory(mlflow_server.url, "restart", data_dir)
     rp2.wait_idle(180)
     check_eval(snapshot(mlflow_client, "restart", ev.run_id), ev)

@@ -95,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
         receiver.start()
     except (OSError, RuntimeError) as e:
         print(f"inspect-otel receiver: {e}", file=sys.stderr)
-        receiver.stop()
+        receiver.stop(drain_s=0)  # failed to start: say so at once (the spool keeps its data)
         return 1
     # One machine-readable line so scripts (and tests) learn the bound ports.
     print(f"inspect-otel receiver listening http={config.host}:{receiver.http_port} "
