@@ -454,3 +454,29 @@ def test_root_inputs_and_outputs_carry_no_nul():
     assert json.loads(e[mp.SPAN_INPUTS])["model"] == "m"
     e = mp.span_enrichment({**attrs, sc.INSPECT_SAMPLE_INPUT: "a\x00b"}, is_root=True)
     assert e[mp.SPAN_INPUTS] == "ab"
+
+
+def test_spool_of_an_older_receiver_opens_and_keeps_its_data(tmp_path):
+    """A spool written before task aggregates came from MLflow has two more span columns
+    (category, is_error NOT NULL): it opens, keeps what it holds, and takes new spans."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)  # the older spans table, one span in it
+    db.execute("""CREATE TABLE spans(
+        trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT NOT NULL,
+        resource TEXT NOT NULL, scope_name TEXT NOT NULL, scope_version TEXT NOT NULL,
+        payload BLOB, digest TEXT NOT NULL, pending INTEGER NOT NULL, nbytes INTEGER NOT NULL,
+        category TEXT, is_error INTEGER NOT NULL, link_key TEXT, enrich TEXT,
+        received REAL NOT NULL, PRIMARY KEY(trace_id, span_id))""")
+    db.execute("INSERT INTO spans VALUES('t', 's', '', 'r', 'x', '1', x'00', 'd', 0, 1, 'model', 0,"
+               " NULL, NULL, 0)")
+    db.commit()
+    db.close()
+    ev = SynthEval(run_id="old-spool", samples=2).build()
+    spool = Spool(path)
+    columns = {r[1] for r in spool._read("PRAGMA table_info(spans)")}
+    assert not {"category", "is_error"} & columns
+    assert spool.stats()["spans"] == 1
+    assert spool.ingest_traces(trace_request(ev.spans())).rejected == 0
+    assert len(spool.pending_spans(1000, 1 << 30)) == len(ev.spans())

@@ -765,17 +765,6 @@ def aggregate_metrics(latencies: Iterable[float], counts: Mapping[str, int],
     return out
 
 
-# --- inner spans: what a span counts as, for task aggregates --------------------------------------
-def span_category(attrs: Mapping[str, Any]) -> str | None:
-    """``model`` or ``tool`` for spans counted in the task aggregates, else None."""
-    op = attrs.get(sc.GEN_AI_OPERATION_NAME)
-    if op == sc.OP_CHAT:
-        return "model"
-    if op == sc.OP_EXECUTE_TOOL:
-        return "tool"
-    return None
-
-
 # --- trace enrichment before forwarding to MLflow -------------------------------------------------
 SPAN_INPUTS = "mlflow.spanInputs"
 SPAN_OUTPUTS = "mlflow.spanOutputs"

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.proto.trace.v1 import trace_pb2
 
 from inspect_otel import semconv as sc
 
@@ -46,7 +45,7 @@ CREATE TABLE IF NOT EXISTS spans(
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT NOT NULL,
     resource TEXT NOT NULL, scope_name TEXT NOT NULL, scope_version TEXT NOT NULL,
     payload BLOB, digest TEXT NOT NULL, pending INTEGER NOT NULL, nbytes INTEGER NOT NULL,
-    category TEXT, is_error INTEGER NOT NULL, link_key TEXT, enrich TEXT,
+    link_key TEXT, enrich TEXT,
     received REAL NOT NULL,
     PRIMARY KEY(trace_id, span_id));
 CREATE INDEX IF NOT EXISTS spans_pending ON spans(pending) WHERE pending = 1;
@@ -174,7 +173,14 @@ class Spool:
         self._last_orphan_check = float("-inf")
         self._listeners: list[Any] = []
         with self._write_lock:
-            self._conn().executescript(SCHEMA)
+            db = self._conn()
+            db.executescript(SCHEMA)
+            # Spools written before task aggregates came from MLflow kept per-span counters
+            # (category, is_error) that nothing reads any more; is_error is NOT NULL.
+            columns = {r[1] for r in db.execute("PRAGMA table_info(spans)")}
+            for column in ("category", "is_error"):
+                if column in columns:
+                    db.execute(f"ALTER TABLE spans DROP COLUMN {column}")
         self._pending_bytes = self._count_pending_bytes()
         # whether a new trace may revive expired results (saves a query per new span otherwise)
         self._maybe_expired = bool(self._read(
@@ -366,16 +372,12 @@ class Spool:
         elif is_root and kind == sc.SPAN_KIND_RUN and attrs.get(sc.INSPECT_RUN_ID):
             link_key = run_key(str(attrs[sc.INSPECT_RUN_ID]))
         enrich = mp.span_enrichment(attrs, is_root)
-        is_error = int(span.status.code == trace_pb2.Status.STATUS_CODE_ERROR
-                       or bool(attrs.get(sc.ERROR_TYPE)))
         row = (parent_id, rhash, scope_name, scope_version, payload, digest, len(payload),
-               mp.span_category(attrs), is_error, link_key, _dumps(enrich) if enrich else None,
-               now)
+               link_key, _dumps(enrich) if enrich else None, now)
         cur = db.execute(
             """INSERT INTO spans(parent_id, resource, scope_name, scope_version, payload, digest,
-                   nbytes, category, is_error, link_key, enrich, received, trace_id, span_id,
-                   pending)
-               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)
+                   nbytes, link_key, enrich, received, trace_id, span_id, pending)
+               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,1)
                ON CONFLICT(trace_id, span_id) DO NOTHING""", row + (trace_id, span_id))
         if cur.rowcount > 0:  # a new span
             changed, added = True, len(payload)
@@ -391,8 +393,8 @@ class Spool:
                 # an overwrite: the new content replaces the size of a still pending older one
                 db.execute(
                     """UPDATE spans SET parent_id=?, resource=?, scope_name=?, scope_version=?,
-                           payload=?, digest=?, nbytes=?, category=?, is_error=?, link_key=?,
-                           enrich=?, received=?, pending=1
+                           payload=?, digest=?, nbytes=?, link_key=?, enrich=?, received=?,
+                           pending=1
                        WHERE trace_id = ? AND span_id = ?""", row + (trace_id, span_id))
                 added = len(payload) - (nbytes if pending else 0)
 
@@ -452,12 +454,6 @@ class Spool:
                        WHERE runs.digest != excluded.digest""",
                     (run_id, adump, start_ns, end_ns, _digest(adump + str(end_ns))),
                 )
-        elif changed and mp.span_category(attrs):
-            # An inner span that counts in task aggregates: its task changed, if already known.
-            row = db.execute("SELECT eval_id FROM samples WHERE trace_id = ?",
-                             (trace_id,)).fetchone()
-            if row:
-                self._bump(db, row[0])
 
         for time_ns, eattrs in evaluations:
             e = mp.evaluation(trace_id, span_id, time_ns, eattrs)
