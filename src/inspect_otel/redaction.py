@@ -78,7 +78,8 @@ PROVIDER_KEY_PATTERNS: tuple[str, ...] = (
 # case change), so that prose like "basic understanding" stays.
 _GENERATED = r"(?=[A-Za-z0-9._\-~+/]*(?:[0-9._\-~+/=]|[a-z][A-Z]))"
 _WORD_SHAPES: tuple[tuple[str, str], ...] = (
-    ("bearer", rf"(?i:bearer)\s+{_GENERATED}[A-Za-z0-9._\-~+/]{{8,}}=*"),
+    # The header form (capital B) needs no such look.
+    ("bearer", rf"(?:Bearer\s+|(?i:bearer)\s+{_GENERATED})[A-Za-z0-9._\-~+/]{{8,}}=*"),
     ("basic", rf"(?i:basic)\s+{_GENERATED}[A-Za-z0-9+/]{{12,}}=*"),
 )
 _LITERAL_SHAPES: tuple[str, ...] = (
@@ -96,7 +97,7 @@ _URL_REPLACEMENT = "://" + REDACTED + "@"
 # key=value, key: value, "key": "value" in free text. Found from the key words (lower-cased text),
 # then the whole key token is judged by the key-name rule above.
 _KEY_ROOTS = ("pass", "pwd", "secret", "credential", "session", "cookie", "auth", "key", "csrf",
-              "xsrf", "jwt", "ssn", "token", "bearer", "security", "card")
+              "xsrf", "jwt", "ssn", "token", "security", "card")
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _KEY_TOKEN = re.compile(r"[\w.\-]+")
 _SEPARATED_VALUE = re.compile(
