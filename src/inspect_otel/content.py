@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ContentCapture
-from .redaction import Redactor
+from .redaction import REDACTED, Redactor  # noqa: F401 (REDACTED: part of this module's API)
 
 TRUNCATION_MARKER = "...[truncated {n} chars]"
 # Stands in for list elements dropped from the middle when a JSON value's structure alone is over
@@ -63,7 +63,12 @@ class ContentPolicy:
     def clean_json(self, value: Any) -> str:
         """Redacted JSON within ``max_length`` that always parses (see :func:`truncate_json`).
         Secret keys' values go whole (the structure is still known here)."""
-        return truncate_json(self.redactor.data(value), self.max_length)
+        return truncate_json(redact_mapping(value, self), self.max_length)
+
+
+def redact_mapping(value: Any, policy: ContentPolicy) -> Any:
+    """JSON-like data with secret keys' values and secret shapes redacted (:meth:`Redactor.data`)."""
+    return policy.redactor.data(value)
 
 
 def _safe_str(value: Any) -> str:
@@ -139,7 +144,7 @@ def truncate_json(value: Any, max_length: int) -> str:
     the longest lose the most), each with a visible marker. When that would leave strings under
     a floor (the structure itself is too big, e.g. thousands of messages), middle elements of the
     longest list are first replaced by one item marker, keeping the start and the end. ``value``
-    must be plain JSON data (as :meth:`Redactor.data` returns it); it is never changed.
+    must be plain JSON data (as :func:`redact_mapping` returns it); it is never changed.
     """
     text = to_json(value)
     if len(text) <= max_length:

@@ -10,7 +10,7 @@ from inspect_ai.tool import ToolCall
 
 from inspect_otel import ids
 from inspect_otel.config import ContentCapture, Protocol, is_enabled, load_settings
-from inspect_otel.content import ContentPolicy, message_to_semconv, split_system
+from inspect_otel.content import ContentPolicy, message_to_semconv, redact_mapping, split_system
 from inspect_otel.mapping._common import error_type, split_model, to_ns, usage_attributes
 from inspect_otel.mapping._score import numeric_score, score_label
 
@@ -92,7 +92,7 @@ def test_user_patterns_and_secret_keys():
     assert policy.redact("id INTERNAL-abcd here") == "id [REDACTED] here"
     data = {"api_key": "anything", "nested": {"Authorization": "x"}, "n": 3,
             "client": object(), "note": "token sk-abcdefghijklmnopqrstuv"}
-    redacted = policy.redactor.data(data)
+    redacted = redact_mapping(data, policy)
     assert redacted["api_key"] == "[REDACTED]"
     assert redacted["nested"]["Authorization"] == "[REDACTED]"
     assert redacted["n"] == 3 and redacted["client"] is None

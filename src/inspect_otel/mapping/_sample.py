@@ -17,6 +17,7 @@ from ..content import (
     ContentPolicy,
     message_to_semconv,
     output_messages,
+    redact_mapping,
     split_system,
     text_of,
     to_json,
@@ -378,7 +379,7 @@ _INT64 = range(-(2**63), 2**63)
 def _add_metadata(attrs: dict[str, Any], metadata: dict[str, Any], policy: ContentPolicy) -> None:
     """Scalar sample metadata (a cluster key, a category): every key under content capture on
     spans, otherwise only the keys the user opted in. Secret-looking keys and values redacted."""
-    for key, value in policy.redactor.data(metadata).items():
+    for key, value in redact_mapping(metadata, policy).items():
         if not policy.on_spans and key not in policy.metadata_keys:
             continue
         if isinstance(value, str):
