@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ContentCapture
-from .redaction import REDACTED, Redactor  # noqa: F401 (REDACTED: part of this module's API)
+from .redaction import REDACTED, Redacted, Redactor  # noqa: F401 (REDACTED: part of this module's API)
 
 TRUNCATION_MARKER = "...[truncated {n} chars]"
 # Stands in for list elements dropped from the middle when a JSON value's structure alone is over
@@ -55,15 +55,15 @@ class ContentPolicy:
         return text[: max(self.max_length - len(marker), 0)] + marker
 
     def clean(self, text: str) -> str:
-        """Redact then truncate. The exporter redacts every string again on its way out (see
-        ``export.py``); redacting first here keeps a cut from splitting a secret into a part
-        no pattern recognises any more."""
-        return self.truncate(self.redact(text))
+        """Redact then truncate: redacting first keeps a cut from splitting a secret into a part
+        no pattern recognises any more. The exporter redacts every other string on its way out
+        (``export.py``); this one is marked as done (:class:`Redacted`)."""
+        return Redacted(self.truncate(self.redact(text)))
 
     def clean_json(self, value: Any) -> str:
         """Redacted JSON within ``max_length`` that always parses (see :func:`truncate_json`).
         Secret keys' values go whole (the structure is still known here)."""
-        return truncate_json(redact_mapping(value, self), self.max_length)
+        return Redacted(truncate_json(redact_mapping(value, self), self.max_length))
 
 
 def redact_mapping(value: Any, policy: ContentPolicy) -> Any:

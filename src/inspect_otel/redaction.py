@@ -51,10 +51,19 @@ def is_secret_key(name: str) -> bool:
     return bool(_SECRET_KEY.search(_CAMEL.sub("_", name).lower()))
 
 
+_SECRET_ATTRIBUTES: dict[str, bool] = {}  # attribute names repeat on every span: a plain dict
+
+
 def is_secret_attribute(name: str) -> bool:
     """The same for a dotted attribute name: its last segment decides (``...metadata.api_key``
     is secret; ``gen_ai.token.type`` is not)."""
-    return is_secret_key(name.rsplit(".", 1)[-1])
+    secret = _SECRET_ATTRIBUTES.get(name)
+    if secret is None:
+        secret = is_secret_key(name.rsplit(".", 1)[-1])
+        if len(_SECRET_ATTRIBUTES) >= 4096:
+            _SECRET_ATTRIBUTES.clear()
+        _SECRET_ATTRIBUTES[name] = secret
+    return secret
 
 
 # --- secret shapes inside text ----------------------------------------------------------------------
@@ -175,8 +184,22 @@ def _key_values(text: str, lowered: str) -> str:
 
 
 # Short strings (names, ids, statuses) repeat across spans and samples: their result is cached.
+# Those that do not (uuids, call ids) are first searched for anything any shape starts with: one
+# alternation is cheaper than every shape on a short string, and on a long one it is the reverse.
 _CACHED_LENGTH = 160
 _CACHE_ENTRIES = 4096
+_SHORT_TRIGGER = re.compile(
+    r"-----BEGIN|eyJ|sk-|AKIA|AIza|gh[pousr]_|hf_|xox|gsk_|xai-|[:=]"
+    r"|[Bb](?:[Ee][Aa][Rr][Ee][Rr]|[Aa][Ss][Ii][Cc])")
+
+
+class Redacted(str):
+    """A string this policy has already redacted (``ContentPolicy.clean``: before truncating,
+    so that a cut never splits a secret). The exporter's pass lets it through unscanned: long
+    content would otherwise be scanned twice. Anything built from it (``+``, f-strings, slices)
+    is a plain ``str`` again, and scanned."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -201,6 +224,8 @@ class Redactor:
 
     def text(self, text: str) -> str:
         """``text`` with every secret shape replaced."""
+        if type(text) is Redacted:
+            return str.__str__(text)  # a plain str again, for the SDK and exporters
         if len(text) > _CACHED_LENGTH:
             return self._scrub(text)
         cache: dict[str, str] = self._cache
@@ -215,6 +240,8 @@ class Redactor:
     def _scrub(self, text: str) -> str:
         if len(text) < 5:  # the shortest secret shape is "ssn=1"
             return text
+        if len(text) <= _CACHED_LENGTH and _SHORT_TRIGGER.search(text) is None:
+            return self._extra.sub(REDACTED, text) if self._extra is not None else text
         out = _URL_USERINFO.sub(_URL_REPLACEMENT, text) if "://" in text else text
         for regex in self._literal:
             out = regex.sub(_unless_inside_word, out)
@@ -266,8 +293,18 @@ class Redactor:
         return value
 
     def attributes(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
-        """Every string value of an attribute set, redacted (the export choke point)."""
-        return {name: self.attribute(name, value) for name, value in attributes.items()}
+        """Every string value of an attribute set, redacted (the export choke point; the loop of
+        :meth:`attribute`, inlined for the common case: it runs for every span)."""
+        out: dict[str, Any] = {}
+        text = self.text
+        for name, value in attributes.items():
+            if type(value) is str or type(value) is Redacted:
+                out[name] = REDACTED if value and is_secret_attribute(name) else text(value)
+            elif type(value) is tuple and value and type(value[0]) is str:
+                out[name] = self.attribute(name, value)
+            else:
+                out[name] = value  # numbers, booleans; other types are the SDK's to refuse
+        return out
 
 
 DEFAULT = Redactor()

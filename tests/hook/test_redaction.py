@@ -153,3 +153,20 @@ def test_long_values_are_scanned_whole_and_not_cached():
     filler = "lorem ipsum " * 2000
     out = R.text(filler + "token=abc " + filler)
     assert "abc" not in out and out.count("lorem") == 4000
+
+
+def test_what_the_content_policy_redacted_passes_the_exporter_once():
+    """ContentPolicy.clean redacts before it truncates and marks the result; the exporter's pass
+    lets it through unscanned (as a plain str) but still applies the name rule. Anything built
+    from it is a plain str again and scanned."""
+    from inspect_otel.content import ContentPolicy
+    from inspect_otel.redaction import Redacted
+
+    policy = ContentPolicy(max_length=40)
+    cut = policy.clean("https://u:pw@h/v1 " + "x" * 100)
+    assert type(cut) is Redacted and "pw" not in cut and cut.endswith("chars]")
+    out = R.attributes({"inspect.message": cut, "inspect.sample.metadata.token": cut})
+    assert out["inspect.message"] == cut and type(out["inspect.message"]) is str
+    assert out["inspect.sample.metadata.token"] == REDACTED
+    assert type(policy.clean_json({"password": "p"})) is Redacted
+    assert R.text(cut + " password=x").endswith("password=[REDACTED]")
