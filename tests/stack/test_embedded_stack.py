@@ -243,9 +243,10 @@ def test_up_on_postgres_with_several_workers(tmp_path: Path, postgres_server) ->
 
         ev = SynthEval(run_id="up-on-postgres", samples=2, scorers=("match",)).build()
         otlp_url = f"http://127.0.0.1:{_flag(ports, '--port')}"
+        token = (data / "receiver.token").read_text().strip()  # the one `up` generated
         for sig, body in ev.batches(size=20):
-            r = requests.post(f"{otlp_url}/v1/{sig}", data=body,
-                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+            r = requests.post(f"{otlp_url}/v1/{sig}", data=body, timeout=30, headers={
+                "Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"})
             assert r.status_code == 200, r.text
         wait_for(lambda: requests.get(otlp_url + "/health", timeout=5).json()["idle"], 180,
                  "the receiver to apply the eval")
