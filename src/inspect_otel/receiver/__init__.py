@@ -14,8 +14,9 @@ Modules, in the order data flows through them:
   ``_run_metrics`` (task metrics), ``_run_tags`` (run tags, names, status), ``_samples`` (sample
   summaries and step metrics), ``_forward`` (what a span takes to MLflow: span type, root
   inputs/outputs, trace tags), ``_evaluations`` (results -> assessments), ``_finalize`` (a
-  task's tables and aggregates), ``_tables`` (artifact tables), ``_secrets`` (what never becomes a
-  param), ``_mlflow_names`` (the tag names and limits on the MLflow side).
+  task's tables and aggregates), ``_tables`` (artifact tables), ``_mlflow_names`` (the tag names
+  and limits on the MLflow side). What looks secret is ``inspect_otel.redaction``, the policy the
+  hook uses too.
 """
 
 from __future__ import annotations
