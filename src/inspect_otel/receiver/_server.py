@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from ..config import data_dir
 from . import _decode as dec
+from ._eval_logs import DEFAULT_MAX_LOG_BYTES, Root
 from ._spool import ORPHAN_TTL_S, IngestResult, Spool, SpoolFull
 from ._writer import Writer
 
@@ -53,7 +54,10 @@ class ReceiverConfig:
     max_body_bytes: int = 32 << 20  # per request, compressed and decompressed
     max_spool_bytes: int = 1 << 30  # pending (not yet in MLflow) data before backpressure
     settle_s: float = 10.0  # quiet time after which an incomplete task is finalized anyway
-    log_artifacts: bool = True  # store each task's eval log under its run (when readable here)
+    # eval logs are stored only from under these (see _eval_logs.py); none: off
+    log_artifact_roots: tuple[Root, ...] = ()
+    max_log_artifact_bytes: int = DEFAULT_MAX_LOG_BYTES
+    max_concurrent_requests: int = 64  # OTLP requests in flight, per front end; more: 503
     orphan_ttl_s: float = ORPHAN_TTL_S  # evaluation results whose trace never arrives expire
 
     @property
@@ -85,7 +89,8 @@ class Receiver:
         self.spool = Spool(config.spool_path, max_bytes=config.max_spool_bytes,
                            orphan_ttl_s=config.orphan_ttl_s)
         self.writer = Writer(self.spool, config.mlflow_uri, config.experiment_name,
-                             settle_s=config.settle_s, log_artifacts=config.log_artifacts)
+                             settle_s=config.settle_s, log_roots=config.log_artifact_roots,
+                             max_log_bytes=config.max_log_artifact_bytes)
         self._uvicorn: Any = None
         self._http_thread: threading.Thread | None = None
         self._grpc: Any = None

@@ -48,6 +48,7 @@ from inspect_otel import semconv as sc
 
 from . import _mapping as mp
 from ._claims import Claims
+from ._eval_logs import DEFAULT_MAX_LOG_BYTES, EvalLogStore, Root
 from ._spool import EVAL_KEY, RUN_KEY, PendingSpan, Spool, eval_key, run_key
 
 log = logging.getLogger("inspect_otel.receiver")
@@ -76,7 +77,6 @@ PROBE_GRACE_S = 5.0
 AWAITING_SCAN = 2000  # results awaiting a trace looked at per pass (newest first)
 RECOVERY_PROBE_S = 1.0  # while backing off from an MLflow that does not answer: look this often
 CHECK_MIN_INTERVAL_S = 0.25  # between two finalization checks of one task
-LOG_ARTIFACT_META = "log_artifact:"  # spool meta: eval logs still to store
 
 # MLflow error codes that mean "this item is wrong", not "try again later".
 PERMANENT_ERROR_CODES = frozenset({
@@ -131,7 +131,8 @@ class WriterStatus:
 class Writer:
     def __init__(self, spool: Spool, tracking_uri: str, experiment_name: str,
                  settle_s: float = 10.0, max_backoff_s: float = 30.0,
-                 request_timeout_s: float = 60.0, log_artifacts: bool = True,
+                 request_timeout_s: float = 60.0, log_roots: tuple[Root, ...] = (),
+                 max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
                  assessment_workers: int = ASSESSMENT_WORKERS):
         self.spool = spool
         self.tracking_uri = tracking_uri.rstrip("/")
@@ -139,7 +140,6 @@ class Writer:
         self.settle_s = settle_s
         self.max_backoff_s = max_backoff_s
         self.request_timeout_s = request_timeout_s
-        self.log_artifacts = log_artifacts
         self.status = WriterStatus()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -162,8 +162,8 @@ class Writer:
         self._last_check: dict[str, float] = {}
         # eval id -> (marker of the MLflow view, when it last changed): the settle clock
         self._view: dict[str, tuple[str, float]] = {}
-        self._logs_thread: threading.Thread | None = None
-        self._logs_wake = threading.Event()
+        self.eval_logs = EvalLogStore(spool, self._mlflow, log_roots, max_log_bytes, self._stop,
+                                      max_backoff_s, _classify, self._count_eval_log)
         spool.add_listener(self._wake.set)
         # set_terminated would print "View run ... / View experiment ..." (and read the run back
         # to do so) on every status write; a headless receiver wants neither.
@@ -173,18 +173,14 @@ class Writer:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="inspect-otel-writer", daemon=True)
         self._thread.start()
-        if self.log_artifacts:
-            self._logs_thread = threading.Thread(target=self._logs_loop, daemon=True,
-                                                 name="inspect-otel-eval-logs")
-            self._logs_thread.start()
+        self.eval_logs.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._wake.set()
-        self._logs_wake.set()
-        for t in (self._thread, self._logs_thread):
-            if t is not None:
-                t.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.eval_logs.stop(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._claim_pool.shutdown(wait=False, cancel_futures=True)
         self._claim_io.shutdown(wait=False, cancel_futures=True)
@@ -197,7 +193,10 @@ class Writer:
         return bool(self._poll) or self.logs_pending()
 
     def logs_pending(self) -> bool:
-        return bool(self.spool.meta_items(LOG_ARTIFACT_META))
+        return self.eval_logs.pending()
+
+    def _count_eval_log(self) -> None:
+        self.status.applied["eval_logs"] += 1
 
     def _loop(self) -> None:
         backoff = 0.5
@@ -413,10 +412,8 @@ class Writer:
         if status:
             client.set_terminated(run_id, status, end_time=_ms(task["end_ns"]))
         location = attrs.get(sc.INSPECT_TASK_LOG_LOCATION)
-        if self.log_artifacts and isinstance(location, str) and location:
-            self.spool.set_meta(LOG_ARTIFACT_META + task["eval_id"],
-                                json.dumps({"run_id": run_id, "location": location}))
-            self._logs_wake.set()
+        if isinstance(location, str) and location:
+            self.eval_logs.enqueue(task["eval_id"], run_id, location)
 
     def _apply_runs(self) -> bool:
         from mlflow.entities import RunTag
@@ -730,70 +727,6 @@ class Writer:
                 with open(local, "w", encoding="utf-8") as f:
                     json.dump(mp.split_table(data), f, ensure_ascii=False, allow_nan=False)
             self._mlflow().log_artifacts(run_id, tmp)
-
-    # --- the eval log as an artifact -----------------------------------------------------------
-    def _logs_loop(self) -> None:
-        backoff = 1.0
-        while not self._stop.is_set():
-            items = self.spool.meta_items(LOG_ARTIFACT_META)
-            if not items:
-                self._logs_wake.wait(5.0)
-                self._logs_wake.clear()
-                continue
-            try:
-                for key, value in items:
-                    job = json.loads(value)
-                    self._store_eval_log(job["run_id"], job["location"])
-                    self.spool.delete_meta(key)
-                backoff = 1.0
-            except Exception as e:  # noqa: BLE001 - MLflow unreachable: try again later
-                log.warning("storing an eval log in MLflow failed (%s); retrying in %.0fs",
-                            _classify(e), backoff)
-                self._stop.wait(backoff)
-                backoff = min(self.max_backoff_s, backoff * 2)
-
-    def _store_eval_log(self, run_id: str, location: str) -> None:
-        """Store the task's eval log under the task run's artifacts (LOG_ARTIFACT_DIR). A log
-        this receiver cannot read (another machine's path, no credentials for the bucket) is
-        recorded in a tag, never an error. MLflow failures raise (retried)."""
-        from inspect_ai._util.file import basename, filesystem
-
-        client = self._mlflow()
-        with tempfile.TemporaryDirectory(prefix="inspect-otel-log-") as tmp:
-            try:
-                fs = filesystem(location)
-                if fs.is_local() and os.path.isfile(_local_path(location)):
-                    local = _local_path(location)
-                else:
-                    local = os.path.join(tmp, basename(location))
-                    fs.get_file(location, local)
-                if not os.path.isfile(local):
-                    raise FileNotFoundError(location)
-            except Exception as e:  # noqa: BLE001 - unreadable here: say so on the run
-                reason = f"{type(e).__name__}: {e}"[:500]
-                log.info("eval log %s not stored in MLflow: %s", location, reason)
-                error = mp.mlflow_text(f"{location}: {reason}", mp.TAG_VALUE_MAX)
-                client.log_batch(run_id, tags=_tags({mp.TAG_LOG_ARTIFACT_ERROR: error}))
-                return
-            client.log_artifact(run_id, local, artifact_path=mp.LOG_ARTIFACT_DIR)
-            stored = f"{mp.LOG_ARTIFACT_DIR}/{os.path.basename(local)}"
-            client.log_batch(run_id, tags=_tags({
-                mp.TAG_LOG_ARTIFACT: mp.mlflow_text(stored, mp.TAG_VALUE_MAX)}))
-            try:
-                client.delete_tag(run_id, mp.TAG_LOG_ARTIFACT_ERROR)
-            except Exception:  # noqa: BLE001 - there was none
-                pass
-        self.status.applied["eval_logs"] += 1
-
-
-def _local_path(location: str) -> str:
-    return location[len("file://"):] if location.startswith("file://") else location
-
-
-def _tags(tags: dict[str, str]) -> list[Any]:
-    from mlflow.entities import RunTag
-
-    return [RunTag(k, v) for k, v in sorted(tags.items())]
 
 
 def _covers(final: mp.TaskFinal, recorded: str) -> bool:
