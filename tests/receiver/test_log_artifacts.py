@@ -14,7 +14,7 @@ import pytest
 from inspect_ai.log import read_eval_log, write_eval_log
 
 from inspect_otel.receiver import _eval_logs as el
-from inspect_otel.receiver import _mapping as mp
+from inspect_otel.receiver import _mlflow_names
 from tests.receiver.mlflow_view import runs
 from tests.receiver.synth import SynthEval
 from tests.support.evals import run_simple
@@ -23,7 +23,7 @@ from tests.support.evals import run_simple
 def _task_runs(client, experiment: str, run_id: str) -> dict:
     exp = client.get_experiment_by_name(experiment)
     return {r.data.tags["inspect.task.name"]: r for r in runs(client, exp.experiment_id, run_id,
-                                                               mp.ROLE_TASK)}
+                                                               _mlflow_names.ROLE_TASK)}
 
 
 @pytest.fixture(scope="module")
@@ -111,13 +111,13 @@ def test_only_logs_of_the_eval_under_a_root(mlflow_server, mlflow_client, receiv
     for task, path in (("good", good), ("json_good", json_good)):
         run = tasks[task]
         stored = [f.path for f in mlflow_client.list_artifacts(run.info.run_id,
-                                                                mp.LOG_ARTIFACT_DIR)]
-        assert stored == [f"{mp.LOG_ARTIFACT_DIR}/{path.name}"], task
+                                                                _mlflow_names.LOG_ARTIFACT_DIR)]
+        assert stored == [f"{_mlflow_names.LOG_ARTIFACT_DIR}/{path.name}"], task
         local = mlflow_client.download_artifacts(run.info.run_id, stored[0],
                                                  str(tmp_path / "dl" / task))
         assert Path(local).read_bytes() == path.read_bytes()
-        assert run.data.tags[mp.TAG_LOG_ARTIFACT] == stored[0]
-        assert mp.TAG_LOG_ARTIFACT_ERROR not in run.data.tags
+        assert run.data.tags[_mlflow_names.TAG_LOG_ARTIFACT] == stored[0]
+        assert _mlflow_names.TAG_LOG_ARTIFACT_ERROR not in run.data.tags
 
     refused = {"outside": el.REFUSED_ROOT, "file_uri": el.REFUSED_ROOT,
                "traversal": el.REFUSED_ROOT, "symlink_out": el.REFUSED_ROOT,
@@ -125,10 +125,10 @@ def test_only_logs_of_the_eval_under_a_root(mlflow_server, mlflow_client, receiv
                "other_eval": el.REFUSED_LOG, "missing": el.REFUSED_LOG}
     for task, reason in refused.items():
         run = tasks[task]
-        assert mlflow_client.list_artifacts(run.info.run_id, mp.LOG_ARTIFACT_DIR) == [], task
-        assert mp.TAG_LOG_ARTIFACT not in run.data.tags, task
+        assert mlflow_client.list_artifacts(run.info.run_id, _mlflow_names.LOG_ARTIFACT_DIR) == [], task
+        assert _mlflow_names.TAG_LOG_ARTIFACT not in run.data.tags, task
         # the sender's location and one fixed reason: nothing about the file itself
-        assert run.data.tags[mp.TAG_LOG_ARTIFACT_ERROR] == \
+        assert run.data.tags[_mlflow_names.TAG_LOG_ARTIFACT_ERROR] == \
             f"{ev.log_locations[task]}: {reason}", task
         assert run.info.status == "FINISHED"  # a refused log is never an error of the run
     assert _Recorder.hits == []  # the URL was never fetched
@@ -145,9 +145,9 @@ def test_off_without_a_root(mlflow_server, mlflow_client, receiver_factory, tmp_
         assert rp.post(sig, body).status_code == 200
     rp.wait_idle(120)
     run = _task_runs(mlflow_client, "log-artifacts-off", ev.run_id)["task_a"]
-    assert mlflow_client.list_artifacts(run.info.run_id, mp.LOG_ARTIFACT_DIR) == []
-    assert mp.TAG_LOG_ARTIFACT not in run.data.tags
-    assert mp.TAG_LOG_ARTIFACT_ERROR not in run.data.tags
+    assert mlflow_client.list_artifacts(run.info.run_id, _mlflow_names.LOG_ARTIFACT_DIR) == []
+    assert _mlflow_names.TAG_LOG_ARTIFACT not in run.data.tags
+    assert _mlflow_names.TAG_LOG_ARTIFACT_ERROR not in run.data.tags
 
 
 def test_size_cap(tmp_path, real_log):

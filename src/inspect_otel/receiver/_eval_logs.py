@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from . import _mapping as mp
+from . import _mlflow_names
 from ._spool import Spool
 
 log = logging.getLogger("inspect_otel.receiver")
@@ -229,7 +229,7 @@ def fetch_log(location: str, eval_id: str, roots: Iterable[Root], max_bytes: int
 
 
 class EvalLogStore:
-    """Stores each task's eval log under its run (``mp.LOG_ARTIFACT_DIR``), on its own thread."""
+    """Stores each task's eval log under its run (``_mlflow_names.LOG_ARTIFACT_DIR``), on its own thread."""
 
     def __init__(self, spool: Spool, client: Callable[[], Any], roots: tuple[Root, ...],
                  max_bytes: int, stop: threading.Event, max_backoff_s: float,
@@ -303,15 +303,15 @@ class EvalLogStore:
             except Refused as e:
                 log.info("eval log %r of eval %s not stored in MLflow: %s (%s)", location,
                          eval_id, e.reason, e.detail)
-                error = mp.mlflow_text(f"{location}: {e.reason}", mp.TAG_VALUE_MAX)
-                client.log_batch(run_id, tags=[RunTag(mp.TAG_LOG_ARTIFACT_ERROR, error)])
+                error = _mlflow_names.mlflow_text(f"{location}: {e.reason}", _mlflow_names.TAG_VALUE_MAX)
+                client.log_batch(run_id, tags=[RunTag(_mlflow_names.TAG_LOG_ARTIFACT_ERROR, error)])
                 return
-            client.log_artifact(run_id, local, artifact_path=mp.LOG_ARTIFACT_DIR)
-            stored = f"{mp.LOG_ARTIFACT_DIR}/{os.path.basename(local)}"
+            client.log_artifact(run_id, local, artifact_path=_mlflow_names.LOG_ARTIFACT_DIR)
+            stored = f"{_mlflow_names.LOG_ARTIFACT_DIR}/{os.path.basename(local)}"
             client.log_batch(run_id, tags=[
-                RunTag(mp.TAG_LOG_ARTIFACT, mp.mlflow_text(stored, mp.TAG_VALUE_MAX))])
+                RunTag(_mlflow_names.TAG_LOG_ARTIFACT, _mlflow_names.mlflow_text(stored, _mlflow_names.TAG_VALUE_MAX))])
             try:
-                client.delete_tag(run_id, mp.TAG_LOG_ARTIFACT_ERROR)
+                client.delete_tag(run_id, _mlflow_names.TAG_LOG_ARTIFACT_ERROR)
             except Exception:  # noqa: BLE001 - there was none
                 pass
         self._on_stored()
