@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS spans(
 CREATE INDEX IF NOT EXISTS spans_pending ON spans(pending) WHERE pending = 1;
 CREATE TABLE IF NOT EXISTS identities(
     key TEXT PRIMARY KEY, role TEXT NOT NULL, run_id TEXT NOT NULL, eval_id TEXT,
-    attrs TEXT NOT NULL, start_ns INTEGER NOT NULL, mlflow_run_id TEXT);
+    attrs TEXT NOT NULL, start_ns INTEGER NOT NULL, mlflow_run_id TEXT, failed TEXT);
 CREATE TABLE IF NOT EXISTS samples(
     trace_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, eval_id TEXT NOT NULL, task TEXT,
     sample_id TEXT, epoch INTEGER, ordinal INTEGER, status TEXT, start_ns INTEGER,
@@ -68,10 +68,15 @@ CREATE TABLE IF NOT EXISTS results(
     data TEXT NOT NULL, applied INTEGER NOT NULL, received REAL NOT NULL,
     PRIMARY KEY(trace_id, name, span_id));
 CREATE INDEX IF NOT EXISTS results_pending ON results(applied) WHERE applied = 0;
+CREATE TABLE IF NOT EXISTS traces(trace_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS evals(
     eval_id TEXT PRIMARY KEY, data_rev INTEGER NOT NULL, final_rev INTEGER NOT NULL,
     changed REAL NOT NULL);
 """
+
+# an identity whose run MLflow refused, for the eval of the row aliased {0}
+_FAILED_EVAL = ("SELECT 1 FROM identities fi WHERE fi.key = 'eval:' || {0}.eval_id "
+                "AND fi.failed IS NOT NULL")
 
 RUN_KEY = "run:"
 EVAL_KEY = "eval:"
@@ -181,6 +186,9 @@ class Spool:
             for column in ("category", "is_error"):
                 if column in columns:
                     db.execute(f"ALTER TABLE spans DROP COLUMN {column}")
+            # spools before per-identity failures
+            if "failed" not in {r[1] for r in db.execute("PRAGMA table_info(identities)")}:
+                db.execute("ALTER TABLE identities ADD COLUMN failed TEXT")
         self._pending_bytes = self._count_pending_bytes()
         # whether a new trace may revive expired results (saves a query per new span otherwise)
         self._maybe_expired = bool(self._read(
@@ -241,9 +249,12 @@ class Spool:
 
     # --- size / backpressure -------------------------------------------------------------------
     def _count_pending_bytes(self) -> int:
+        """Spans not yet forwarded, the resources they travel with, results not yet applied
+        (forwarded spans are deleted, applied results keep only their key)."""
         (n,) = self._read("SELECT COALESCE(SUM(nbytes), 0) FROM spans WHERE pending = 1")[0]
         (r,) = self._read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM results WHERE applied = 0")[0]
-        return int(n) + int(r)
+        (c,) = self._read("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM resources")[0]
+        return int(n) + int(r) + int(c)
 
     def _adjust(self, delta: int) -> None:
         if delta:
@@ -310,8 +321,7 @@ class Spool:
         for rs in req.resource_spans:
             rpayload = rs.resource.SerializeToString()
             rhash = _digest(rpayload)
-            db.execute("INSERT OR IGNORE INTO resources(hash, payload) VALUES(?, ?)",
-                       (rhash, rpayload))
+            accepted = res.accepted
             for ss in rs.scope_spans:
                 scope_name, scope_version = ss.scope.name, ss.scope.version
                 for span in ss.spans:
@@ -344,6 +354,11 @@ class Spool:
                     if n is not None:
                         added += n
                         res.accepted += 1
+            if res.accepted > accepted:  # a resource is stored only with a span that uses it
+                cur = db.execute("INSERT OR IGNORE INTO resources(hash, payload) VALUES(?, ?)",
+                                 (rhash, rpayload))
+                if cur.rowcount > 0:
+                    added += len(rpayload)
         return added
 
     def _ingest_span(self, db: sqlite3.Connection, span: Any, attrs: dict[str, Any], rhash: str,
@@ -579,7 +594,7 @@ class Spool:
             rows = db.execute(
                 """SELECT r.rowid, LENGTH(r.data) FROM results r
                    WHERE r.applied = ? AND NOT EXISTS (
-                       SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)
+                       SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id UNION ALL SELECT 1 FROM traces t WHERE t.trace_id = r.trace_id)
                    AND (r.received <= ? OR (
                        json_extract(r.data, '$.trace_sampled') = 0 AND EXISTS (
                            SELECT 1 FROM evals e JOIN tasks t ON t.eval_id = e.eval_id
@@ -619,7 +634,8 @@ class Spool:
     def identities_without_run(self) -> list[dict[str, Any]]:
         rows = self._read(
             """SELECT key, role, run_id, eval_id, attrs, start_ns FROM identities
-               WHERE mlflow_run_id IS NULL ORDER BY role = 'task', start_ns, key""")
+               WHERE mlflow_run_id IS NULL AND failed IS NULL
+               ORDER BY role = 'task', start_ns, key""")
         return [dict(key=r[0], role=r[1], run_id=r[2], eval_id=r[3], attrs=json.loads(r[4]),
                      start_ns=r[5]) for r in rows]
 
@@ -632,6 +648,20 @@ class Spool:
             db.execute("UPDATE identities SET mlflow_run_id = ? WHERE key = ?",
                        (mlflow_run_id, key))
 
+    def fail_identity(self, key: str, reason: str) -> None:
+        """MLflow refused this identity's run for good: nothing waits for it any more."""
+        with self._tx() as db:
+            db.execute("UPDATE identities SET failed = ? WHERE key = ?", (reason[:1000], key))
+
+    def identity_failed(self, key: str) -> bool:
+        return bool(self._read("SELECT 1 FROM identities WHERE key = ? AND failed IS NOT NULL",
+                               (key,)))
+
+    def failed_identities(self, limit: int = 20) -> list[dict[str, str]]:
+        return [dict(role=r[0], inspect_id=r[1], error=r[2]) for r in self._read(
+            """SELECT role, COALESCE(eval_id, run_id), failed FROM identities
+               WHERE failed IS NOT NULL ORDER BY key LIMIT ?""", (limit,))]
+
     def pending_tasks(self) -> list[dict[str, Any]]:
         rows = self._read(
             """SELECT t.eval_id, t.run_id, t.attrs, t.start_ns, t.end_ns, t.digest, i.mlflow_run_id
@@ -642,7 +672,8 @@ class Spool:
 
     def mark_task_applied(self, eval_id: str, digest: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE tasks SET applied = 1 WHERE eval_id = ? AND digest = ?",
+            # applied: the attributes are in MLflow; the key and digest stay (redelivery)
+            db.execute("UPDATE tasks SET applied = 1, attrs = '{}' WHERE eval_id = ? AND digest = ?",
                        (eval_id, digest))
 
     def pending_runs(self) -> list[dict[str, Any]]:
@@ -655,7 +686,7 @@ class Spool:
 
     def mark_run_applied(self, run_id: str, digest: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE runs SET applied = 1 WHERE run_id = ? AND digest = ?",
+            db.execute("UPDATE runs SET applied = 1, attrs = '{}' WHERE run_id = ? AND digest = ?",
                        (run_id, digest))
 
     # --- writer side: spans --------------------------------------------------------------------
@@ -665,6 +696,7 @@ class Spool:
                       s.scope_version, s.payload, s.digest, s.link_key, s.enrich, s.nbytes
                FROM spans s JOIN resources r ON r.hash = s.resource
                WHERE s.pending = 1 ORDER BY s.rowid LIMIT ?""", (max_spans,))
+        # (s.resource is the hash: kept to delete a resource once no span uses it)
         out, total = [], 0
         for r in rows:
             if out and total + r[10] > max_bytes:
@@ -675,15 +707,26 @@ class Spool:
         return out
 
     def mark_spans_forwarded(self, spans: Iterable[PendingSpan]) -> None:
+        """The spans are in MLflow: their rows go (what stays is one key per trace, that it was
+        forwarded here, for its results), and so do resources no span uses any more."""
         freed = 0
+        resources = set()
         with self._tx() as db:
             for s in spans:
                 cur = db.execute(
-                    """UPDATE spans SET pending = 0, payload = NULL
-                       WHERE trace_id = ? AND span_id = ? AND digest = ? AND pending = 1""",
-                    (s.trace_id, s.span_id, s.digest))
+                    "DELETE FROM spans WHERE trace_id = ? AND span_id = ? AND digest = ? "
+                    "AND pending = 1", (s.trace_id, s.span_id, s.digest))
                 if cur.rowcount > 0:
                     freed += s.nbytes
+                    resources.add(_digest(s.resource))
+                db.execute("INSERT OR IGNORE INTO traces(trace_id) VALUES(?)", (s.trace_id,))
+            for rhash in sorted(resources):
+                row = db.execute(
+                    "SELECT LENGTH(payload) FROM resources WHERE hash = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM spans WHERE resource = ?)", (rhash, rhash)).fetchone()
+                if row is not None:
+                    db.execute("DELETE FROM resources WHERE hash = ?", (rhash,))
+                    freed += int(row[0])
         self._adjust(-freed)
 
     # --- writer side: per-sample step metrics ------------------------------------------------
@@ -699,7 +742,8 @@ class Spool:
     def mark_sample_metrics_applied(self, rows: Iterable[dict[str, Any]]) -> None:
         with self._tx() as db:
             for r in rows:
-                db.execute("UPDATE samples SET metrics_applied = 1 WHERE trace_id = ? AND digest = ?",
+                db.execute("UPDATE samples SET metrics_applied = 1, vals = '{}' "
+                           "WHERE trace_id = ? AND digest = ?",
                            (r["trace_id"], r["digest"]))
 
     # --- writer side: assessments --------------------------------------------------------------
@@ -709,7 +753,7 @@ class Spool:
             """SELECT r.trace_id, r.name, r.span_id, r.data, LENGTH(r.data), r.eval_id
                FROM results r
                WHERE r.applied = 0 AND EXISTS (
-                   SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id AND s.pending = 0)
+                   SELECT 1 FROM traces t WHERE t.trace_id = r.trace_id)
                ORDER BY r.trace_id, r.name LIMIT ?""", (limit,))
         return [dict(trace_id=r[0], name=r[1], span_id=r[2], nbytes=r[4], eval_id=r[5],
                      **json.loads(r[3])) for r in rows]
@@ -724,7 +768,7 @@ class Spool:
                       r.received
                FROM results r
                WHERE r.applied = 0 AND NOT EXISTS (
-                   SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)
+                   SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id UNION ALL SELECT 1 FROM traces t WHERE t.trace_id = r.trace_id)
                  AND COALESCE(json_extract(r.data, '$.trace_sampled'), 1) != 0
                ORDER BY r.received DESC, r.trace_id, r.name LIMIT ?""", (limit,))
         return [dict(trace_id=r[0], name=r[1], span_id=r[2], nbytes=r[4], eval_id=r[5],
@@ -738,7 +782,7 @@ class Spool:
             evals = set()
             for r in rows:
                 cur = db.execute(
-                    """UPDATE results SET applied = 1
+                    """UPDATE results SET applied = 1, data = '{}'
                        WHERE trace_id = ? AND name = ? AND span_id = ? AND applied = 0""",
                     (r["trace_id"], r["name"], r["span_id"]))
                 if cur.rowcount:
@@ -771,7 +815,7 @@ class Spool:
                                  WHERE s.eval_id = e.eval_id AND sp.pending = 1)
                  AND NOT EXISTS (SELECT 1 FROM results r
                                  WHERE r.eval_id = e.eval_id AND r.applied = 0 AND EXISTS (
-                                     SELECT 1 FROM spans sp WHERE sp.trace_id = r.trace_id))
+                                     SELECT 1 FROM spans sp WHERE sp.trace_id = r.trace_id UNION ALL SELECT 1 FROM traces t WHERE t.trace_id = r.trace_id))
                ORDER BY e.changed""", also)
         return [dict(eval_id=r[0], rev=r[1], mlflow_run_id=r[2], holder=bool(r[3]))
                 for r in rows]
@@ -787,18 +831,25 @@ class Spool:
             "pending_spans": "SELECT COUNT(*) FROM spans WHERE pending = 1",
             # results whose trace is in the spool: the writer applies them once it is forwarded
             "pending_results": "SELECT COUNT(*) FROM results r WHERE r.applied = 0 AND EXISTS "
-                               "(SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)",
+                               "(SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id UNION ALL SELECT 1 FROM traces t WHERE t.trace_id = r.trace_id)",
             # results whose trace has not arrived (yet): nothing the writer can apply now
             "orphaned_results": "SELECT COUNT(*) FROM results r WHERE r.applied = 0 AND NOT "
-                                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)",
+                                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id UNION ALL SELECT 1 FROM traces t WHERE t.trace_id = r.trace_id)",
             "expired_results": f"SELECT COUNT(*) FROM results WHERE applied = {RESULT_EXPIRED}",
-            "pending_runs": "SELECT COUNT(*) FROM identities WHERE mlflow_run_id IS NULL",
-            "pending_tasks": "SELECT COUNT(*) FROM tasks WHERE applied = 0",
-            "pending_sample_metrics": "SELECT COUNT(*) FROM samples WHERE metrics_applied = 0",
+            # (nothing counts as pending for an identity whose run MLflow refused: failed_runs)
+            "pending_runs": "SELECT COUNT(*) FROM identities WHERE mlflow_run_id IS NULL "
+                            "AND failed IS NULL",
+            "pending_tasks": "SELECT COUNT(*) FROM tasks t WHERE applied = 0 AND NOT EXISTS "
+                             f"({_FAILED_EVAL.format('t')})",
+            "pending_sample_metrics": "SELECT COUNT(*) FROM samples s WHERE metrics_applied = 0 "
+                                      f"AND NOT EXISTS ({_FAILED_EVAL.format('s')})",
             # tasks whose finalization is still to be checked (those whose run is known here)
             "pending_finalizations": "SELECT COUNT(*) FROM evals e JOIN identities i ON "
-                                     "i.key = 'eval:' || e.eval_id WHERE e.final_rev < e.data_rev",
-            "spans": "SELECT COUNT(*) FROM spans",
+                                     "i.key = 'eval:' || e.eval_id WHERE e.final_rev < e.data_rev "
+                                     "AND i.failed IS NULL",
+            "failed_runs": "SELECT COUNT(*) FROM identities WHERE failed IS NOT NULL",
+            "spans": "SELECT COUNT(*) FROM spans",  # not yet forwarded (forwarded ones go)
+            "traces": "SELECT COUNT(*) FROM traces",  # forwarded from here
             "samples": "SELECT COUNT(*) FROM samples",
             "results": "SELECT COUNT(*) FROM results",
         }
