@@ -315,6 +315,9 @@ class EmbeddedStack:
                 "--grpc-port", str(self.grpc_port),
                 # The receiver keeps its spool under <data-dir>/receiver/.
                 "--data-dir", str(self.data_dir.resolve()),
+                # Eval logs are stored from these only: the demo's, and where `inspect eval`
+                # writes in this shell (INSPECT_LOG_DIR, else ./logs).
+                *(arg for root in self.eval_log_roots() for arg in ("--log-artifact-root", root)),
             ],
             log_path=self.data_dir / "logs" / "receiver.log",
             env=self._env(),
@@ -324,6 +327,16 @@ class EmbeddedStack:
         child.start()
         self._wait(child, self.receiver_healthy, RECEIVER_STARTUP_TIMEOUT_S,
                    f"receiver on {self.otlp_http_url}")
+
+    def eval_log_roots(self) -> list[str]:
+        roots = [str((self.data_dir / "eval-logs").resolve())]
+        user = os.environ.get("INSPECT_LOG_DIR") or "logs"
+        scheme = urlsplit(user).scheme.lower() if "://" in user else ""
+        if not scheme:
+            roots.append(str(Path(user).expanduser().resolve()))
+        elif scheme in ("s3", "gs", "gcs", "az", "abfs", "abfss"):  # the receiver's object stores
+            roots.append(user)
+        return roots
 
     def _wait(self, child: ChildProcess, healthy: Callable[[], bool], timeout: float, what: str) -> None:
         tty = self.out.isatty()

@@ -198,3 +198,22 @@ def test_bad_roots():
                 "ftp://x/y"):
         with pytest.raises(el.RootError):
             el.parse_root(bad)
+
+
+def test_embedded_stack_roots(tmp_path, monkeypatch):
+    """`inspect-otel up`/`demo` pass their own log directories, which the receiver accepts: the
+    demo's, and where `inspect eval` writes in that shell (INSPECT_LOG_DIR, else ./logs)."""
+    from inspect_otel.stack import EmbeddedStack
+
+    stack = EmbeddedStack(data_dir=tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("INSPECT_LOG_DIR", raising=False)
+    roots = el.parse_roots(stack.eval_log_roots())
+    assert [str(r) for r in roots] == [str((tmp_path / "data" / "eval-logs").resolve()),
+                                       str((tmp_path / "logs").resolve())]
+    monkeypatch.setenv("INSPECT_LOG_DIR", "relative-logs")
+    assert str(el.parse_roots(stack.eval_log_roots())[1]) == str(tmp_path / "relative-logs")
+    monkeypatch.setenv("INSPECT_LOG_DIR", "s3://bucket/logs")
+    assert str(el.parse_roots(stack.eval_log_roots())[1]) == "s3://bucket/logs/"
+    monkeypatch.setenv("INSPECT_LOG_DIR", "http://127.0.0.1/logs")
+    assert len(el.parse_roots(stack.eval_log_roots())) == 1
