@@ -56,6 +56,16 @@ def test_longest_ids_then_a_valid_eval_lands(mlflow_server, mlflow_client, recei
     assert h["writer"]["dropped"] == 0 and h["failed_runs"] == [], h
     check_eval(snapshot(mlflow_client, "long-ids", long_run), long_eval)
     check_eval(snapshot(mlflow_client, "long-ids", "after-long"), normal)
+    # bookkeeping out of sight: the claim and finalization tags under MLflow's hidden prefix
+    exp = mlflow_client.get_experiment_by_name("long-ids")
+    for run in mlflow_client.search_runs([exp.experiment_id]):
+        keys = set(run.data.tags)
+        assert not {k for k in keys if k.startswith(("inspect.otel.claim", "inspect.otel.fin"))}
+        assert _claims.TAG_CLAIM in keys, keys
+        if run.data.tags.get(_mlflow_names.TAG_ROLE) == _mlflow_names.ROLE_TASK:
+            assert _mlflow_names.TAG_FINALIZED in keys
+    assert _claims.TAG_CLAIM.startswith("mlflow.") and _mlflow_names.TAG_FINALIZED.startswith(
+        "mlflow.")
 
 
 def test_a_refused_identity_blocks_no_other(mlflow_server, mlflow_client, receiver_factory,
@@ -110,18 +120,28 @@ def test_foreign_traces_rejected_at_ingest(mlflow_server, mlflow_client, receive
     rp = receiver_factory(mlflow_server.url, "attacker-exp", tmp_path / "r")
     rp.wait_idle(60)
     own = SynthEval(run_id="attacker-own", samples=2).build()
-    # the victim's spans and results, next to an eval of the attacker's own experiment
+    # the victim's spans and results, next to an eval of the attacker's own experiment. (The
+    # acknowledgement waits 250 ms at most for MLflow's answer; on a loaded machine a request
+    # may go unchecked, and is then refused by the writer: sent again, it is rejected here.)
     spans = victim.spans() + own.spans()
-    r = rp.post("traces", trace_request(spans).SerializeToString())
-    assert r.status_code == 200
-    res = ExportTraceServiceResponse.FromString(r.content)
+
+    def rejected(signal: str, body: bytes, response, field: str) -> object:
+        r = rp.post(signal, body)
+        assert r.status_code == 200
+        res = response.FromString(r.content)
+        return getattr(res.partial_success, field) > 0 and res
+
+    res = wait_for(lambda: rejected("traces", trace_request(spans).SerializeToString(),
+                                    ExportTraceServiceResponse, "rejected_spans"), 60,
+                   what="foreign spans rejected")
     assert res.partial_success.rejected_spans == len(victim.spans())
     assert "another MLflow experiment" in res.partial_success.error_message
-    r = rp.post("logs", logs_request(victim.logs() + own.logs()).SerializeToString())
-    res = ExportLogsServiceResponse.FromString(r.content)
+    res = wait_for(lambda: rejected("logs", logs_request(victim.logs() + own.logs())
+                                    .SerializeToString(), ExportLogsServiceResponse,
+                                    "rejected_log_records"), 60, what="foreign results rejected")
     assert res.partial_success.rejected_log_records == len(victim.logs())
     h = rp.wait_idle(180)
-    assert h["writer"]["foreign_rejected"] == len(victim.spans()) + len(victim.logs())
+    assert h["writer"]["foreign_rejected"] >= len(victim.spans()) + len(victim.logs())
     assert _trace_view(mlflow_client, "victim-exp") == before
     check_eval(snapshot(mlflow_client, "attacker-exp", "attacker-own"), own)
 
