@@ -120,9 +120,9 @@ def test_foreign_traces_rejected_at_ingest(mlflow_server, mlflow_client, receive
     rp = receiver_factory(mlflow_server.url, "attacker-exp", tmp_path / "r")
     rp.wait_idle(60)
     own = SynthEval(run_id="attacker-own", samples=2).build()
-    # the victim's spans and results, next to an eval of the attacker's own experiment. (The
-    # acknowledgement waits 250 ms at most for MLflow's answer; on a loaded machine a request
-    # may go unchecked, and is then refused by the writer: sent again, it is rejected here.)
+    # the victim's spans and results, next to an eval of the attacker's own experiment: the
+    # first request is accepted (the acknowledgement never calls MLflow) and the writer drops
+    # the victim's part; sent again, it is rejected in the partial success
     spans = victim.spans() + own.spans()
 
     def rejected(signal: str, body: bytes, response, field: str) -> object:

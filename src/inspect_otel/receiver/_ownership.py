@@ -7,12 +7,12 @@ assessments to it. So a trace id is checked with MLflow (``batchGetInfos``, one 
 the new ids of a batch) on first sight: absent, or in this receiver's experiment, it may be
 written; in another experiment it is *foreign*, and nothing of it is written.
 
-The check runs twice, with one cache: when a request arrives (a foreign trace's spans and results
-are rejected in the OTLP partial success; skipped, not failed, when MLflow does not answer within
-``INGEST_TIMEOUT_S``: the acknowledgement never waits long on a busy MLflow or an outage), and
-in the writer before anything of a trace goes to MLflow (the enforcement: a trace accepted
-unchecked is checked there). "Absent" is trusted for ``ABSENT_TTL_S`` only; once this receiver has
-forwarded the trace it is known as its own.
+The writer checks before anything of a trace goes to MLflow (spans forwarded, results applied):
+that is the enforcement. The acknowledgement path never calls MLflow (it must not wait on a busy
+or unreachable MLflow: the spool acknowledges after its own commit); it consults the same cache,
+so once the writer has found a trace foreign, every later request carrying it is rejected in the
+OTLP partial success (the first one was accepted, and its foreign part never written). "Absent"
+is trusted for ``ABSENT_TTL_S`` only; once this receiver has forwarded the trace it is its own.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ from typing import Any
 
 OURS, FOREIGN, ABSENT = "ours", "foreign", "absent"
 ABSENT_TTL_S = 30.0
-# The acknowledgement waits this long at most for MLflow's answer (a busy one-worker MLflow can
-# take seconds); later, the writer's check (before anything is written) decides alone.
-INGEST_TIMEOUT_S = 0.25
 MAX_CACHED = 200_000
 BATCH_IDS = 500
 ENDPOINT = "/api/3.0/mlflow/traces/batchGetInfos"
@@ -75,6 +72,11 @@ class TraceOwnership:
         with self._lock:
             for t in trace_ids:
                 self._remember(t, OURS, now)
+
+    def known_foreign(self, trace_ids: Iterable[str]) -> set[str]:
+        """The ids among ``trace_ids`` already found foreign (the cache only, no MLflow call)."""
+        with self._lock:
+            return {t for t in trace_ids if (self._cache.get(t) or ("", 0.0))[0] == FOREIGN}
 
     def foreign(self, trace_ids: Iterable[str], timeout_s: float) -> set[str]:
         """The ids (hex, without ``tr-``) of traces in another experiment. Raises

@@ -23,7 +23,7 @@ from ..config import data_dir
 from ..stack import redact_uri
 from . import _decode as dec
 from ._eval_logs import DEFAULT_MAX_LOG_BYTES, Root
-from ._ownership import FOREIGN_MESSAGE, INGEST_TIMEOUT_S, OwnershipUnknown
+from ._ownership import FOREIGN_MESSAGE
 from ._spool import ORPHAN_TTL_S, IngestResult, Spool, SpoolFull
 from ._writer import Writer
 
@@ -114,20 +114,16 @@ class Receiver:
         return res
 
     def _drop_foreign(self, signal: str, msg: Any) -> int:
-        """Remove the spans or log records of traces in another MLflow experiment from ``msg``;
-        returns how many. When MLflow does not answer quickly, nothing is removed here: the
-        writer checks again before writing (the acknowledgement never waits on MLflow)."""
+        """Remove the spans or log records of traces the writer found in another MLflow
+        experiment from ``msg``; returns how many. From the cache only: the acknowledgement
+        never waits on MLflow (a trace seen for the first time is checked by the writer, before
+        anything of it is written)."""
         groups = ([ss.spans for rs in msg.resource_spans for ss in rs.scope_spans]
                   if signal == "traces" else
                   [sl.log_records for rl in msg.resource_logs for sl in rl.scope_logs])
         ids = {item.trace_id.hex() for items in groups for item in items
                if len(item.trace_id) == 16}
-        if not ids or self.writer.status.mlflow_ok is False:
-            return 0
-        try:
-            foreign = self.writer.ownership.foreign(ids, INGEST_TIMEOUT_S)
-        except OwnershipUnknown:
-            return 0
+        foreign = self.writer.ownership.known_foreign(ids) if ids else set()
         refused = 0
         for items in groups if foreign else ():
             kept = [item for item in items if item.trace_id.hex() not in foreign]
