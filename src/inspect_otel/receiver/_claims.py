@@ -50,6 +50,11 @@ def id_hash(inspect_id: str) -> str:
     return hashlib.blake2b(inspect_id.encode("utf-8"), digest_size=16).hexdigest()
 
 
+def claim_key(kind: str, inspect_id: str) -> str:
+    """The value of TAG_CLAIM on a candidate: ``run/<hash>`` or ``task/<hash>``."""
+    return f"{kind}/{id_hash(inspect_id)}"
+
+
 def claim_experiment_name(experiment_id: str, run_id: str) -> str:
     return f"inspect-otel claim: experiment {experiment_id}, inspect run {id_hash(run_id)}"
 
@@ -108,7 +113,7 @@ class Claims:
             self._later(self._hide, claim_id)
 
         return self._claim(
-            f"run/{id_hash(run_id)}", tags, start_ms, run_name,
+            claim_key("run", run_id), tags, start_ms, run_name,
             read=lambda: self._read_experiment_claim(name),
             legacy=lambda: self._find_legacy(sc.INSPECT_RUN_ID, run_id, _mlflow_names.ROLE_RUN),
             register=register, taken_code="RESOURCE_ALREADY_EXISTS")
@@ -138,7 +143,7 @@ class Claims:
             return self.client.get_run(parent_mlflow_id).data.params.get(param)
 
         return self._claim(
-            f"task/{id_hash(eval_id)}", tags, start_ms, run_name, read=read,
+            claim_key("task", eval_id), tags, start_ms, run_name, read=read,
             legacy=lambda: self._find_legacy(sc.INSPECT_EVAL_ID, eval_id, _mlflow_names.ROLE_TASK),
             register=lambda candidate: self.client.log_param(parent_mlflow_id, param, candidate),
             taken_code="INVALID_PARAMETER_VALUE")
