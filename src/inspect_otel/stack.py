@@ -83,16 +83,19 @@ _PG_DRIVERS = {"postgresql": "psycopg", "postgresql+psycopg": "psycopg",
 
 
 def redact_uri(uri: str) -> str:
-    """The URI with its password replaced by ***, for messages and logs."""
+    """The URI with its password replaced by ***, for messages and logs. A user name without a
+    password (``https://<token>@host``) is often itself the credential: it is replaced whole."""
     try:
         parts = urlsplit(uri)
     except ValueError:
         return "<unparsable URI>"
-    if parts.password is None:
+    if "@" not in parts.netloc:
         return uri
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    if ":" not in userinfo:
+        return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -351,6 +354,9 @@ class EmbeddedStack:
                 "--grpc-port", str(self.grpc_port),
                 # The receiver keeps its spool under <data-dir>/receiver/.
                 "--data-dir", str(self.data_dir.resolve()),
+                # Eval logs are stored from these only: the demo's, and where `inspect eval`
+                # writes in this shell (INSPECT_LOG_DIR, else ./logs).
+                *(arg for root in self.eval_log_roots() for arg in ("--log-artifact-root", root)),
             ],
             log_path=self.data_dir / "logs" / "receiver.log",
             # Through the environment: argv is visible to every user in `ps`.
@@ -361,6 +367,16 @@ class EmbeddedStack:
         child.start()
         self._wait(child, self.receiver_healthy, RECEIVER_STARTUP_TIMEOUT_S,
                    f"receiver on {self.otlp_http_url}")
+
+    def eval_log_roots(self) -> list[str]:
+        roots = [str((self.data_dir / "eval-logs").resolve())]
+        user = os.environ.get("INSPECT_LOG_DIR") or "logs"
+        scheme = urlsplit(user).scheme.lower() if "://" in user else ""
+        if not scheme:
+            roots.append(str(Path(user).expanduser().resolve()))
+        elif scheme in ("s3", "gs", "gcs", "az", "abfs", "abfss"):  # the receiver's object stores
+            roots.append(user)
+        return roots
 
     def _wait(self, child: ChildProcess, healthy: Callable[[], bool], timeout: float, what: str) -> None:
         tty = self.out.isatty()
