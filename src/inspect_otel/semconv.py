@@ -143,6 +143,9 @@ INSPECT_SAMPLE_LIMIT_VALUE = "inspect.sample.limit.value"
 INSPECT_SAMPLE_TOTAL_TIME = "inspect.sample.total_time"  # seconds
 INSPECT_SAMPLE_WORKING_TIME = "inspect.sample.working_time"  # seconds
 INSPECT_SAMPLE_RETRIES = "inspect.sample.retries"  # attempts that errored and were retried
+# On the top-level spans of a sample (init, solvers, scorers): the attempt (1-based) they belong to.
+# Live, a retried sample's failed attempts stay in its trace next to the final one.
+INSPECT_SAMPLE_ATTEMPT = "inspect.sample.attempt"
 INSPECT_SAMPLE_INPUT = "inspect.sample.input"  # opt-in content: sample input as text
 INSPECT_SAMPLE_TARGET = "inspect.sample.target"  # opt-in content
 INSPECT_SAMPLE_OUTPUT = "inspect.sample.output"  # opt-in content: final completion text
