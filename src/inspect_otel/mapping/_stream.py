@@ -24,7 +24,7 @@ from typing import Any
 from .. import ids
 from .. import semconv as sc
 from ..content import ContentPolicy
-from ._common import to_ns
+from ._common import error_type, to_ns
 from ._events import SPAN_EVENTS
 from ._model import model_span
 from ._score import evaluation_attributes
@@ -191,10 +191,10 @@ class SampleMapper:
         """Map one transcript event; returns the spans and results it completed."""
         uuid = getattr(event, "uuid", None)
         if self.live:
-            if uuid is None or uuid in self._seen or not self._final(event):
+            if uuid is None or uuid in self._seen:
                 return NOTHING
-            if not self._parent_known(event):
-                return NOTHING  # mapped from the finished transcript at sample end
+            if not self.log_order and not (self._final(event) and self._parent_known(event)):
+                return NOTHING  # mapped when final, or from the finished transcript at the end
             self._seen.add(uuid)
         handler = _HANDLERS.get(event.event)
         if handler is not None:
@@ -264,6 +264,10 @@ class SampleMapper:
         span.end_ns = to_ns(event.timestamp)
         if span.inspect_type == "tool" and not span.tool_matched:
             return NOTHING  # completes with its ToolEvent
+        if self.live and span.parent_span_id == self.root_id:
+            # The attempt's top-level spans (solvers, scorers) leave with the attempt: a failed
+            # attempt's carry its error. Their children have left as each completed.
+            return NOTHING
         return self._emit(span)
 
     def _emit(self, span: _Span) -> Completed:
@@ -377,8 +381,10 @@ class SampleMapper:
         for span in a.spans.values():
             if span.emitted:
                 continue
-            if error is not None and span.end_ns is None:
-                span.error = error
+            unfinished = span.end_ns is None or (span.inspect_type == "tool" and not span.tool_matched)
+            if error is not None and (unfinished or span.parent_span_id == self.root_id):
+                span.error = error  # the failed attempt, and what it was doing when it failed
+                span.attributes[sc.ERROR_TYPE] = error_type(error, "sample_error")
             span.emitted = True
             out.append(span.freeze(self.trace_id, end_ns))
         return out
