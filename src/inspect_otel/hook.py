@@ -169,15 +169,20 @@ class OtelHooks(Hooks):
         )
 
     # --- samples --------------------------------------------------------------------------------
-    def _start_live(self, task: _TaskState, sample: Any, start_ns: int, attempt: int) -> _LiveSample:
+    def _start_live(self, task: _TaskState, sample: Any, start_ns: int, attempt: int,
+                    announce: bool = True) -> _LiveSample:
         """``sample``: Inspect's EvalSampleSummary or EvalSample (id, epoch, uuid)."""
         ctx = task.context
         mapper = SampleMapper(
             ctx, self._policy, identity=sample_identity(sample, ctx),
             uuid=sample_uuid(sample, ctx), start_ns=start_ns, attempt=attempt, live=True,
         )
-        live = _LiveSample(task, mapper, self._run_pipeline().sampled(mapper.root_probe()))
+        probe = mapper.root_probe()
+        pipeline = self._run_pipeline()
+        live = _LiveSample(task, mapper, pipeline.sampled(probe))
         self._live[mapper.uuid] = live
+        if announce:
+            pipeline.emit_sample_start(probe, live.sampled)
         return live
 
     def _live_on(self) -> bool:
@@ -231,7 +236,8 @@ class OtelHooks(Hooks):
             pipeline.emit_sample(telemetry, task.context.task_name)
         else:
             if live is None:  # the hook missed the start: everything from the transcript now
-                live = self._start_live(task, data.sample, 0, len(data.sample.error_retries or []) + 1)
+                live = self._start_live(task, data.sample, 0,
+                                        len(data.sample.error_retries or []) + 1, announce=False)
                 self._live.pop(live.mapper.uuid, None)
             telemetry = finish_sample(live.mapper, data.sample)
             self._finish_live(live, telemetry)

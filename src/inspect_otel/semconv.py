@@ -196,6 +196,10 @@ INSPECT_SCORE_SPAN_ID = "inspect.score.span_id"  # hex OTel span id of the score
 
 # --- inspect.*: span events on inner spans -------------------------------------------------------
 EVENT_SAMPLE_RETRY = "inspect.sample.retry"
+# Live export: a log record (event) in a sample trace's context when the sample starts, with the
+# sample's identity attributes: its trace is running. Spans stay exactly once; a consumer (the
+# MLflow receiver) links the running trace to its task before the root arrives.
+EVENT_SAMPLE_START = "inspect.sample.start"
 EVENT_SAMPLE_LIMIT = "inspect.sample.limit"
 EVENT_APPROVAL = "inspect.approval"
 EVENT_ERROR = "exception"

@@ -170,3 +170,19 @@ def test_live_off_sends_each_sample_at_its_end(tmp_path):
     sample, root, spans = _trace(sink, log, "ok")
     assert len(_tools(spans)) == 3
     assert min(s.arrived_ns for s in spans) >= to_ns(sample.completed_at)
+
+
+def test_a_running_sample_is_announced_once_in_its_trace(live):
+    """The running marker: one inspect.sample.start event per sample (not per attempt) in the
+    trace's context, with the identity its root carries, while the sample runs."""
+    log, sink = live
+    starts = [r for r in sink.logs if r.event_name == "inspect.sample.start"]
+    assert len(starts) == len(log.samples)
+    for sample in log.samples:
+        _, root, _ = _trace(sink, log, sample.id)
+        start = next(r for r in starts if r.trace_id == root.trace_id)
+        assert start.span_id == root.span_id
+        assert start.arrived_ns < to_ns(sample.completed_at)
+        identity = {k: v for k, v in start.attributes.items()
+                    if k not in ("gen_ai.operation.name", "inspect.span.kind")}
+        assert identity and all(root.attributes[k] == v for k, v in identity.items())
