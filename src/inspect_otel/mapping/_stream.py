@@ -24,7 +24,7 @@ from typing import Any
 from .. import ids
 from .. import semconv as sc
 from ..content import ContentPolicy
-from ._common import error_type, to_ns
+from ._common import error_type, model_attributes, to_ns
 from ._events import SPAN_EVENTS
 from ._model import model_span
 from ._score import evaluation_attributes
@@ -167,7 +167,8 @@ class SampleMapper:
         """The root as known at the start (trace id, name, identity): what sampling decides on,
         live and replayed alike."""
         attributes = {sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_AGENT,
-                      sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE, **self.identity}
+                      sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE,
+                      **model_attributes(self.ctx.model), **self.identity}
         return SpanData(self.trace_id, self.root_id, None, self.root_name, Kind.INTERNAL,
                         self.start_ns, self.start_ns, attributes)
 

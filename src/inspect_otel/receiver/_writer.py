@@ -340,6 +340,7 @@ class Writer:
         if claiming is not None:
             did |= claiming.result()
             did |= self._forward_spans()
+        did |= self._link_running()
         did |= self._apply_results()
         did |= self._apply_sample_metrics()
         did |= self._apply_tasks()
@@ -479,6 +480,24 @@ class Writer:
             if len(sent) < len(spans):
                 break
         return did
+
+    def _link_running(self) -> bool:
+        """Running samples' traces (IN_PROGRESS in MLflow until their root arrives) linked to
+        their task run as soon as their first spans are in, so the run shows them running."""
+        rows = self.spool.running_to_link()
+        if not rows:
+            return False
+        by_run: dict[str, list[str]] = defaultdict(list)
+        for trace_id, run_id in rows:
+            by_run[run_id].append(trace_id)
+        for run_id, trace_ids in by_run.items():
+            for chunk in _chunks(trace_ids, MAX_TRACE_LINKS):
+                self._guard(f"link of {len(chunk)} running traces to run {run_id}",
+                            self._mlflow().link_traces_to_run, ["tr-" + t for t in chunk],
+                            run_id, n=0)
+        self.spool.forget_running(t for t, _ in rows)
+        self.status.applied["running_links"] += len(rows)
+        return True
 
     def _post_spans(self, spans: list[PendingSpan], mlflow_run_id: str | None) -> None:
         body = build_trace_request(spans).SerializeToString()
