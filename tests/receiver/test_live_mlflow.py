@@ -73,8 +73,12 @@ def test_a_running_sample_is_in_progress_in_mlflow_then_ok(mlflow_server, mlflow
         assert run_id == task_run.info.run_id and spans_so_far >= 1
         # after: the root's state, still linked, with every span the hook sent
         assert linked[trace_id].info.state.value == ("ERROR" if sample.error else "OK")
-        stored = {s.span_id for s in mlflow_client.get_trace(trace_id).data.spans}
+        stored = {s.span_id: s for s in mlflow_client.get_trace(trace_id).data.spans}
         expected = {ids.span_id_hex(s.span_id) for s in map_sample(sample, ctx, ContentPolicy()).spans}
-        assert expected <= stored  # plus a retried sample's failed attempt
-        assert len(stored - expected) == (0 if not sample.error_retries else len(stored - expected))
+        assert expected <= set(stored)
+        extra = [stored[k] for k in set(stored) - expected]  # a retried sample's failed attempt
+        assert bool(extra) == bool(sample.error_retries)
+        if extra:
+            top = [s for s in extra if s.attributes.get("inspect.sample.attempt") == 1]
+            assert [s.name for s in top] == ["solvers"] and top[0].status.status_code == "ERROR"
     assert {seen[t][1] for t in seen} == {task_run.info.run_id}
