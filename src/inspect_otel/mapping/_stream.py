@@ -265,9 +265,11 @@ class SampleMapper:
         span.end_ns = to_ns(event.timestamp)
         if span.inspect_type == "tool" and not span.tool_matched:
             return NOTHING  # completes with its ToolEvent
-        if self.live and span.parent_span_id == self.root_id:
-            # The attempt's top-level spans (solvers, scorers) leave with the attempt: a failed
-            # attempt's carry its error. Their children have left as each completed.
+        if self.live and span.parent_span_id == self.root_id and \
+                self.attempt.number <= self.ctx.retries:
+            # An attempt that may be retried keeps its top-level spans (solvers, scorers) until
+            # it ends: a failed one's carry its error. Their children leave as each completes;
+            # without retries a failed attempt is the sample's last, its root carries the error.
             return NOTHING
         return self._emit(span)
 
