@@ -8,6 +8,7 @@ sample end.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 
@@ -186,3 +187,59 @@ def test_a_running_sample_is_announced_once_in_its_trace(live):
         identity = {k: v for k, v in start.attributes.items()
                     if k not in ("gen_ai.operation.name", "inspect.span.kind")}
         assert identity and all(root.attributes[k] == v for k, v in identity.items())
+
+
+def test_sigkill_keeps_what_left_and_replay_of_the_recovered_log_completes_it(tmp_path):
+    """An eval killed with SIGKILL mid-sample: the spans that left stay; Inspect's recovered log,
+    replayed, completes the trace (root included) with the same ids and the same spans."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from inspect_ai.log import recover_eval_log
+
+    server = HttpSink()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "INSPECT_OTEL_"))}
+    env.update(OTEL_EXPORTER_OTLP_ENDPOINT=server.endpoint, OTEL_METRICS_EXPORTER="none")
+    code = ("import sys; from pathlib import Path; from tests.support.evals import run_slow; "
+            "run_slow(Path(sys.argv[1]), seconds=2.0, samples=('ok',))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "logs")],
+                            cwd=str(Path(__file__).resolve().parents[2]), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert server.sink.wait_for(
+            lambda s: sum(x.name == "execute_tool wait" for x in s.spans) >= 1, 90)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        time.sleep(1.0)
+        sent = {(s.trace_id, s.span_id): s for s in server.sink.spans}
+        assert sent and not any(s.attributes.get("inspect.span.kind") == "sample"
+                                for s in sent.values())  # the sample never ended
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.stop()
+    crashed = next((tmp_path / "logs").glob("*.eval"))
+    recovered = recover_eval_log(str(crashed), output=str(tmp_path / "recovered.eval"))
+    assert recovered.samples and recovered.samples[0].events
+
+    replay = HttpSink()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", replay.endpoint)
+            summary = export_logs([str(tmp_path / "recovered.eval")])
+        assert summary.ok and summary.samples == 1
+        replayed = {(s.trace_id, s.span_id): s for s in replay.sink.spans}
+    finally:
+        replay.stop()
+    for key, span in sent.items():  # every span that left is in the replay, unchanged
+        # (but the resource: another process, another service.instance.id)
+        again = dataclasses.replace(replayed[key], resource=span.resource)
+        assert again == span, (span.name, _diff(again, span))
+    root = next(s for s in replayed.values() if s.attributes.get("inspect.span.kind") == "sample")
+    assert {k[0] for k in sent} == {root.trace_id}
+    by_id = {s.span_id for s in replayed.values() if s.trace_id == root.trace_id}
+    assert all(not s.parent_span_id or s.parent_span_id in by_id
+               for s in replayed.values() if s.trace_id == root.trace_id)
