@@ -9,8 +9,8 @@ One pass, in the order that makes finished samples visible first:
 3. assessments: one ``create_assessment`` per evaluation result, with an id derived from the
    result's key (concurrently; MLflow's primary key refuses a second copy, from a redelivery or
    another receiver);
-4. per-sample step metrics, then task and run span data (params, metrics, tags, status, the
-   model usage table, the eval log as an artifact);
+4. beside the assessments: per-sample step metrics, then task and run span data (params,
+   metrics, tags, status, the model usage table; the eval log as an artifact on its own thread);
 5. task finalization (aggregates, samples and scores tables), computed from what *MLflow* holds
    for the task: each sample trace carries its summary as a trace tag, its assessments are on
    it. Whichever receiver applied the last piece of a task sees it complete and writes; the
@@ -165,6 +165,7 @@ class Writer:
         # claims run beside the pass (one at a time), with their own helpers: queued behind a
         # pass's assessment writes they would wait for all of them
         self._claim_pool = ThreadPoolExecutor(1, thread_name_prefix="inspect-otel-claims")
+        self._results_pool = ThreadPoolExecutor(1, thread_name_prefix="inspect-otel-results")
         self._claim_io = ThreadPoolExecutor(2, thread_name_prefix="inspect-otel-claims-io")
         # results whose trace is not (yet) in MLflow: (trace id) -> (next try, backoff)
         self._probe: dict[str, tuple[float, float]] = {}
@@ -198,6 +199,7 @@ class Writer:
                 t.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._claim_pool.shutdown(wait=False, cancel_futures=True)
+        self._results_pool.shutdown(wait=False, cancel_futures=True)
         self._claim_io.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
@@ -341,10 +343,17 @@ class Writer:
             did |= claiming.result()
             did |= self._forward_spans()
         did |= self._link_running()
-        did |= self._apply_results()
-        did |= self._apply_sample_metrics()
-        did |= self._apply_tasks()
-        did |= self._apply_runs()
+        # Assessments (one request each) beside the run writes (params, metrics, tags, tables,
+        # status; the eval log upload starts from there): they touch different MLflow entities,
+        # and one after the other they were most of an eval's end-to-MLflow time. The task's
+        # finalization reads both, after both.
+        assessing = self._results_pool.submit(self._apply_results)
+        try:
+            did |= self._apply_sample_metrics()
+            did |= self._apply_tasks()
+            did |= self._apply_runs()
+        finally:
+            did |= assessing.result()
         did |= self._finalize_tasks()
         assert self._claims is not None
         self._claims.drain()
