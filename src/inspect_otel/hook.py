@@ -236,7 +236,7 @@ class OtelHooks(Hooks):
             pipeline.emit_sample(telemetry, task.context.task_name)
         else:
             if live is None:  # the hook missed the start: everything from the transcript now
-                live = self._start_live(task, data.sample, 0,
+                live = self._start_live(task, data.sample, to_ns(data.sample.started_at) or 0,
                                         len(data.sample.error_retries or []) + 1, announce=False)
                 self._live.pop(live.mapper.uuid, None)
             telemetry = finish_sample(live.mapper, data.sample)

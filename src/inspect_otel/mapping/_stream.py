@@ -377,7 +377,7 @@ class SampleMapper:
         """Every span of the current attempt that has not left yet, ended at ``end_ns``."""
         a = self.attempt
         out: list[SpanData] = []
-        for key, waiting in a.waiting_tool_events.items():
+        for waiting in a.waiting_tool_events.values():
             for index, event in waiting:
                 out.append(self._orphan_tool(index, event))
         a.waiting_tool_events.clear()
