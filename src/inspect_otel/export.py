@@ -328,16 +328,15 @@ class TelemetryPipeline:
                 attributes=dict(result.attributes),
             )
 
-    def emit_sample_start(self, root: SpanData, sampled: bool) -> None:
-        """The running marker of a live sample: an ``inspect.sample.start`` event in its trace's
-        context (the root's span id), with the identity the root will carry."""
+    def emit_sample_start(self, root: SpanData) -> None:
+        """The running marker of a live (sampled) sample: an ``inspect.sample.start`` event in
+        its trace's context (the root's span id), with the identity the root will carry."""
         if self._event_logger is None:
             return
         self._event_logger.emit(
             timestamp=root.start_ns,
             context=trace.set_span_in_context(NonRecordingSpan(SpanContext(
-                root.trace_id, root.span_id, is_remote=False,
-                trace_flags=_SAMPLED if sampled else TraceFlags(TraceFlags.DEFAULT)))),
+                root.trace_id, root.span_id, is_remote=False, trace_flags=_SAMPLED))),
             severity_number=_logs.SeverityNumber.INFO,
             event_name=sc.EVENT_SAMPLE_START,
             attributes=dict(root.attributes),

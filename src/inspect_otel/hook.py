@@ -181,8 +181,8 @@ class OtelHooks(Hooks):
         pipeline = self._run_pipeline()
         live = _LiveSample(task, mapper, pipeline.sampled(probe))
         self._live[mapper.uuid] = live
-        if announce:
-            pipeline.emit_sample_start(probe, live.sampled)
+        if announce and live.sampled:  # a trace sampled out never runs anywhere
+            pipeline.emit_sample_start(probe)
         return live
 
     def _live_on(self) -> bool:
