@@ -242,3 +242,57 @@ def test_sigkill_keeps_what_left_and_replay_of_the_recovered_log_completes_it(tm
     by_id = {s.span_id for s in replayed.values() if s.trace_id == root.trace_id}
     assert all(not s.parent_span_id or s.parent_span_id in by_id
                for s in replayed.values() if s.trace_id == root.trace_id)
+
+
+def test_a_sample_torn_down_before_its_end_gets_a_cancelled_root(tmp_path, monkeypatch):
+    """A task torn down mid-sample (Inspect calls no on_sample_end; a real eval gets there on a
+    hard cancel): at run end the sample's root ends as cancelled, after the spans that left, in
+    the same trace. The hook is driven with Inspect's own hook data, from a real log."""
+    import asyncio
+
+    from inspect_ai.hooks import RunEnd, RunStart, SampleEvent, SampleStart, TaskStart
+    from inspect_ai.log import EvalSampleSummary
+
+    from inspect_otel.hook import OtelHooks
+    from tests.support.evals import run_simple
+
+    log = run_simple(tmp_path / "logs", count=1)
+    sample = log.samples[0]
+    server = HttpSink()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+        hooks = OtelHooks()
+        ids_ = dict(eval_set_id=None, run_id="torn-run")
+        summary = EvalSampleSummary(id=sample.id, epoch=sample.epoch, uuid=sample.uuid,
+                                    input=sample.input, target=sample.target,
+                                    started_at=sample.started_at)
+        spec = log.eval.model_copy(update={"run_id": "torn-run"})
+
+        async def drive() -> None:
+            await hooks.on_run_start(RunStart(task_names=["t"], **ids_))
+            await hooks.on_task_start(TaskStart(eval_id=spec.eval_id, spec=spec, plan=log.plan,
+                                                **ids_))
+            await hooks.on_sample_start(SampleStart(eval_id=spec.eval_id, sample_id=sample.uuid,
+                                                    summary=summary, **ids_))
+            half = sample.events[: len(sample.events) // 2]
+            for event in half:
+                await hooks.on_sample_event(SampleEvent(eval_id=spec.eval_id,
+                                                        sample_id=sample.uuid, event=event, **ids_))
+            await hooks.on_run_end(RunEnd(exception=KeyboardInterrupt(), logs=[], **ids_))
+
+        asyncio.run(drive())
+        assert hooks._live == {}  # released
+        assert server.sink.wait_for(
+            lambda s: any(x.attributes.get("inspect.span.kind") == "sample" for x in s.spans), 30)
+    finally:
+        server.stop()
+    trace = [s for s in server.sink.spans if s.attributes.get("inspect.sample.uuid") == sample.uuid
+             or s.trace_id == next(r.trace_id for r in server.sink.spans
+                                   if r.attributes.get("inspect.sample.uuid") == sample.uuid)]
+    root = next(s for s in trace if s.attributes.get("inspect.span.kind") == "sample")
+    assert root.attributes["inspect.sample.status"] == "cancelled" and root.status_code == STATUS_ERROR
+    assert len(trace) > 1
+    ids = {s.span_id for s in trace}
+    assert all(not s.parent_span_id or s.parent_span_id in ids for s in trace)
+    assert Counter(s.span_id for s in trace).most_common(1)[0][1] == 1
