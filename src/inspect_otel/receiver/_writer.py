@@ -772,6 +772,13 @@ class Writer:
 
     # --- the eval log as an artifact -----------------------------------------------------------
     def _logs_loop(self) -> None:
+        # Reading an eval log takes Inspect's file layer, whose import alone took 7 s on a loaded
+        # 2-core machine: imported now, not when the first task ends (it was most of an eval's
+        # end-to-everything-in-MLflow time).
+        try:
+            from inspect_ai._util.file import filesystem  # noqa: F401
+        except Exception:  # noqa: BLE001 - _store_eval_log reports a real problem
+            pass
         backoff = 1.0
         while not self._stop.is_set():
             items = self.spool.meta_items(LOG_ARTIFACT_META)
