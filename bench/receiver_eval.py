@@ -113,8 +113,8 @@ class TimingRouter(OtlpRouter):
 
 
 class Poller:
-    """Reads MLflow's traces of the experiment every ``interval``: when each trace first showed,
-    and when it first had ``n`` assessments."""
+    """Reads MLflow's traces of the experiment every ``interval``: when each trace first showed
+    complete (not IN_PROGRESS: its root arrived), and when it first had ``n`` assessments."""
 
     def __init__(self, url: str, experiment: str, interval: float = 0.2):
         from mlflow import MlflowClient
@@ -149,7 +149,9 @@ class Poller:
                                                                 max_results=500)
                     now = time.monotonic()
                     for info in infos:
-                        self.seen.setdefault(info.trace_id, now)
+                        # a live trace shows IN_PROGRESS first: seen = its root is in too
+                        if info.state.value != "IN_PROGRESS":
+                            self.seen.setdefault(info.trace_id, now)
                         n = len(info.assessments or [])
                         if self.assessed.get(info.trace_id, (-1, 0.0))[0] < n:
                             self.assessed[info.trace_id] = (n, now)
