@@ -81,6 +81,7 @@ EVAL_KEY = "eval:"
 # results.applied
 RESULT_PENDING, RESULT_APPLIED, RESULT_EXPIRED = 0, 1, 2
 ORPHAN_TTL_S = 3600.0
+MAX_RUNNING = 100_000  # running samples remembered for linking (rows of the `running` table)
 ORPHAN_CHECK_INTERVAL_S = 1.0
 
 log = logging.getLogger("inspect_otel.receiver")
@@ -586,6 +587,9 @@ class Spool:
             raise _Rejected(f"{sc.EVENT_SAMPLE_START} events need a trace id, "
                             f"{sc.INSPECT_RUN_ID} and {sc.INSPECT_EVAL_ID}"
                             + (f" ({problem})" if problem else ""))
+        (running,) = db.execute("SELECT COUNT(*) FROM running").fetchone()
+        if running >= MAX_RUNNING:
+            raise _Rejected(f"more than {MAX_RUNNING} samples are running (bounded)")
         self._register_identity(db, str(run_id), str(eval_id), attrs, int(time_ns))
         trace_id = rec.trace_id.hex()
         if not db.execute("SELECT 1 FROM samples WHERE trace_id = ?", (trace_id,)).fetchone():
