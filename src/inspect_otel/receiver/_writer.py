@@ -772,13 +772,6 @@ class Writer:
 
     # --- the eval log as an artifact -----------------------------------------------------------
     def _logs_loop(self) -> None:
-        # Reading an eval log takes Inspect's file layer, whose import alone took 7 s on a loaded
-        # 2-core machine: imported now, not when the first task ends (it was most of an eval's
-        # end-to-everything-in-MLflow time).
-        try:
-            from inspect_ai._util.file import filesystem  # noqa: F401
-        except Exception:  # noqa: BLE001 - _store_eval_log reports a real problem
-            pass
         backoff = 1.0
         while not self._stop.is_set():
             items = self.spool.meta_items(LOG_ARTIFACT_META)
@@ -802,15 +795,17 @@ class Writer:
         """Store the task's eval log under the task run's artifacts (LOG_ARTIFACT_DIR). A log
         this receiver cannot read (another machine's path, no credentials for the bucket) is
         recorded in a tag, never an error. MLflow failures raise (retried)."""
-        from inspect_ai._util.file import basename, filesystem
-
         client = self._mlflow()
         with tempfile.TemporaryDirectory(prefix="inspect-otel-log-") as tmp:
             try:
-                fs = filesystem(location)
-                if fs.is_local() and os.path.isfile(_local_path(location)):
-                    local = _local_path(location)
-                else:
+                local = _local_path(location)
+                if "://" in local or not os.path.isfile(local):
+                    # A remote log: Inspect's file layer (fsspec) fetches it. Imported only here:
+                    # the import alone took 7 s on a loaded 2-core machine, most of an eval's
+                    # end-to-everything-in-MLflow time when every log paid it.
+                    from inspect_ai._util.file import basename, filesystem
+
+                    fs = filesystem(location)
                     local = os.path.join(tmp, basename(location))
                     fs.get_file(location, local)
                 if not os.path.isfile(local):
