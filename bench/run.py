@@ -20,6 +20,8 @@ Configurations (``--configs``):
                   end, as before live export): what live export costs
   otel-sink-sdk-delays  optional: otel-sink with the SDK's default batch delays (5 s spans, 1 s log
                   records) instead of the hook's 500 ms: what sending each sample promptly costs
+  otel-sink-content  optional: otel-sink with content capture on spans and events (prompts,
+                  outputs, tool I/O: the most strings to redact)
 
 Results: one table on stdout, raw JSON in bench/results/<timestamp>.json and latest.json.
 
@@ -59,7 +61,7 @@ DEPS = BENCH / ".deps"
 PY = sys.executable
 _SCRUB = ("OTEL_", "INSPECT_OTEL_", "MLFLOW_", "INSPECT_MLFLOW_")
 ALL_CONFIGS = ("baseline", "inspect-otel", "inspect-mlflow", "otel-sink", "otel-sink-spans-only",
-               "otel-sink-sdk-delays", "otel-sink-end-only")
+               "otel-sink-sdk-delays", "otel-sink-content", "otel-sink-end-only")
 MB = 1024 * 1024
 
 
@@ -279,6 +281,10 @@ def config_env(stack: Stack, config: str) -> dict[str, str] | None:
     if config == "otel-sink-sdk-delays":  # the SDK's defaults, set through the standard variables
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url, OTEL_BSP_SCHEDULE_DELAY="5000",
                          OTEL_BLRP_SCHEDULE_DELAY="1000") if stack.sink_url else None
+    if config == "otel-sink-content":
+        return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url,
+                         OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="SPAN_AND_EVENT"
+                         ) if stack.sink_url else None
     if config == "inspect-mlflow":
         if stack.mlflow is None or stack.mlflow_plugin_path is None:
             return None
@@ -503,6 +509,7 @@ def table(result: dict[str, Any]) -> str:
              "otel-sink": "inspect-otel (OTLP sink)",
              "otel-sink-spans-only": "inspect-otel (sink, spans only)",
              "otel-sink-sdk-delays": "inspect-otel (sink, SDK delays)",
+             "otel-sink-content": "inspect-otel (sink, content on)",
              "otel-sink-end-only": "inspect-otel (sink, at sample end)"}
     head = ["measure"] + [names.get(c, c) for c in configs]
     lines: list[list[str]] = []
