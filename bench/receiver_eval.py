@@ -224,7 +224,9 @@ def one_eval(server, tmp: Path, receivers: int, tag: str, export_delay_ms: int |
     from tests.support.receiver import start_receiver
 
     experiment = f"bench-eval-{tag}"
-    rps = [start_receiver(server.url, tmp / f"r-{tag}-{i}", experiment) for i in range(receivers)]
+    # the eval logs are written under tmp: the receivers may store them (--log-artifact-root)
+    rps = [start_receiver(server.url, tmp / f"r-{tag}-{i}", experiment, "--log-artifact-root",
+                          str(tmp)) for i in range(receivers)]
     # a user's receiver has been up for a while: its writer is connected to MLflow
     from tests.support.wait import wait_for
 
