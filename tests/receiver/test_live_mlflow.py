@@ -43,9 +43,8 @@ def test_a_running_sample_is_in_progress_in_mlflow_then_ok(mlflow_server, mlflow
         while proc.poll() is None:
             exp = mlflow_client.get_experiment_by_name(EXPERIMENT)
             exp_id = exp.experiment_id if exp else None
-            tasks = [r for r in mlflow_client.search_runs(
-                [exp_id], filter_string=f"tags.`{_mlflow_names.TAG_ROLE}` = 'task'")
-                     ] if exp_id else []
+            # every run of the experiment (its task run's tags are complete only at the end)
+            tasks = mlflow_client.search_runs([exp_id]) if exp_id else []
             for task in tasks:
                 for t in mlflow_client.search_traces(locations=[exp_id],
                                                      run_id=task.info.run_id):
