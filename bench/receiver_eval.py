@@ -11,13 +11,16 @@ trace's data reached a receiver). A poller reads MLflow's traces every 200 ms (m
 becomes a load of its own on a one-worker MLflow).
 
 Measured (seconds):
-  eval end -> last trace visible, and -> everything queryable (every sample trace with all its
-  assessments, the task run finalized with all samples and scores, both runs finished);
+  eval end -> last trace visible, -> every sample trace with all its assessments, -> the task
+  run finalized with all samples and scores and both runs finished, -> everything (the eval log
+  stored as the task run's artifact too);
   per sample: its end -> its trace and assessments queryable (p50/p95), and the receiver's part:
   the arrival of its last piece at a receiver -> queryable (the hook's batching is the rest).
 
+``--content`` turns content capture on and ``--answer-kb 300`` makes one answer 300 kB.
+
 Usage: .venv/bin/python bench/receiver_eval.py [--receivers 1] [--backend sqlite|postgres]
-           [--repeats 2] [--json PATH]
+           [--repeats 2] [--content] [--answer-kb 300] [--json PATH]
 """
 
 from __future__ import annotations
@@ -110,8 +113,8 @@ class TimingRouter(OtlpRouter):
 
 
 class Poller:
-    """Reads MLflow's traces of the experiment every ``interval``: when each trace first showed,
-    and when it first had ``n`` assessments."""
+    """Reads MLflow's traces of the experiment every ``interval``: when each trace first showed
+    complete (not IN_PROGRESS: its root arrived), and when it first had ``n`` assessments."""
 
     def __init__(self, url: str, experiment: str, interval: float = 0.2):
         from mlflow import MlflowClient
@@ -146,7 +149,9 @@ class Poller:
                                                                 max_results=500)
                     now = time.monotonic()
                     for info in infos:
-                        self.seen.setdefault(info.trace_id, now)
+                        # a live trace shows IN_PROGRESS first: seen = its root is in too
+                        if info.state.value != "IN_PROGRESS":
+                            self.seen.setdefault(info.trace_id, now)
                         n = len(info.assessments or [])
                         if self.assessed.get(info.trace_id, (-1, 0.0))[0] < n:
                             self.assessed[info.trace_id] = (n, now)
@@ -186,8 +191,32 @@ def finalized(client, experiment: str, run_id: str, samples: int, scores: int) -
         return False
 
 
+def big_answer_model(kb: int):
+    """The scripted calculator model, with one sample (s0) answering ``kb`` kB of text."""
+    from tests.support import evals
+
+    def model(input, tools, tool_choice, config):
+        output = evals.scripted_model(input, tools, tool_choice, config)
+        text = " ".join(m.text for m in input if getattr(m, "text", None))
+        if kb and "add 0 2" in text and not output.message.tool_calls and "GRADE" not in text:
+            output.choices[0].message.content = "2 " + "x" * (kb * 1024)
+        return output
+
+    return model
+
+
+def log_artifact_stored(client, experiment: str, run_id: str) -> bool:
+    from inspect_otel.receiver import _mlflow_names
+
+    exp = client.get_experiment_by_name(experiment)
+    tasks = client.search_runs([exp.experiment_id], filter_string=(
+        f"tags.`inspect.run_id` = '{run_id}' and tags.`{_mlflow_names.TAG_ROLE}` = "
+        f"'{_mlflow_names.ROLE_TASK}'"))
+    return bool(tasks) and _mlflow_names.TAG_LOG_ARTIFACT in tasks[0].data.tags
+
+
 def one_eval(server, tmp: Path, receivers: int, tag: str, export_delay_ms: int | None = None,
-             pace_s: float = 0.0) -> dict:
+             pace_s: float = 0.0, content: bool = False, answer_kb: int = 0) -> dict:
     from inspect_ai import eval as inspect_eval
 
     from inspect_otel import ids
@@ -195,7 +224,9 @@ def one_eval(server, tmp: Path, receivers: int, tag: str, export_delay_ms: int |
     from tests.support.receiver import start_receiver
 
     experiment = f"bench-eval-{tag}"
-    rps = [start_receiver(server.url, tmp / f"r-{tag}-{i}", experiment) for i in range(receivers)]
+    # the eval logs are written under tmp: the receivers may store them (--log-artifact-root)
+    rps = [start_receiver(server.url, tmp / f"r-{tag}-{i}", experiment, "--log-artifact-root",
+                          str(tmp)) for i in range(receivers)]
     # a user's receiver has been up for a while: its writer is connected to MLflow
     from tests.support.wait import wait_for
 
@@ -205,8 +236,12 @@ def one_eval(server, tmp: Path, receivers: int, tag: str, export_delay_ms: int |
     poller = Poller(server.url, experiment).start()
     try:
         delays = ("OTEL_BSP_SCHEDULE_DELAY", "OTEL_BLRP_SCHEDULE_DELAY")
+        content_var = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
         saved = {k: os.environ.get(k) for k in ("OTEL_EXPORTER_OTLP_ENDPOINT",
-                                                 "OTEL_EXPORTER_OTLP_PROTOCOL", *delays)}
+                                                 "OTEL_EXPORTER_OTLP_PROTOCOL", content_var,
+                                                 *delays)}
+        if content:
+            os.environ[content_var] = "true"
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = router.url
         os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf"
         if export_delay_ms is not None:  # the SDK's batch processors' standard knobs
@@ -214,7 +249,8 @@ def one_eval(server, tmp: Path, receivers: int, tag: str, export_delay_ms: int |
                 os.environ[k] = str(export_delay_ms)
         evals._attempts.clear()
         try:
-            log = inspect_eval(eval_task(pace_s), model=evals.MODEL, model_args=evals.model_args(),
+            log = inspect_eval(eval_task(pace_s), model=evals.MODEL,
+                               model_args={"custom_outputs": big_answer_model(answer_kb)},
                                log_dir=str(tmp / f"logs-{tag}"), epochs=EPOCHS,
                                retry_on_error=1, fail_on_error=False, display="none")[0]
         finally:
@@ -242,8 +278,13 @@ def one_eval(server, tmp: Path, receivers: int, tag: str, export_delay_ms: int |
 
         while time.monotonic() < deadline and not (all_traces() and all_assessed()):
             time.sleep(0.05)
+        assessed = time.monotonic() - end
         while time.monotonic() < deadline and not finalized(
                 client, experiment, log.eval.run_id, len(samples), n_scores):
+            time.sleep(0.2)
+        finalized_s = time.monotonic() - end
+        while time.monotonic() < deadline and not log_artifact_stored(
+                client, experiment, log.eval.run_id):
             time.sleep(0.2)
         everything = time.monotonic() - end
         last_trace = max(poller.seen[t] for t in want) - end
@@ -262,6 +303,8 @@ def one_eval(server, tmp: Path, receivers: int, tag: str, export_delay_ms: int |
             "receivers": receivers, "samples": len(samples), "scores": n_scores,
             "errored_samples": sum(1 for s in samples if s.error),
             "eval_end_to_last_trace_s": last_trace,
+            "eval_end_to_all_assessed_s": assessed,
+            "eval_end_to_finalized_s": finalized_s,
             "eval_end_to_everything_s": everything,
             "sample_end_to_queryable_s": {"p50": statistics.median(per_sample),
                                           "p95": _percentile(per_sample, 0.95),
@@ -293,6 +336,11 @@ def main() -> int:
                          "eval ends within about a second)")
     ap.add_argument("--mlflow-catalog", action="store_true",
                     help="let MLflow fetch its model price catalog (stalls offline)")
+    ap.add_argument("--content", action="store_true",
+                    help="the hook captures message content (OTEL_INSTRUMENTATION_GENAI_CAPTURE_"
+                         "MESSAGE_CONTENT=true)")
+    ap.add_argument("--answer-kb", type=int, default=0,
+                    help="one sample's final answer is this many kB of text")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if not args.mlflow_catalog:
@@ -306,11 +354,13 @@ def main() -> int:
     try:
         for i in range(args.repeats):
             r = one_eval(server, tmp, args.receivers, f"{args.receivers}r{i}",
-                         args.export_delay_ms, args.pace_seconds)
+                         args.export_delay_ms, args.pace_seconds, args.content, args.answer_kb)
             out["runs"].append(r)
             print(f"run {i + 1}: {r['samples']} samples ({r['errored_samples']} errored), "
                   f"{r['scores']} scores, {args.receivers} receiver(s): eval end -> last trace "
-                  f"{r['eval_end_to_last_trace_s']:.2f} s, -> everything "
+                  f"{r['eval_end_to_last_trace_s']:.2f} s, -> all assessed "
+                  f"{r['eval_end_to_all_assessed_s']:.2f} s, -> finalized "
+                  f"{r['eval_end_to_finalized_s']:.2f} s, -> everything (log artifact too) "
                   f"{r['eval_end_to_everything_s']:.2f} s; sample end -> queryable p50 "
                   f"{r['sample_end_to_queryable_s']['p50']:.2f} s p95 "
                   f"{r['sample_end_to_queryable_s']['p95']:.2f} s; arrival -> queryable p50 "

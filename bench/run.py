@@ -16,6 +16,8 @@ Configurations (``--configs``):
   otel-sink       inspect-otel exporting to the counting sink: the hook's own cost, without the
                   receiver and MLflow competing for the same CPUs during the eval
   otel-sink-spans-only  optional: the same with OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none
+  otel-sink-end-only  optional: otel-sink with INSPECT_OTEL_LIVE=false (each sample leaves at its
+                  end, as before live export): what live export costs
   otel-sink-sdk-delays  optional: otel-sink with the SDK's default batch delays (5 s spans, 1 s log
                   records) instead of the hook's 500 ms: what sending each sample promptly costs
   otel-sink-content  optional: otel-sink with content capture on spans and events (prompts,
@@ -59,7 +61,7 @@ DEPS = BENCH / ".deps"
 PY = sys.executable
 _SCRUB = ("OTEL_", "INSPECT_OTEL_", "MLFLOW_", "INSPECT_MLFLOW_")
 ALL_CONFIGS = ("baseline", "inspect-otel", "inspect-mlflow", "otel-sink", "otel-sink-spans-only",
-               "otel-sink-sdk-delays", "otel-sink-content")
+               "otel-sink-sdk-delays", "otel-sink-content", "otel-sink-end-only")
 MB = 1024 * 1024
 
 
@@ -270,6 +272,9 @@ def config_env(stack: Stack, config: str) -> dict[str, str] | None:
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=url) if url else None
     if config == "otel-sink":
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url) if stack.sink_url else None
+    if config == "otel-sink-end-only":  # no live export: each sample mapped at its end
+        return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url,
+                         INSPECT_OTEL_LIVE="false") if stack.sink_url else None
     if config == "otel-sink-spans-only":  # standard switches: no metrics, no log records
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url, OTEL_METRICS_EXPORTER="none",
                          OTEL_LOGS_EXPORTER="none") if stack.sink_url else None
@@ -504,7 +509,8 @@ def table(result: dict[str, Any]) -> str:
              "otel-sink": "inspect-otel (OTLP sink)",
              "otel-sink-spans-only": "inspect-otel (sink, spans only)",
              "otel-sink-sdk-delays": "inspect-otel (sink, SDK delays)",
-             "otel-sink-content": "inspect-otel (sink, content on)"}
+             "otel-sink-content": "inspect-otel (sink, content on)",
+             "otel-sink-end-only": "inspect-otel (sink, at sample end)"}
     head = ["measure"] + [names.get(c, c) for c in configs]
     lines: list[list[str]] = []
     S = result["overhead_summary"]

@@ -63,6 +63,8 @@ class Settings:
     redact_patterns: tuple[str, ...]
     sample_metadata_keys: tuple[str, ...]  # sent even without content capture
     service_name_default: str
+    # INSPECT_OTEL_LIVE: spans leave as each completes (default); false: a sample at its end.
+    live: bool
     warnings: tuple[str, ...]  # problems found while parsing, reported once by the hook
 
 
@@ -233,5 +235,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redact_patterns=_redact_patterns(env, warnings),
         sample_metadata_keys=_keys(env, "INSPECT_OTEL_SAMPLE_METADATA_KEYS"),
         service_name_default=DEFAULT_SERVICE_NAME,
+        live=_flag(env, "INSPECT_OTEL_LIVE") is not False,
         warnings=tuple(warnings),
     )

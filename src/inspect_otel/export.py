@@ -51,6 +51,12 @@ _QUEUE_SIZE = 16384
 # nothing more to batch in most evals. OTEL_BSP_SCHEDULE_DELAY / OTEL_BLRP_SCHEDULE_DELAY win.
 _SCHEDULE_DELAY_MS = 500
 _DRAIN_EVERY_SPANS = 512
+# What a sampler sees of a trace's root: the identity known when the trace starts, also in replay.
+_SAMPLING_ATTRIBUTES = frozenset({
+    sc.INSPECT_RUN_ID, sc.INSPECT_EVAL_ID, sc.INSPECT_EVAL_SET_ID, sc.INSPECT_TASK_NAME,
+    sc.INSPECT_SAMPLE_ID, sc.INSPECT_SAMPLE_EPOCH, sc.INSPECT_SAMPLE_UUID, sc.INSPECT_SPAN_KIND,
+    sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_WORKFLOW_NAME,
+})
 _EXPORT_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk._shared_internal")
 
 
@@ -276,9 +282,12 @@ class TelemetryPipeline:
             instrumentation_scope=_SCOPE,
         )
 
-    def _sampled(self, root: SpanData) -> bool:
+    def sampled(self, root: SpanData) -> bool:
+        """The sampler's decision for a trace, from what is known when it starts (trace id, root
+        name and kind, identity attributes): live, a sample's spans leave before its root."""
+        attributes = {k: v for k, v in root.attributes.items() if k in _SAMPLING_ATTRIBUTES}
         result = self._sampler.should_sample(
-            None, root.trace_id, root.name, _KINDS[root.kind], dict(root.attributes)
+            None, root.trace_id, root.name, _KINDS[root.kind], attributes
         )
         return result.decision.is_sampled()
 
@@ -287,7 +296,7 @@ class TelemetryPipeline:
         caller already did (``sampled``)."""
         if not spans:
             return
-        if not (self._sampled(spans[0]) if sampled is None else sampled):
+        if not (self.sampled(spans[0]) if sampled is None else sampled):
             return
         for span in spans:
             self._processor.on_end(self._readable(span))
@@ -329,6 +338,20 @@ class TelemetryPipeline:
                 attributes=self._redactor.attributes(result.attributes),
             )
 
+    def emit_sample_start(self, root: SpanData) -> None:
+        """The running marker of a live (sampled) sample: an ``inspect.sample.start`` event in
+        its trace's context (the root's span id), with the identity the root will carry."""
+        if self._event_logger is None:
+            return
+        self._event_logger.emit(
+            timestamp=root.start_ns,
+            context=trace.set_span_in_context(NonRecordingSpan(SpanContext(
+                root.trace_id, root.span_id, is_remote=False, trace_flags=_SAMPLED))),
+            severity_number=_logs.SeverityNumber.INFO,
+            event_name=sc.EVENT_SAMPLE_START,
+            attributes=dict(root.attributes),
+        )
+
     def record_sample(self, telemetry: SampleTelemetry, task_name: str) -> None:
         instruments = self._instruments
         if instruments is None:
@@ -350,7 +373,7 @@ class TelemetryPipeline:
             {sc.INSPECT_TASK_NAME: task_name, sc.INSPECT_SAMPLE_STATUS: telemetry.status}))
 
     def emit_sample(self, telemetry: SampleTelemetry, task_name: str, metrics_on: bool = True) -> None:
-        sampled = bool(telemetry.spans) and self._sampled(telemetry.spans[0])
+        sampled = bool(telemetry.spans) and self.sampled(telemetry.spans[0])
         self.emit_spans(telemetry.spans, sampled=sampled)
         self.emit_results(telemetry.results, sampled=sampled)
         if metrics_on:

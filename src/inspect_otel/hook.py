@@ -1,10 +1,16 @@
 """The Inspect hook: lifecycle callbacks in, span-model data out to the export pipeline.
 
-Samples are mapped when they finish, from the sample's own transcript (``EvalSample.events``), the
-same input the log replay uses: one code path, identical spans, and Inspect's live-stream quirks
-(model events delivered twice, events of failed attempts under the same uuid, interleaving of
-concurrent samples) never reach the mapping. Nothing here waits on the network: spans are only
-enqueued; the bounded flush at run end runs on a worker thread.
+Live (the default): each sample has a :class:`~.mapping.SampleMapper` from ``on_sample_start`` to
+``on_sample_end``; ``on_sample_event`` feeds it every event and the spans and evaluation results it
+completes are enqueued at once. At ``on_sample_end`` the mapper maps what the live stream never
+delivered (the ``init`` span) from the sample's transcript, then the root. The log replay feeds the
+same mapper, so live and replayed spans are identical. Inspect's live-stream quirks (model events
+delivered twice, interleaved samples, events of failed attempts under the same uuid) are handled
+in the mapper, per sample; the state of a sample is released when it ends.
+``INSPECT_OTEL_LIVE=false``: a sample is mapped from its transcript when it ends.
+
+Nothing here waits on the network: spans are only enqueued; the bounded flush at run end runs on a
+worker thread.
 """
 
 from __future__ import annotations
@@ -25,7 +31,11 @@ from inspect_ai.hooks import (
     Hooks,
     RunEnd,
     RunStart,
+    SampleAttemptEnd,
+    SampleAttemptStart,
     SampleEnd,
+    SampleEvent,
+    SampleStart,
     TaskEnd,
     TaskStart,
 )
@@ -33,7 +43,22 @@ from inspect_ai.hooks import (
 from .config import Settings, is_enabled, load_settings
 from .content import ContentPolicy
 from .export import TelemetryPipeline
-from .mapping import TaskContext, map_run, map_sample, map_task, task_context, task_times
+from .mapping import (
+    Completed,
+    SampleMapper,
+    SampleTelemetry,
+    TaskContext,
+    abandon_sample,
+    finish_sample,
+    map_run,
+    map_sample,
+    map_task,
+    sample_identity,
+    sample_uuid,
+    task_context,
+    task_times,
+)
+from .mapping._common import to_ns
 
 logger = logging.getLogger("inspect_otel")
 
@@ -73,6 +98,15 @@ class _TaskState:
 
 
 @dataclass
+class _LiveSample:
+    """One running sample x epoch: its mapper and its sampling decision (released at its end)."""
+
+    task: _TaskState
+    mapper: SampleMapper
+    sampled: bool
+
+
+@dataclass
 class _RunState:
     run_id: str
     eval_set_id: str | None
@@ -89,6 +123,7 @@ class OtelHooks(Hooks):
         self._fingerprint: tuple[Any, ...] | None = None
         self._lock = threading.Lock()
         self._warned_lost = 0
+        self._live: dict[str, _LiveSample] = {}  # by sample uuid
 
     def enabled(self) -> bool:
         return is_enabled()
@@ -133,22 +168,102 @@ class OtelHooks(Hooks):
             data.spec, data.plan, task_context(data.spec), _now_ns()
         )
 
+    # --- samples --------------------------------------------------------------------------------
+    def _start_live(self, task: _TaskState, sample: Any, start_ns: int, attempt: int,
+                    announce: bool = True) -> _LiveSample:
+        """``sample``: Inspect's EvalSampleSummary or EvalSample (id, epoch, uuid)."""
+        ctx = task.context
+        mapper = SampleMapper(
+            ctx, self._policy, identity=sample_identity(sample, ctx),
+            uuid=sample_uuid(sample, ctx), start_ns=start_ns, attempt=attempt, live=True,
+        )
+        probe = mapper.root_probe()
+        pipeline = self._run_pipeline()
+        live = _LiveSample(task, mapper, pipeline.sampled(probe))
+        self._live[mapper.uuid] = live
+        if announce and live.sampled:  # a trace sampled out never runs anywhere
+            pipeline.emit_sample_start(probe)
+        return live
+
+    def _live_on(self) -> bool:
+        return self._run_pipeline().settings.live
+
+    @_never_raise
+    async def on_sample_start(self, data: SampleStart) -> None:
+        task = self._task(data.run_id, data.eval_id)
+        if task is None or not self._live_on() or data.sample_id in self._live:
+            return
+        self._start_live(task, data.summary, to_ns(data.summary.started_at) or _now_ns(), 1)
+
+    @_never_raise
+    async def on_sample_attempt_start(self, data: SampleAttemptStart) -> None:
+        # A sample whose start the hook missed (enabled mid-sample) is followed from here.
+        if data.sample_id in self._live or not self._live_on():
+            return
+        task = self._task(data.run_id, data.eval_id)
+        if task is not None:
+            self._start_live(task, data.summary, _now_ns(), data.attempt)
+
+    @_never_raise
+    async def on_sample_event(self, data: SampleEvent) -> None:
+        live = self._live.get(data.sample_id)
+        if live is not None:
+            self._emit_live(live, live.mapper.feed(data.event))
+
+    @_never_raise
+    async def on_sample_attempt_end(self, data: SampleAttemptEnd) -> None:
+        live = self._live.get(data.sample_id)
+        if live is None or not data.will_retry:
+            return
+        error = self._policy.clean(data.error.message) if data.error is not None else None
+        self._emit_live(live, live.mapper.end_attempt(_now_ns(), data.attempt + 1, error))
+
+    def _emit_live(self, live: _LiveSample, done: Completed) -> None:
+        if done:
+            pipeline = self._run_pipeline()
+            pipeline.emit_spans(done.spans, sampled=live.sampled)
+            pipeline.emit_results(done.results, sampled=live.sampled)
+
     @_never_raise
     async def on_sample_end(self, data: SampleEnd) -> None:
-        task = self._task(data.run_id, data.eval_id)
+        live = self._live.pop(data.sample_id, None)
+        task = live.task if live is not None else self._task(data.run_id, data.eval_id)
         if task is None:
             return
         pipeline = self._run_pipeline()
-        telemetry = map_sample(data.sample, task.context, self._policy)
-        pipeline.emit_sample(telemetry, task.context.task_name)
+        if live is None and not pipeline.settings.live:
+            telemetry = map_sample(data.sample, task.context, self._policy)
+            pipeline.emit_sample(telemetry, task.context.task_name)
+        else:
+            if live is None:  # the hook missed the start: everything from the transcript now
+                live = self._start_live(task, data.sample, to_ns(data.sample.started_at) or 0,
+                                        len(data.sample.error_retries or []) + 1, announce=False)
+                self._live.pop(live.mapper.uuid, None)
+            telemetry = finish_sample(live.mapper, data.sample)
+            self._finish_live(live, telemetry)
         if telemetry.status == "error":
             task.errored += 1
+
+    def _finish_live(self, live: _LiveSample, telemetry: SampleTelemetry) -> None:
+        """The sample's last spans, children before the root (the root closes the trace)."""
+        pipeline = self._run_pipeline()
+        pipeline.emit_spans((*telemetry.spans[1:], telemetry.spans[0]), sampled=live.sampled)
+        pipeline.emit_results(telemetry.results, sampled=live.sampled)
+        pipeline.record_sample(telemetry, live.task.context.task_name)
+
+    def _abandon_samples(self, task: _TaskState) -> None:
+        """Samples of a task torn down before their end: their roots end as cancelled."""
+        for uuid, live in list(self._live.items()):
+            if live.task is task:
+                del self._live[uuid]
+                self._finish_live(live, abandon_sample(live.mapper, _now_ns()))
 
     @_never_raise
     async def on_task_end(self, data: TaskEnd) -> None:
         task = self._task(data.run_id, data.eval_id)
         if task is None or task.ended:
             return
+        self._abandon_samples(task)
         self._emit_task(task, data.log)
 
     @_never_raise
@@ -160,6 +275,7 @@ class OtelHooks(Hooks):
         # on_task_end does not fire for errored or cancelled tasks: end them here from their logs.
         logs_by_eval = {log.eval.eval_id: log for log in (data.logs or [])}
         for eval_id, task in run.tasks.items():
+            self._abandon_samples(task)
             if not task.ended:
                 log = logs_by_eval.get(eval_id)
                 status = None if log is not None and log.status != "started" else "cancelled"

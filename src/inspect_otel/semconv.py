@@ -143,6 +143,9 @@ INSPECT_SAMPLE_LIMIT_VALUE = "inspect.sample.limit.value"
 INSPECT_SAMPLE_TOTAL_TIME = "inspect.sample.total_time"  # seconds
 INSPECT_SAMPLE_WORKING_TIME = "inspect.sample.working_time"  # seconds
 INSPECT_SAMPLE_RETRIES = "inspect.sample.retries"  # attempts that errored and were retried
+# On the top-level spans of a sample (init, solvers, scorers): the attempt (1-based) they belong to.
+# Live, a retried sample's failed attempts stay in its trace next to the final one.
+INSPECT_SAMPLE_ATTEMPT = "inspect.sample.attempt"
 INSPECT_SAMPLE_INPUT = "inspect.sample.input"  # opt-in content: sample input as text
 INSPECT_SAMPLE_TARGET = "inspect.sample.target"  # opt-in content
 INSPECT_SAMPLE_OUTPUT = "inspect.sample.output"  # opt-in content: final completion text
@@ -193,6 +196,10 @@ INSPECT_SCORE_SPAN_ID = "inspect.score.span_id"  # hex OTel span id of the score
 
 # --- inspect.*: span events on inner spans -------------------------------------------------------
 EVENT_SAMPLE_RETRY = "inspect.sample.retry"
+# Live export: a log record (event) in a sample trace's context when the sample starts, with the
+# sample's identity attributes: its trace is running. Spans stay exactly once; a consumer (the
+# MLflow receiver) links the running trace to its task before the root arrives.
+EVENT_SAMPLE_START = "inspect.sample.start"
 EVENT_SAMPLE_LIMIT = "inspect.sample.limit"
 EVENT_APPROVAL = "inspect.approval"
 EVENT_ERROR = "exception"

@@ -207,14 +207,16 @@ def test_failure_inside_the_hook_never_reaches_the_eval(tmp_path, monkeypatch, h
 
     try:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
-        monkeypatch.setattr("inspect_otel.hook.map_sample", broken)
+        monkeypatch.setattr("inspect_otel.hook.finish_sample", broken)
+        monkeypatch.setattr("inspect_otel.mapping.SampleMapper.feed", broken)
         log = run_simple(tmp_path, count=3)
         assert log.status == "success" and all(s.error is None for s in log.samples)
         assert server.sink.wait_for(
             lambda s: any(x.attributes.get("inspect.span.kind") == "run" for x in s.spans), 30
         )
-        failures = [r.getMessage() for r in hook_log if "on_sample_end failed" in r.getMessage()]
-        assert len(failures) == 1  # reported once, not once per sample
+        for hook in ("on_sample_end", "on_sample_event"):  # the live feed and the sample end
+            failures = [r.getMessage() for r in hook_log if f"{hook} failed" in r.getMessage()]
+            assert len(failures) == 1  # reported once, not once per sample or event
     finally:
         server.stop()
 
@@ -225,7 +227,7 @@ def test_run_state_is_freed_after_the_run(tmp_path, monkeypatch):
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
         run_simple(tmp_path, count=2)
         hooks = [o for o in gc.get_objects() if isinstance(o, OtelHooks)]
-        assert hooks and all(h._runs == {} for h in hooks)
+        assert hooks and all(h._runs == {} and h._live == {} for h in hooks)
     finally:
         server.stop()
 

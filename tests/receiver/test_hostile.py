@@ -490,3 +490,38 @@ def test_spool_of_an_older_receiver_opens_and_keeps_its_data(tmp_path):
     assert spool.stats()["spans"] == 1
     assert spool.ingest_traces(trace_request(ev.spans())).rejected == 0
     assert len(spool.pending_spans(1000, 1 << 30)) == len(ev.spans())
+
+
+def _sample_start(trace_id: bytes, **attrs: str) -> logs_pb2.LogRecord:
+    rec = logs_pb2.LogRecord(time_unix_nano=1_700_000_000_000_000_000, trace_id=trace_id,
+                             span_id=b"\x01" * 8, event_name=sc.EVENT_SAMPLE_START)
+    for key, value in attrs.items():
+        rec.attributes.add(key=key).value.string_value = value
+    return rec
+
+
+def test_running_sample_markers_are_validated_bounded_and_released(tmp_path, monkeypatch):
+    """inspect.sample.start (the live hook's running marker) is untrusted input too: it needs a
+    trace id and the run and eval ids, the running samples it makes the receiver remember are
+    bounded, and the root of the trace releases its row."""
+    from inspect_otel.receiver import _spool as spool_module
+
+    spool = Spool(tmp_path / "s.db")
+    ids_ = {sc.INSPECT_RUN_ID: "r1", sc.INSPECT_EVAL_ID: "e1"}
+    res = spool.ingest_logs(logs_request([
+        _sample_start(b"\x02" * 16, **ids_),
+        _sample_start(b"\x03" * 16, **{sc.INSPECT_RUN_ID: "r1"}),  # no eval id
+        _sample_start(b"\x00" * 16, **ids_),  # no trace id
+    ]))
+    assert res.accepted == 1 and res.rejected == 2 and "inspect.eval_id" in res.message
+    assert spool._read("SELECT trace_id, eval_id FROM running") == [("02" * 16, "e1")]
+    assert spool.identities_without_run()  # the task's run is claimed before any span
+    monkeypatch.setattr(spool_module, "MAX_RUNNING", 1)
+    res = spool.ingest_logs(logs_request([_sample_start(b"\x04" * 16, **ids_)]))
+    assert res.rejected == 1 and "bounded" in res.message
+    # the sample's root arrives: it links its trace itself, the row goes
+    ev = SynthEval(run_id="r1", samples=1).build()
+    root = sample_root(ev, 0)
+    root.trace_id = b"\x02" * 16
+    spool.ingest_traces(trace_request([root]))
+    assert spool._read("SELECT COUNT(*) FROM running") == [(0,)]

@@ -239,3 +239,60 @@ def test_phoenix_recognises_genai_spans_and_tokens(
     node = next(e["node"] for e in data["projects"]["edges"] if e["node"]["name"] == project)
     assert node["traceCount"] == len(samples) + 1  # sample traces + the run trace
     assert node["tokenCountTotal"] == inspect_total
+
+
+def test_phoenix_shows_a_running_sample_as_its_spans_so_far(phoenix, tmp_path: Path) -> None:
+    """A running sample in Phoenix: the spans completed so far, grouped in the sample's trace,
+    without a root; the root joins the same trace when the sample ends."""
+    import os
+    import time
+
+    from inspect_ai.log import read_eval_log
+
+    from inspect_otel.mapping._common import to_ns
+
+    project = "inspect-live"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "INSPECT_OTEL_"))}
+    env.update(OTEL_EXPORTER_OTLP_ENDPOINT=phoenix.url, OTEL_LOGS_EXPORTER="none",
+               OTEL_METRICS_EXPORTER="none",
+               OTEL_RESOURCE_ATTRIBUTES=f"openinference.project.name={project}")
+    code = ("import sys; from pathlib import Path; from tests.support.evals import run_slow; "
+            "run_slow(Path(sys.argv[1]), seconds=1.5, samples=('ok',))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "logs")],
+                            cwd=str(Path(__file__).resolve().parents[2]), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    running: list[tuple[int, list[dict[str, Any]]]] = []  # (seen at, spans) before any root
+    try:
+        while proc.poll() is None:
+            try:
+                spans = _phoenix_spans(phoenix.url, project)
+            except Exception:  # noqa: BLE001 - the project appears with the first span
+                spans = []
+            if spans and not any(s["attributes"].get("inspect.span.kind") == "sample"
+                                 for s in spans):
+                running.append((time.time_ns(), spans))
+            time.sleep(0.3)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    sample = read_eval_log(str(next((tmp_path / "logs").glob("*.eval")))).samples[0]
+    trace_id = ids.trace_id_hex(ids.sample_trace_id(sample.uuid))
+    during = [(at, spans) for at, spans in running if at < to_ns(sample.completed_at)]
+    assert during, "no span of the running sample was in Phoenix before it ended"
+    at, spans = during[-1]
+    names = {s["name"] for s in spans}
+    assert "execute_tool wait" in names and "chat model" in names
+    assert {s["context"]["trace_id"] for s in spans} == {trace_id}  # grouped in its trace
+
+    def ended() -> list[dict[str, Any]] | None:
+        spans = _phoenix_spans(phoenix.url, project)
+        roots = [s for s in spans if s["attributes"].get("inspect.span.kind") == "sample"]
+        return spans if roots else None
+
+    final = [s for s in wait_for(ended, 60, "the sample root in Phoenix")
+             if s["context"]["trace_id"] == trace_id]
+    root = next(s for s in final if s["attributes"].get("inspect.span.kind") == "sample")
+    assert {s["context"]["span_id"] for s in spans} < {s["context"]["span_id"] for s in final}
+    assert len({s["context"]["span_id"] for s in final}) == len(final)  # each span once
+    assert root["span_kind"] == "AGENT" and not root["parent_id"]

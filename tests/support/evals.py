@@ -6,6 +6,7 @@ sets ``usage`` (without it mockllm downloads a tokenizer, which fails offline).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,79 @@ def run_simple_eval_set(log_dir: Path, count: int = 2) -> list[EvalLog]:
     )
     assert success
     return logs
+
+
+# --- a slow agent (live export): each tool call sleeps; samples that crash, retry, hit a limit ---
+# (id, behaviour): "ok" finishes; "crash" raises from its 2nd tool call; "retry" raises from its
+# 2nd tool call on its first attempt only; "limit" sleeps past the sample's time limit.
+SLOW_SAMPLES = ("ok", "crash", "retry", "limit")
+SLOW_CALLS = 3
+_slow_attempts: dict[tuple[str, int], int] = {}
+
+
+def slow_model(input: list[Any], tools: Any, tool_choice: Any, config: Any) -> ModelOutput:
+    """Calls `wait` SLOW_CALLS times, then answers "done"."""
+    calls = sum(1 for m in input if isinstance(m, ChatMessageTool))
+    if calls < SLOW_CALLS:
+        output = ModelOutput.for_tool_call(MODEL, "wait", {"step": calls})
+    else:
+        output = ModelOutput.from_content(MODEL, "done")
+    output.usage = _usage()
+    return output
+
+
+@solver
+def count_attempts():
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        key = (str(state.sample_id), state.epoch)
+        _slow_attempts[key] = _slow_attempts.get(key, 0) + 1
+        state.metadata["attempt"] = _slow_attempts[key]
+        return state
+
+    return solve
+
+
+def slow_wait(seconds: float):
+    @tool
+    def wait():
+        async def execute(step: int) -> str:
+            """Wait a while, then report the step.
+
+            Args:
+              step: Which step this is.
+            """
+            from inspect_ai.solver._task_state import sample_state
+
+            state = sample_state()
+            sample_id = str(state.sample_id) if state else ""
+            attempt = state.metadata.get("attempt", 1) if state else 1
+            if step == 1 and (sample_id == "crash" or (sample_id == "retry" and attempt == 1)):
+                raise RuntimeError(f"{sample_id}: the tool crashed")
+            await asyncio.sleep(seconds * (10 if sample_id == "limit" and step == 1 else 1))
+            return f"step {step} done"
+
+        return execute
+
+    return wait
+
+
+@task
+def slow_agent(seconds: float = 1.0, samples: str = ",".join(SLOW_SAMPLES)):
+    ids_ = samples.split(",")
+    return Task(
+        dataset=[Sample(id=i, input=f"work on {i}", target="done") for i in ids_],
+        solver=[count_attempts(), use_tools(slow_wait(seconds)()), generate()],
+        scorer=match(),
+        time_limit=max(1, round(seconds * 6)),
+    )
+
+
+def run_slow(log_dir: Path, seconds: float = 1.0, samples: tuple[str, ...] = SLOW_SAMPLES,
+             **kwargs: Any) -> EvalLog:
+    _slow_attempts.clear()
+    logs = eval(
+        slow_agent(seconds=seconds, samples=",".join(samples)), model=MODEL,
+        model_args={"custom_outputs": slow_model}, log_dir=str(log_dir), retry_on_error=1,
+        fail_on_error=False, display="none", **kwargs,
+    )
+    return logs[0]

@@ -55,6 +55,18 @@ class Span:
     status_message: str
     resource: dict[str, Any]
     scope: tuple[str, str, str]
+    arrived_ns: int = 0  # wall clock when the request carrying it arrived (not compared)
+
+    def __eq__(self, other: object) -> bool:  # what was sent, not when it arrived
+        if not isinstance(other, Span):
+            return NotImplemented
+        return _sent(self) == _sent(other)
+
+
+def _sent(span: Span) -> tuple[Any, ...]:
+    return (span.trace_id, span.span_id, span.parent_span_id, span.name, span.kind,
+            span.start_ns, span.end_ns, span.attributes, span.events, span.links,
+            span.status_code, span.status_message, span.resource, span.scope)
 
 
 @dataclass
@@ -65,6 +77,7 @@ class LogRecord:
     event_name: str
     attributes: dict[str, Any]
     flags: int = 0  # W3C trace flags in the low byte (0x01: the trace was sampled)
+    arrived_ns: int = 0
 
 
 @dataclass
@@ -77,6 +90,7 @@ class Sink:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_traces(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
+        arrived = time.time_ns()
         with self.lock:
             for rs in request.resource_spans:
                 resource = attrs(rs.resource.attributes)
@@ -91,10 +105,11 @@ class Sink:
                             events=[(e.name, e.time_unix_nano, attrs(e.attributes)) for e in s.events],
                             links=[(l.trace_id.hex(), l.span_id.hex()) for l in s.links],
                             status_code=s.status.code, status_message=s.status.message,
-                            resource=resource, scope=scope,
+                            resource=resource, scope=scope, arrived_ns=arrived,
                         ))
 
     def add_logs(self, request: logs_service_pb2.ExportLogsServiceRequest) -> None:
+        arrived = time.time_ns()
         with self.lock:
             for rl in request.resource_logs:
                 for sl in rl.scope_logs:
@@ -102,7 +117,7 @@ class Sink:
                         self.logs.append(LogRecord(
                             trace_id=r.trace_id.hex(), span_id=r.span_id.hex(),
                             time_ns=r.time_unix_nano, event_name=r.event_name,
-                            attributes=attrs(r.attributes), flags=r.flags,
+                            attributes=attrs(r.attributes), flags=r.flags, arrived_ns=arrived,
                         ))
 
     def add_metrics(self, request: metrics_service_pb2.ExportMetricsServiceRequest) -> None:

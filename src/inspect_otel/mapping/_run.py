@@ -25,6 +25,7 @@ def task_context(spec: Any) -> TaskContext:
         model=spec.model,
         sample_ids=sample_ids,
         epochs=int(getattr(spec.config, "epochs", None) or 1),
+        retries=int(getattr(spec.config, "retry_on_error", None) or 0),
     )
 
 

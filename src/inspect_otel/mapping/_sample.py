@@ -1,17 +1,15 @@
-"""EvalSample (with its transcript events) -> the sample trace, evaluation results and measures.
+"""EvalSample -> the sample trace (root and all), evaluation results and measures.
 
-The live hook and the log replay both call :func:`map_sample` with a finished sample, so a sample
-maps to the same spans whichever path sent it.
+The one mapping driver is :class:`~._stream.SampleMapper`: the live hook feeds it events as they
+happen, :func:`map_sample` (the log replay) feeds it a finished sample's events in order. Both end
+with :func:`finish_sample`, so a sample maps to the same spans whichever path sent it.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict, deque
-from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .. import ids
 from .. import semconv as sc
 from ..content import (
     ContentPolicy,
@@ -20,61 +18,14 @@ from ..content import (
     redact_mapping,
     split_system,
     text_of,
-    to_json,
 )
 from ._common import error_type, model_attributes, to_ns, usage_attributes
-from ._events import SPAN_EVENTS
-from ._model import model_span
-from ._score import evaluation_attributes
-from ._types import (
-    EvaluationResult,
-    Kind,
-    LinkData,
-    ModelCallMeasure,
-    SampleTelemetry,
-    SpanData,
-    SpanEventData,
-    TaskContext,
-)
-
-# Inspect span types that are containers named after themselves.
-_CONTAINER_TYPES = {"init", "solvers", "scorers"}
-
-
-@dataclass
-class _Span:
-    """A span under construction (mutable only inside map_sample)."""
-
-    span_id: int
-    parent_span_id: int | None
-    name: str
-    start_ns: int
-    end_ns: int | None = None
-    kind: Kind = Kind.INTERNAL
-    attributes: dict[str, Any] = field(default_factory=dict)
-    events: list[SpanEventData] = field(default_factory=list)
-    error: str | None = None
-    inspect_type: str | None = None
-    inspect_name: str = ""
-    inspect_parent: str | None = None
-
-    def freeze(self, trace_id: int, default_end: int) -> SpanData:
-        end = self.end_ns if self.end_ns is not None else default_end
-        return SpanData(
-            trace_id=trace_id,
-            span_id=self.span_id,
-            parent_span_id=self.parent_span_id,
-            name=self.name,
-            kind=self.kind,
-            start_ns=self.start_ns,
-            end_ns=max(end, self.start_ns),
-            attributes=dict(self.attributes),
-            events=tuple(self.events),
-            error=self.error,
-        )
+from ._stream import SampleMapper, with_link
+from ._types import EvaluationResult, SampleTelemetry, SpanData, SpanEventData, TaskContext
 
 
 def sample_identity(sample: Any, ctx: TaskContext) -> dict[str, Any]:
+    """Identity attributes of a sample x epoch (an EvalSample or Inspect's EvalSampleSummary)."""
     identity: dict[str, Any] = {
         sc.INSPECT_RUN_ID: ctx.run_id,
         sc.INSPECT_EVAL_ID: ctx.eval_id,
@@ -93,66 +44,6 @@ def sample_uuid(sample: Any, ctx: TaskContext) -> str:
     return sample.uuid or f"{ctx.eval_id}/{sample.id}/{sample.epoch}"
 
 
-def _event_key(event: Any, index: int) -> str:
-    return f"event/{event.uuid}" if event.uuid else f"event#{index}"
-
-
-def _inspect_span_name(span_type: str | None, name: str) -> str:
-    if not span_type or span_type in _CONTAINER_TYPES or span_type == name:
-        return name
-    if span_type == "agent":
-        return f"{sc.OP_INVOKE_AGENT} {name}"
-    return f"{span_type} {name}"
-
-
-def _tool_attributes(event: Any, policy: ContentPolicy) -> tuple[dict[str, Any], str | None]:
-    attrs: dict[str, Any] = {
-        sc.GEN_AI_OPERATION_NAME: sc.OP_EXECUTE_TOOL,
-        sc.GEN_AI_TOOL_NAME: event.function,
-        sc.GEN_AI_TOOL_CALL_ID: event.id,
-        sc.GEN_AI_TOOL_TYPE: "function",
-    }
-    if event.uuid:
-        attrs[sc.INSPECT_EVENT_UUID] = event.uuid
-    if event.truncated:
-        attrs[sc.INSPECT_TOOL_TRUNCATED] = True
-    if event.agent:
-        attrs[sc.INSPECT_TOOL_AGENT] = event.agent
-    error = None
-    if event.error is not None:
-        attrs[sc.ERROR_TYPE] = event.error.type
-        error = policy.clean(event.error.message)
-        attrs[sc.INSPECT_TOOL_ERROR_MESSAGE] = error
-    if policy.on_spans:
-        attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = policy.clean_json(event.arguments)
-        # A string result is plain text; anything else (content lists, numbers) is JSON.
-        attrs[sc.GEN_AI_TOOL_CALL_RESULT] = (
-            policy.clean(event.result) if isinstance(event.result, str)
-            else policy.clean_json(_jsonable(event.result))
-        )
-    return attrs, error
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    dump = getattr(value, "model_dump", None)
-    return dump(exclude_none=True) if dump else value
-
-
-def _sandbox_attributes(event: Any, policy: ContentPolicy) -> dict[str, Any]:
-    attrs: dict[str, Any] = {sc.INSPECT_SANDBOX_ACTION: event.action}
-    if event.result is not None:
-        attrs[sc.INSPECT_SANDBOX_RESULT] = event.result
-    if policy.on_spans:
-        target = event.cmd or event.file
-        if target:
-            attrs[sc.INSPECT_SANDBOX_CMD] = policy.clean(target)
-        if event.output:
-            attrs[sc.INSPECT_SANDBOX_OUTPUT] = policy.clean(event.output)
-    return attrs
-
-
 def _sample_status(sample: Any) -> str:
     if sample.error is not None:
         return "error"
@@ -161,157 +52,119 @@ def _sample_status(sample: Any) -> str:
     return "success"
 
 
-def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTelemetry:
-    """Map one finished sample x epoch to its trace (root first), results and measures."""
-    uuid = sample_uuid(sample, ctx)
-    trace_id = ids.sample_trace_id(uuid)
-    root_id = ids.span_id(trace_id, "sample")
-    events = list(sample.events or [])
-    identity = sample_identity(sample, ctx)
-
+def _sample_times(sample: Any) -> tuple[int, int]:
+    events = sample.events or []
     first_event = to_ns(events[0].timestamp) if events else None
     start = to_ns(sample.started_at) or first_event or 0
     end = to_ns(sample.completed_at)
     if end is None:
-        last = max((to_ns(getattr(e, "completed", None) or e.timestamp) or 0 for e in events), default=0)
+        last = max((to_ns(getattr(e, "completed", None) or e.timestamp) or 0 for e in events),
+                   default=0)
         end = max(last, start + int((sample.total_time or 0) * 1e9))
+    return start, end
 
-    root = _Span(span_id=root_id, parent_span_id=None, name=f"{sc.OP_INVOKE_AGENT} {ctx.task_name}",
-                 start_ns=start, end_ns=end)
 
-    # Pass 1: Inspect's span tree. Spans open before their events, and a parent before a child.
-    spans: dict[str, _Span] = {}
-    for event in events:
-        if event.event == "span_begin":
-            parent = spans.get(event.parent_id) if event.parent_id else None
-            span = _Span(
-                span_id=ids.span_id(trace_id, f"span/{event.id}"),
-                parent_span_id=parent.span_id if parent else root_id,
-                name=_inspect_span_name(event.type, event.name),
-                start_ns=to_ns(event.timestamp) or start,
-                inspect_type=event.type,
-                inspect_name=event.name,
-                inspect_parent=event.parent_id,
-                attributes={sc.INSPECT_SPAN_ID: event.id, sc.INSPECT_SPAN_TYPE: event.type or ""},
-            )
-            if event.type == "agent":
-                span.attributes[sc.GEN_AI_OPERATION_NAME] = sc.OP_INVOKE_AGENT
-                span.attributes[sc.GEN_AI_AGENT_NAME] = event.name
-            if event.type == "scorer":
-                span.attributes[sc.INSPECT_SCORER_NAME] = event.name
-                span.attributes[sc.INSPECT_SCORER_MODEL_GRADED] = False
-            spans[event.id] = span
-        elif event.event == "span_end" and event.id in spans:
-            spans[event.id].end_ns = to_ns(event.timestamp)
+def sample_mapper(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleMapper:
+    """A mapper for a finished sample read from a log (its final attempt)."""
+    start, end = _sample_times(sample)
+    return SampleMapper(
+        ctx, policy, identity=sample_identity(sample, ctx), uuid=sample_uuid(sample, ctx),
+        start_ns=start, end_ns=end, attempt=len(sample.error_retries or []) + 1, live=False,
+    )
 
-    # A ToolEvent's span_id is the PARENT of its [tool] span: match on (parent, function), in
-    # order. Indexed, because long agent transcripts hold thousands of spans.
-    open_tools: dict[tuple[str | None, str], deque[_Span]] = defaultdict(deque)
-    for span in spans.values():
-        if span.inspect_type == "tool":
-            open_tools[(span.inspect_parent, span.inspect_name)].append(span)
-    by_otel_id: dict[int, _Span] = {s.span_id: s for s in spans.values()}
-    by_otel_id[root_id] = root
-    extra: list[_Span] = []
-    model_calls: list[ModelCallMeasure] = []
-    model_spans: list[SpanData] = []
-    tool_calls: list[dict[str, Any]] = []
-    score_events: list[tuple[int, Any, _Span]] = []
 
-    def enclosing(event: Any) -> _Span:
-        return spans.get(event.span_id, root) if event.span_id else root
-
-    # Pass 2: everything else, placed in its enclosing span.
-    for index, event in enumerate(events):
-        kind = event.event
-        if kind == "model":
-            parent = enclosing(event)
-            span, measure = model_span(
-                event, trace_id, ids.span_id(trace_id, _event_key(event, index)),
-                parent.span_id, policy,
-            )
-            model_spans.append(span)
-            model_calls.append(measure)
-        elif kind == "tool":
-            attrs, error = _tool_attributes(event, policy)
-            waiting = open_tools.get((event.span_id, event.function))
-            target = waiting.popleft() if waiting else None
-            if target is None:
-                target = _Span(
-                    span_id=ids.span_id(trace_id, _event_key(event, index)),
-                    parent_span_id=enclosing(event).span_id,
-                    name="",
-                    start_ns=to_ns(event.timestamp) or start,
-                    end_ns=to_ns(event.completed),
-                )
-                extra.append(target)
-            target.name = f"{sc.OP_EXECUTE_TOOL} {event.function}"
-            target.attributes.update(attrs)
-            target.error = error
-            tool_calls.append({k: attrs[k] for k in (sc.GEN_AI_TOOL_NAME, sc.ERROR_TYPE) if k in attrs})
-        elif kind == "sandbox":
-            sandbox_start = to_ns(event.timestamp) or start
-            extra.append(_Span(
-                span_id=ids.span_id(trace_id, _event_key(event, index)),
-                parent_span_id=enclosing(event).span_id,
-                name=f"sandbox {event.action}",
-                start_ns=sandbox_start,
-                end_ns=to_ns(event.completed) or sandbox_start,
-                attributes=_sandbox_attributes(event, policy),
-            ))
-        elif kind == "score":
-            score_events.append((index, event, enclosing(event)))
-        elif kind in SPAN_EVENTS:
-            name, mapper = SPAN_EVENTS[kind]
-            enclosing(event).events.append(
-                SpanEventData(name, to_ns(event.timestamp) or start, mapper(event, policy))
-            )
-
-    # A scorer that called a model is model-graded (an LLM judge).
-    for span in model_spans:
-        ancestor = by_otel_id.get(span.parent_span_id or 0)
-        while ancestor is not None and ancestor.inspect_type != "scorer":
-            ancestor = by_otel_id.get(ancestor.parent_span_id or 0)
-        if ancestor is not None:
-            ancestor.attributes[sc.INSPECT_SCORER_MODEL_GRADED] = True
-
+def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTelemetry:
+    """Map one finished sample x epoch to its trace (root first), results and measures."""
+    mapper = sample_mapper(sample, ctx, policy)
+    spans: list[SpanData] = []
     results: list[EvaluationResult] = []
-    root_scores: dict[str, float] = {}
-    final_results: set[tuple[str, int]] = set()
-    for _, event, span in score_events:
-        scorer = event.scorer or (span.inspect_name if span.inspect_type == "scorer" else "score")
-        model_graded = bool(span.attributes.get(sc.INSPECT_SCORER_MODEL_GRADED, False))
-        time_ns = to_ns(event.timestamp) or end
-        shared = dict(scorer=scorer, score=event.score, intermediate=event.intermediate,
-                      model_graded=model_graded, identity=identity,
-                      scorer_span_hex=ids.span_id_hex(span.span_id), policy=policy)
-        for attrs in evaluation_attributes(**shared, content=policy.on_spans):
-            span.events.append(SpanEventData(sc.EVENT_EVALUATION_RESULT, time_ns, attrs))
-            value = attrs.get(sc.GEN_AI_EVALUATION_SCORE_VALUE)
-            if not event.intermediate:
-                final_results.add((attrs[sc.GEN_AI_EVALUATION_NAME], span.span_id))
-                if isinstance(value, float):
-                    root_scores[attrs[sc.GEN_AI_EVALUATION_NAME]] = value
-        for attrs in evaluation_attributes(**shared, content=policy.on_events):
-            results.append(EvaluationResult(trace_id, span.span_id, time_ns, attrs))
+    for index, event in enumerate(sample.events or []):
+        done = mapper.feed(event, index)
+        if done:
+            spans.extend(done.spans)
+            results.extend(done.results)
+    final = finish_sample(mapper, sample)
+    return SampleTelemetry(
+        spans=(final.spans[0], *spans, *final.spans[1:]),
+        results=(*results, *final.results),
+        model_calls=final.model_calls,
+        tool_calls=final.tool_calls,
+        status=final.status,
+    )
 
-    # The root: identity, outcome, usage and (opt-in) content of the whole sample.
+
+def finish_sample(mapper: SampleMapper, sample: Any) -> SampleTelemetry:
+    """The end of a sample: events of its transcript the mapper has not mapped yet (live: the
+    ``init`` span, events whose delivery was cut short), then the spans still open and the root.
+    ``spans[0]`` is the root; model_calls and tool_calls are the final attempt's."""
+    spans: list[SpanData] = []
+    results: list[EvaluationResult] = []
+    if mapper.live:
+        mapper.log_order = True
+        for index, event in enumerate(sample.events or []):
+            done = mapper.feed(event, index)
+            if done:
+                spans.extend(done.spans)
+                results.extend(done.results)
+    _, end = _sample_times(sample)
+    spans.extend(mapper.finish_spans(end))
+    root, status = _root(mapper, sample, end)
+    a = mapper.attempt
+    return SampleTelemetry(
+        spans=(root, *spans),
+        results=tuple(results),
+        model_calls=tuple(a.model_calls),
+        tool_calls=tuple(a.tool_calls),
+        status=status,
+    )
+
+
+def abandon_sample(mapper: SampleMapper, end_ns: int, status: str = "cancelled") -> SampleTelemetry:
+    """A sample that never reached ``on_sample_end`` (its task was torn down): what it sent
+    stays, the spans still open end now, and the root ends with ``status`` and what is known."""
+    spans = mapper.finish_spans(end_ns)
+    a, root = mapper.attempt, mapper.attempt.root
+    root.end_ns = end_ns
+    root.error = f"sample {status}"
+    root.attributes.update({
+        sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_AGENT,
+        sc.GEN_AI_AGENT_NAME: mapper.ctx.task_name,
+        sc.GEN_AI_CONVERSATION_ID: mapper.uuid,
+        sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE,
+        **model_attributes(mapper.ctx.model),
+        **mapper.identity,
+        sc.INSPECT_SAMPLE_STATUS: status,
+        sc.INSPECT_SAMPLE_MODEL_CALLS: len(a.model_calls),
+        sc.INSPECT_SAMPLE_TOOL_CALLS: len(a.tool_calls),
+        sc.ERROR_TYPE: status,
+    })
+    root_span = with_link(root.freeze(mapper.trace_id, end_ns), mapper.task_link())
+    return SampleTelemetry(spans=(root_span, *spans), results=(), model_calls=tuple(a.model_calls),
+                           tool_calls=tuple(a.tool_calls), status=status)
+
+
+def _root(mapper: SampleMapper, sample: Any, end: int) -> tuple[SpanData, str]:
+    """The root: identity, outcome, usage and (opt-in) content of the whole sample."""
+    ctx, policy, a = mapper.ctx, mapper.policy, mapper.attempt
+    root = a.root
+    start, _ = _sample_times(sample)
+    root.start_ns, root.end_ns = start, end
     status = _sample_status(sample)
     index = ctx.sample_index(str(sample.id))
     root.attributes.update({
         sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_AGENT,
         sc.GEN_AI_AGENT_NAME: ctx.task_name,
-        sc.GEN_AI_CONVERSATION_ID: uuid,
+        sc.GEN_AI_CONVERSATION_ID: mapper.uuid,
         sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE,
         **model_attributes(ctx.model),
-        **identity,
+        **mapper.identity,
         sc.INSPECT_SAMPLE_STATUS: status,
         sc.INSPECT_SAMPLE_RETRIES: len(sample.error_retries or []),
-        sc.INSPECT_SAMPLE_MODEL_CALLS: len(model_spans),
-        sc.INSPECT_SAMPLE_TOOL_CALLS: len(tool_calls),
-        sc.INSPECT_SAMPLE_TOOL_ERRORS: sum(1 for t in tool_calls if sc.ERROR_TYPE in t),
-        sc.INSPECT_SAMPLE_MODEL_ERRORS: sum(1 for m in model_spans if sc.ERROR_TYPE in m.attributes),
-        sc.INSPECT_SAMPLE_EVALUATIONS: len(final_results),
+        sc.INSPECT_SAMPLE_MODEL_CALLS: len(a.model_calls),
+        sc.INSPECT_SAMPLE_TOOL_CALLS: len(a.tool_calls),
+        sc.INSPECT_SAMPLE_TOOL_ERRORS: sum(1 for t in a.tool_calls if sc.ERROR_TYPE in t),
+        sc.INSPECT_SAMPLE_MODEL_ERRORS: a.model_errors,
+        sc.INSPECT_SAMPLE_EVALUATIONS: len(a.final_results),
         sc.INSPECT_SAMPLE_MESSAGE_COUNT: len(sample.messages or []),
     })
     if index is not None:
@@ -324,7 +177,7 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
     if sample.working_time is not None:
         root.attributes[sc.INSPECT_SAMPLE_WORKING_TIME] = float(sample.working_time)
     _add_usage(root.attributes, sample.model_usage or {})
-    for name, value in root_scores.items():
+    for name, value in a.root_scores.items():
         root.attributes[sc.INSPECT_SAMPLE_SCORE_PREFIX + name] = value
     if sample.limit is not None:
         root.attributes[sc.INSPECT_SAMPLE_LIMIT_TYPE] = sample.limit.type
@@ -342,19 +195,7 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
     _add_metadata(root.attributes, getattr(sample, "metadata", None) or {}, policy)
     if policy.on_spans:
         _add_sample_content(root.attributes, sample, policy)
-
-    link = LinkData(ids.run_trace_id(ctx.run_id), ids.task_span_id(ctx.run_id, ctx.eval_id))
-    frozen = [replace(root.freeze(trace_id, end), links=(link,))]
-    frozen += [s.freeze(trace_id, end) for s in spans.values()]
-    frozen += [s.freeze(trace_id, end) for s in extra]
-    frozen += model_spans
-    return SampleTelemetry(
-        spans=tuple(frozen),
-        results=tuple(results),
-        model_calls=tuple(model_calls),
-        tool_calls=tuple(tool_calls),
-        status=status,
-    )
+    return with_link(root.freeze(mapper.trace_id, end), mapper.task_link()), status
 
 
 def _add_usage(attrs: dict[str, Any], model_usage: dict[str, Any]) -> None:

@@ -87,6 +87,7 @@ class TaskContext:
     model: str
     sample_ids: tuple[str, ...] = ()
     epochs: int = 1
+    retries: int = 0  # retry_on_error: attempts a sample may be retried after the first
 
     def sample_index(self, sample_id: str) -> int | None:
         try:

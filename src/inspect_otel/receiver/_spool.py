@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS results(
     PRIMARY KEY(trace_id, name, span_id));
 CREATE INDEX IF NOT EXISTS results_pending ON results(applied) WHERE applied = 0;
 CREATE TABLE IF NOT EXISTS traces(trace_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS running(
+    trace_id TEXT PRIMARY KEY, eval_id TEXT NOT NULL, received REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS evals(
     eval_id TEXT PRIMARY KEY, data_rev INTEGER NOT NULL, final_rev INTEGER NOT NULL,
     changed REAL NOT NULL);
@@ -88,6 +90,7 @@ RUN_KEY = "run:"
 EVAL_KEY = "eval:"
 
 ORPHAN_TTL_S = 3600.0
+MAX_RUNNING = 100_000  # running samples remembered for linking (rows of the `running` table)
 ORPHAN_CHECK_INTERVAL_S = 1.0
 
 log = logging.getLogger("inspect_otel.receiver")
@@ -397,6 +400,8 @@ class Spool(SpoolDrain):
                 added = len(payload) - (nbytes if pending else 0)
 
         start_ns, end_ns = span.start_time_unix_nano, span.end_time_unix_nano
+        if kind == sc.SPAN_KIND_SAMPLE and is_root:  # links its trace itself when forwarded
+            db.execute("DELETE FROM running WHERE trace_id = ?", (trace_id,))
         if kind == sc.SPAN_KIND_SAMPLE:
             summary = _samples.sample_summary(trace_id, start_ns, end_ns, attrs)
             if summary is not None:
@@ -537,6 +542,12 @@ class Spool(SpoolDrain):
                         res.reject(1, f"log records with {e} were rejected")
                         continue
                     name = rec.event_name or attrs.get("event.name")
+                    if name == sc.EVENT_SAMPLE_START:
+                        n = self._item(db, res, isolate, "log record", (rec.trace_id, rec.span_id),
+                                       self._ingest_sample_start, rec, attrs, now)
+                        if n is not None:
+                            res.accepted += 1
+                        continue
                     if name != sc.EVENT_EVALUATION_RESULT:
                         res.reject(1, "log records other than "
                                    f"{sc.EVENT_EVALUATION_RESULT!r} events were ignored")
@@ -561,6 +572,43 @@ class Spool(SpoolDrain):
                         added += n
                         res.accepted += 1
         return added
+
+    def _ingest_sample_start(self, db: sqlite3.Connection, rec: Any, attrs: dict[str, Any],
+                             now: float) -> int:
+        """A live sample started: its task's run is claimed now, and its trace is linked to that
+        run as soon as its first spans are in MLflow (MLflow itself links a trace only with the
+        request that carries its root)."""
+        time_ns = rec.time_unix_nano or rec.observed_time_unix_nano
+        problem = _validation.value_problem(attrs, (time_ns,))
+        run_id, eval_id = attrs.get(sc.INSPECT_RUN_ID), attrs.get(sc.INSPECT_EVAL_ID)
+        if problem or len(rec.trace_id) != 16 or not any(rec.trace_id) or not run_id or not eval_id:
+            raise _Rejected(f"{sc.EVENT_SAMPLE_START} events need a trace id, "
+                            f"{sc.INSPECT_RUN_ID} and {sc.INSPECT_EVAL_ID}"
+                            + (f" ({problem})" if problem else ""))
+        (running,) = db.execute("SELECT COUNT(*) FROM running").fetchone()
+        if running >= MAX_RUNNING:
+            raise _Rejected(f"more than {MAX_RUNNING} samples are running (bounded)")
+        self._register_identity(db, str(run_id), str(eval_id), attrs, int(time_ns))
+        trace_id = rec.trace_id.hex()
+        if not db.execute("SELECT 1 FROM samples WHERE trace_id = ?", (trace_id,)).fetchone():
+            db.execute("INSERT OR IGNORE INTO running(trace_id, eval_id, received) VALUES(?,?,?)",
+                       (trace_id, str(eval_id), now))
+        return 0
+
+    # --- writer side: running traces -----------------------------------------------------------
+    def running_to_link(self, limit: int = 1000) -> list[tuple[str, str]]:
+        """(trace id, MLflow run id) of running traces whose spans are in MLflow (some forwarded)
+        and whose task run is known; traces whose root arrived link themselves."""
+        return [(r[0], r[1]) for r in self._read(
+            """SELECT g.trace_id, i.mlflow_run_id FROM running g
+               JOIN identities i ON i.key = 'eval:' || g.eval_id
+               WHERE i.mlflow_run_id IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM spans s WHERE s.trace_id = g.trace_id AND s.pending = 0)
+               ORDER BY g.received LIMIT ?""", (limit,))]
+
+    def forget_running(self, trace_ids: Iterable[str]) -> None:
+        with self._tx() as db:
+            db.executemany("DELETE FROM running WHERE trace_id = ?", [(t,) for t in trace_ids])
 
     # --- orphaned evaluation results -----------------------------------------------------------
     def expire_orphans(self, now: float | None = None) -> int:
@@ -587,6 +635,8 @@ class Spool(SpoolDrain):
             for rowid, _ in rows:
                 db.execute("UPDATE results SET applied = ? WHERE rowid = ?",
                            (RESULT_EXPIRED, rowid))
+            # running traces whose spans never came (bounded like the results)
+            db.execute("DELETE FROM running WHERE received <= ?", (now - self.orphan_ttl_s,))
             if rows:
                 self._maybe_expired = True
         if rows:

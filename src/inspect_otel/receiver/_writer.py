@@ -9,8 +9,8 @@ One pass, in the order that makes finished samples visible first:
 3. assessments: one ``create_assessment`` per evaluation result, with an id derived from the
    result's key (concurrently; MLflow's primary key refuses a second copy, from a redelivery or
    another receiver);
-4. per-sample step metrics, then task and run span data (params, metrics, tags, status, the
-   model usage table, the eval log as an artifact);
+4. beside the assessments: per-sample step metrics, then task and run span data (params,
+   metrics, tags, status, the model usage table; the eval log as an artifact on its own thread);
 5. task finalization (aggregates, samples and scores tables), computed from what *MLflow* holds
    for the task: each sample trace carries its summary as a trace tag, its assessments are on
    it. Whichever receiver applied the last piece of a task sees it complete and writes; the
@@ -166,6 +166,7 @@ class Writer:
         # claims run beside the pass (one at a time), with their own helpers: queued behind a
         # pass's assessment writes they would wait for all of them
         self._claim_pool = ThreadPoolExecutor(1, thread_name_prefix="inspect-otel-claims")
+        self._results_pool = ThreadPoolExecutor(1, thread_name_prefix="inspect-otel-results")
         self._claim_io = ThreadPoolExecutor(2, thread_name_prefix="inspect-otel-claims-io")
         # results whose trace is not (yet) in MLflow: (trace id) -> (next try, backoff)
         self._probe: dict[str, tuple[float, float]] = {}
@@ -196,6 +197,7 @@ class Writer:
         self.eval_logs.stop(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._claim_pool.shutdown(wait=False, cancel_futures=True)
+        self._results_pool.shutdown(wait=False, cancel_futures=True)
         self._claim_io.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
@@ -364,10 +366,18 @@ class Writer:
         if claiming is not None:
             did |= claiming.result()
             did |= self._forward_spans()
-        did |= self._apply_results()
-        did |= self._apply_sample_metrics()
-        did |= self._apply_tasks()
-        did |= self._apply_runs()
+        did |= self._link_running()
+        # Assessments (one request each) beside the run writes (params, metrics, tags, tables,
+        # status; the eval log upload starts from there): they touch different MLflow entities,
+        # and one after the other they were most of an eval's end-to-MLflow time. The task's
+        # finalization reads both, after both.
+        assessing = self._results_pool.submit(self._apply_results)
+        try:
+            did |= self._apply_sample_metrics()
+            did |= self._apply_tasks()
+            did |= self._apply_runs()
+        finally:
+            did |= assessing.result()
         did |= self._finalize_tasks()
         assert self._claims is not None
         self._claims.drain()
@@ -534,6 +544,24 @@ class Writer:
             if len(sent) < len(spans):
                 break
         return did
+
+    def _link_running(self) -> bool:
+        """Running samples' traces (IN_PROGRESS in MLflow until their root arrives) linked to
+        their task run as soon as their first spans are in, so the run shows them running."""
+        rows = self.spool.running_to_link()
+        if not rows:
+            return False
+        by_run: dict[str, list[str]] = defaultdict(list)
+        for trace_id, run_id in rows:
+            by_run[run_id].append(trace_id)
+        for run_id, trace_ids in by_run.items():
+            for chunk in _chunks(trace_ids, MAX_TRACE_LINKS):
+                self._guard(f"link of {len(chunk)} running traces to run {run_id}",
+                            self._mlflow().link_traces_to_run, ["tr-" + t for t in chunk],
+                            run_id, n=0)
+        self.spool.forget_running(t for t, _ in rows)
+        self.status.applied["running_links"] += len(rows)
+        return True
 
     def _post_spans(self, spans: list[PendingSpan], mlflow_run_id: str | None) -> None:
         body = build_trace_request(spans).SerializeToString()

@@ -220,6 +220,12 @@ def _tree(trace: Trace, root: Span) -> _Node:
             continue
         parent = nodes.get(node.span.parent_id or "")
         (parent or top).children.append(node)  # orphans (a lost parent) hang under the root
+    retries = _int(root.attributes.get(sc.INSPECT_SAMPLE_RETRIES))
+    if retries:
+        # Live export keeps a retried sample's failed attempts in its trace (their top-level
+        # spans name their attempt); a transcript, like the log, is the final attempt.
+        top.children = [c for c in top.children
+                        if _int(c.attrs.get(sc.INSPECT_SAMPLE_ATTEMPT)) in (None, retries + 1)]
     for node in nodes.values():
         node.children.sort(key=lambda n: (n.span.start_ns, n.span.end_ns, n.span.span_id))
     # Evaluation results usually arrive twice (span event and log record); the log records

@@ -1,0 +1,417 @@
+"""One sample's transcript events -> its spans and evaluation results, incrementally.
+
+:class:`SampleMapper` is the one mapping driver of a sample trace. The live hook feeds it each event
+as Inspect delivers it (``on_sample_event``) and the log replay feeds it the events of a finished
+sample in log order; both then call :meth:`SampleMapper.finish` with the finished sample for the
+root and what is known only at the end. A span leaves the mapper the moment it is complete, with
+the ids, names, parents, attributes and timestamps it has in the replay, so a live span and its
+replayed copy are the same span.
+
+Pure: no I/O, no clock. Inspect's live-stream quirks are handled here, keyed by event uuid:
+- an event is mapped once, when it is final (a model event arrives again once completed);
+- an event whose enclosing Inspect span is not known yet (the ``init`` span and what it holds
+  never reach ``on_sample_event``) waits for the finished transcript at sample end;
+- a tool span completes when both its span end and its ToolEvent are in (live, the ToolEvent
+  comes after the span end; in a log, right after the span begins).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .. import ids
+from .. import semconv as sc
+from ..content import ContentPolicy
+from ._common import error_type, model_attributes, to_ns
+from ._events import SPAN_EVENTS
+from ._model import model_span
+from ._score import evaluation_attributes
+from ._tool import sandbox_attributes, tool_attributes
+from ._types import (
+    EvaluationResult,
+    Kind,
+    LinkData,
+    ModelCallMeasure,
+    SpanData,
+    SpanEventData,
+    TaskContext,
+)
+
+# Inspect span types that are containers named after themselves.
+_CONTAINER_TYPES = {"init", "solvers", "scorers"}
+_FINAL_WHEN_COMPLETED = {"model", "tool", "sandbox"}
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What left the mapper after one event: finished spans and evaluation results."""
+
+    spans: tuple[SpanData, ...] = ()
+    results: tuple[EvaluationResult, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.spans or self.results)
+
+
+NOTHING = Completed()
+
+
+@dataclass
+class _Span:
+    """A span under construction (mutable only inside the mapper)."""
+
+    span_id: int
+    parent_span_id: int | None
+    name: str
+    start_ns: int
+    end_ns: int | None = None
+    kind: Kind = Kind.INTERNAL
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[SpanEventData] = field(default_factory=list)
+    error: str | None = None
+    inspect_type: str | None = None
+    inspect_name: str = ""
+    inspect_parent: str | None = None
+    tool_matched: bool = False
+    emitted: bool = False
+
+    def freeze(self, trace_id: int, default_end: int) -> SpanData:
+        end = self.end_ns if self.end_ns is not None else default_end
+        return SpanData(
+            trace_id=trace_id,
+            span_id=self.span_id,
+            parent_span_id=self.parent_span_id,
+            name=self.name,
+            kind=self.kind,
+            start_ns=self.start_ns,
+            end_ns=max(end, self.start_ns),
+            attributes=dict(self.attributes),
+            events=tuple(self.events),
+            error=self.error,
+        )
+
+
+@dataclass
+class _Attempt:
+    """State of one attempt of the sample; a retry starts a fresh one."""
+
+    number: int
+    root: _Span
+    spans: dict[str, _Span] = field(default_factory=dict)  # Inspect span id -> span
+    by_otel_id: dict[int, _Span] = field(default_factory=dict)
+    # (Inspect parent span id, function) -> tool spans / ToolEvents waiting for each other
+    open_tools: dict[tuple[str | None, str], deque[_Span]] = field(
+        default_factory=lambda: defaultdict(deque))
+    waiting_tool_events: dict[tuple[str | None, str], deque[tuple[int, Any]]] = field(
+        default_factory=lambda: defaultdict(deque))
+    model_calls: list[ModelCallMeasure] = field(default_factory=list)
+    model_errors: int = 0
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    root_scores: dict[str, float] = field(default_factory=dict)
+    final_results: set[tuple[str, int]] = field(default_factory=set)
+
+
+def inspect_span_name(span_type: str | None, name: str) -> str:
+    if not span_type or span_type in _CONTAINER_TYPES or span_type == name:
+        return name
+    if span_type == "agent":
+        return f"{sc.OP_INVOKE_AGENT} {name}"
+    return f"{span_type} {name}"
+
+
+def event_key(event: Any, index: int) -> str:
+    return f"event/{event.uuid}" if event.uuid else f"event#{index}"
+
+
+class SampleMapper:
+    """Incremental mapping of one sample x epoch (see the module docstring).
+
+    ``live``: events come from Inspect's live stream (only final events are mapped, once each;
+    events inside spans not seen yet wait for the transcript at sample end). Otherwise they come
+    from a finished log, in order, and every event is mapped as it is.
+    ``end_ns``: the sample's end when already known (replay): the fallback time of events that
+    carry none (very old logs), exactly as before.
+    """
+
+    def __init__(
+        self,
+        ctx: TaskContext,
+        policy: ContentPolicy,
+        *,
+        identity: dict[str, Any],
+        uuid: str,
+        start_ns: int,
+        attempt: int = 1,
+        live: bool,
+        end_ns: int | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.policy = policy
+        self.identity = identity
+        self.uuid = uuid
+        self.live = live
+        # Tool spans and ToolEvents pair up differently in a log than in the live stream; the
+        # finished transcript mapped at a live sample's end is in log order too.
+        self.log_order = not live
+        self.trace_id = ids.sample_trace_id(uuid)
+        self.root_id = ids.span_id(self.trace_id, "sample")
+        self.start_ns = start_ns
+        self._fallback_end = end_ns if end_ns is not None else start_ns
+        self._seen: set[str] = set()  # uuids of events already mapped (live redelivery)
+        self.attempt = self._new_attempt(attempt)
+
+    # --- identity -----------------------------------------------------------------------------
+    def root_probe(self) -> SpanData:
+        """The root as known at the start (trace id, name, identity): what sampling decides on,
+        live and replayed alike."""
+        attributes = {sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_AGENT,
+                      sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE,
+                      **model_attributes(self.ctx.model), **self.identity}
+        return SpanData(self.trace_id, self.root_id, None, self.root_name, Kind.INTERNAL,
+                        self.start_ns, self.start_ns, attributes)
+
+    @property
+    def root_name(self) -> str:
+        return f"{sc.OP_INVOKE_AGENT} {self.ctx.task_name}"
+
+    def task_link(self) -> LinkData:
+        return LinkData(ids.run_trace_id(self.ctx.run_id),
+                        ids.task_span_id(self.ctx.run_id, self.ctx.eval_id))
+
+    def _new_attempt(self, number: int) -> _Attempt:
+        root = _Span(span_id=self.root_id, parent_span_id=None, name=self.root_name,
+                     start_ns=self.start_ns)
+        attempt = _Attempt(number=number, root=root)
+        attempt.by_otel_id[self.root_id] = root
+        return attempt
+
+    # --- events -------------------------------------------------------------------------------
+    def feed(self, event: Any, index: int = 0) -> Completed:
+        """Map one transcript event; returns the spans and results it completed."""
+        uuid = getattr(event, "uuid", None)
+        if self.live:
+            if uuid is None or uuid in self._seen:
+                return NOTHING
+            if not self.log_order and not (self._final(event) and self._parent_known(event)):
+                return NOTHING  # mapped when final, or from the finished transcript at the end
+            self._seen.add(uuid)
+        handler = _HANDLERS.get(event.event)
+        if handler is not None:
+            return handler(self, event, index)
+        if event.event in SPAN_EVENTS:
+            name, mapper = SPAN_EVENTS[event.event]
+            self._enclosing(event).events.append(
+                SpanEventData(name, to_ns(event.timestamp) or self.start_ns, mapper(event, self.policy))
+            )
+        return NOTHING
+
+    def _final(self, event: Any) -> bool:
+        if event.pending:
+            return False
+        if event.event in _FINAL_WHEN_COMPLETED:
+            return event.completed is not None or getattr(event, "error", None) is not None
+        return True
+
+    def _parent_known(self, event: Any) -> bool:
+        span_id = event.parent_id if event.event == "span_begin" else event.span_id
+        if event.event == "span_end":
+            return event.id in self.attempt.spans
+        return span_id is None or span_id in self.attempt.spans
+
+    def _enclosing(self, event: Any) -> _Span:
+        a = self.attempt
+        return a.spans.get(event.span_id, a.root) if event.span_id else a.root
+
+    def _span_begin(self, event: Any, index: int) -> Completed:
+        a = self.attempt
+        parent = a.spans.get(event.parent_id) if event.parent_id else None
+        span = _Span(
+            span_id=ids.span_id(self.trace_id, f"span/{event.id}"),
+            parent_span_id=parent.span_id if parent else self.root_id,
+            name=inspect_span_name(event.type, event.name),
+            start_ns=to_ns(event.timestamp) or self.start_ns,
+            inspect_type=event.type,
+            inspect_name=event.name,
+            inspect_parent=event.parent_id,
+            attributes={sc.INSPECT_SPAN_ID: event.id, sc.INSPECT_SPAN_TYPE: event.type or ""},
+        )
+        if parent is None:
+            # Top-level spans (init, solvers, scorers) name their attempt: a retried sample's
+            # failed attempts stay in its trace, side by side with the final one.
+            span.attributes[sc.INSPECT_SAMPLE_ATTEMPT] = a.number
+        if event.type == "agent":
+            span.attributes[sc.GEN_AI_OPERATION_NAME] = sc.OP_INVOKE_AGENT
+            span.attributes[sc.GEN_AI_AGENT_NAME] = event.name
+        if event.type == "scorer":
+            span.attributes[sc.INSPECT_SCORER_NAME] = event.name
+            span.attributes[sc.INSPECT_SCORER_MODEL_GRADED] = False
+        a.spans[event.id] = span
+        a.by_otel_id[span.span_id] = span
+        if event.type == "tool":
+            key = (event.parent_id, event.name)
+            waiting = a.waiting_tool_events.get(key)
+            if waiting:
+                self._apply_tool(span, *waiting.popleft())
+            else:
+                a.open_tools[key].append(span)
+        return NOTHING
+
+    def _span_end(self, event: Any, index: int) -> Completed:
+        span = self.attempt.spans.get(event.id)
+        if span is None or span.emitted:
+            return NOTHING
+        span.end_ns = to_ns(event.timestamp)
+        if span.inspect_type == "tool" and not span.tool_matched:
+            return NOTHING  # completes with its ToolEvent
+        if self.live and span.parent_span_id == self.root_id and \
+                self.attempt.number <= self.ctx.retries:
+            # An attempt that may be retried keeps its top-level spans (solvers, scorers) until
+            # it ends: a failed one's carry its error. Their children leave as each completes;
+            # without retries a failed attempt is the sample's last, its root carries the error.
+            return NOTHING
+        return self._emit(span)
+
+    def _emit(self, span: _Span) -> Completed:
+        span.emitted = True
+        return Completed(spans=(span.freeze(self.trace_id, self._fallback_end),))
+
+    def _model(self, event: Any, index: int) -> Completed:
+        a = self.attempt
+        parent = self._enclosing(event)
+        span, measure = model_span(
+            event, self.trace_id, ids.span_id(self.trace_id, event_key(event, index)),
+            parent.span_id, self.policy,
+        )
+        a.model_calls.append(measure)
+        if sc.ERROR_TYPE in span.attributes:
+            a.model_errors += 1
+        # A scorer that called a model is model-graded (an LLM judge).
+        ancestor: _Span | None = parent
+        while ancestor is not None and ancestor.inspect_type != "scorer":
+            ancestor = a.by_otel_id.get(ancestor.parent_span_id or 0)
+        if ancestor is not None:
+            ancestor.attributes[sc.INSPECT_SCORER_MODEL_GRADED] = True
+        return Completed(spans=(span,))
+
+    def _tool(self, event: Any, index: int) -> Completed:
+        a = self.attempt
+        key = (event.span_id, event.function)
+        waiting = a.open_tools.get(key)
+        target = None
+        if waiting:
+            # From a log the ToolEvent follows its span's begin: first come, first matched. Live
+            # it follows its span's end: an ended span is the one.
+            target = waiting[0]
+            if not self.log_order:
+                target = next((s for s in waiting if s.end_ns is not None), target)
+            waiting.remove(target)
+        if target is None:
+            if not self.log_order:  # its span has ended unclaimed or there is none: a span of its own
+                return Completed(spans=(self._orphan_tool(index, event),))
+            # From a log its span may still begin (or never will: a span of its own at the end).
+            a.waiting_tool_events[key].append((index, event))
+            return NOTHING
+        self._apply_tool(target, index, event)
+        return self._emit(target) if target.end_ns is not None else NOTHING
+
+    def _apply_tool(self, target: _Span, index: int, event: Any) -> None:
+        attrs, error = tool_attributes(event, self.policy)
+        target.name = f"{sc.OP_EXECUTE_TOOL} {event.function}"
+        target.attributes.update(attrs)
+        target.error = error
+        target.tool_matched = True
+        self.attempt.tool_calls.append(
+            {k: attrs[k] for k in (sc.GEN_AI_TOOL_NAME, sc.ERROR_TYPE) if k in attrs})
+
+    def _orphan_tool(self, index: int, event: Any) -> SpanData:
+        """A ToolEvent no tool span claimed: a span of its own."""
+        span = _Span(
+            span_id=ids.span_id(self.trace_id, event_key(event, index)),
+            parent_span_id=self._enclosing(event).span_id,
+            name="",
+            start_ns=to_ns(event.timestamp) or self.start_ns,
+            end_ns=to_ns(event.completed),
+        )
+        self._apply_tool(span, index, event)
+        span.emitted = True
+        return span.freeze(self.trace_id, self._fallback_end)
+
+    def _sandbox(self, event: Any, index: int) -> Completed:
+        start = to_ns(event.timestamp) or self.start_ns
+        span = _Span(
+            span_id=ids.span_id(self.trace_id, event_key(event, index)),
+            parent_span_id=self._enclosing(event).span_id,
+            name=f"sandbox {event.action}",
+            start_ns=start,
+            end_ns=to_ns(event.completed) or start,
+            attributes=sandbox_attributes(event, self.policy),
+        )
+        return self._emit(span)
+
+    def _score(self, event: Any, index: int) -> Completed:
+        a = self.attempt
+        span = self._enclosing(event)
+        scorer = event.scorer or (span.inspect_name if span.inspect_type == "scorer" else "score")
+        model_graded = bool(span.attributes.get(sc.INSPECT_SCORER_MODEL_GRADED, False))
+        time_ns = to_ns(event.timestamp) or self._fallback_end
+        shared = dict(scorer=scorer, score=event.score, intermediate=event.intermediate,
+                      model_graded=model_graded, identity=self.identity,
+                      scorer_span_hex=ids.span_id_hex(span.span_id), policy=self.policy)
+        for attrs in evaluation_attributes(**shared, content=self.policy.on_spans):
+            span.events.append(SpanEventData(sc.EVENT_EVALUATION_RESULT, time_ns, attrs))
+            value = attrs.get(sc.GEN_AI_EVALUATION_SCORE_VALUE)
+            if not event.intermediate:
+                a.final_results.add((attrs[sc.GEN_AI_EVALUATION_NAME], span.span_id))
+                if isinstance(value, float):
+                    a.root_scores[attrs[sc.GEN_AI_EVALUATION_NAME]] = value
+        results = tuple(
+            EvaluationResult(self.trace_id, span.span_id, time_ns, attrs)
+            for attrs in evaluation_attributes(**shared, content=self.policy.on_events)
+        )
+        return Completed(results=results)
+
+    # --- ends ---------------------------------------------------------------------------------
+    def _close(self, end_ns: int, error: str | None = None) -> list[SpanData]:
+        """Every span of the current attempt that has not left yet, ended at ``end_ns``."""
+        a = self.attempt
+        out: list[SpanData] = []
+        for waiting in a.waiting_tool_events.values():
+            for index, event in waiting:
+                out.append(self._orphan_tool(index, event))
+        a.waiting_tool_events.clear()
+        for span in a.spans.values():
+            if span.emitted:
+                continue
+            unfinished = span.end_ns is None or (span.inspect_type == "tool" and not span.tool_matched)
+            if error is not None and (unfinished or span.parent_span_id == self.root_id):
+                span.error = error  # the failed attempt, and what it was doing when it failed
+                span.attributes[sc.ERROR_TYPE] = error_type(error, "sample_error")
+            span.emitted = True
+            out.append(span.freeze(self.trace_id, end_ns))
+        return out
+
+    def end_attempt(self, end_ns: int, next_attempt: int, error: str | None) -> Completed:
+        """A failed attempt that will be retried (live only): its spans have left or leave now,
+        still-open ones ended with the attempt's error; the retry maps into a fresh attempt."""
+        spans = self._close(end_ns, error)
+        self.attempt = self._new_attempt(next_attempt)
+        return Completed(spans=tuple(spans))
+
+    def finish_spans(self, end_ns: int) -> list[SpanData]:
+        return self._close(end_ns)
+
+
+_HANDLERS = {
+    "span_begin": SampleMapper._span_begin,
+    "span_end": SampleMapper._span_end,
+    "model": SampleMapper._model,
+    "tool": SampleMapper._tool,
+    "sandbox": SampleMapper._sandbox,
+    "score": SampleMapper._score,
+}
+
+
+def with_link(root: SpanData, link: LinkData) -> SpanData:
+    return replace(root, links=(link,))
