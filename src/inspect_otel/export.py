@@ -50,6 +50,8 @@ _QUEUE_SIZE = 16384
 # nothing more to batch in most evals. OTEL_BSP_SCHEDULE_DELAY / OTEL_BLRP_SCHEDULE_DELAY win.
 _SCHEDULE_DELAY_MS = 500
 _DRAIN_EVERY_SPANS = 512
+# What the exit grants a failing pipeline's shutdown (exporters stopped, nothing to deliver).
+_FAILING_SHUTDOWN_WAIT_S = 0.5
 _EXPORT_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk._shared_internal")
 
 
@@ -163,6 +165,11 @@ class TelemetryPipeline:
         self._lock = threading.Lock()
         self._counter: _CountingExporter | None = None
         self._owned: list[Any] = []  # providers/processors we created and must flush
+        # Exporters we created: shut down first at exit, which ends their retry back-off at once.
+        self._exporters: list[Any] = []
+        # Set when a flush left spans unconfirmed: the endpoint is failing, so the exit does not
+        # wait for it a second time (the run end already waited INSPECT_OTEL_FLUSH_TIMEOUT).
+        self._failing = False
 
         global_tp = trace.get_tracer_provider()
         if isinstance(global_tp, SdkTracerProvider):
@@ -170,7 +177,9 @@ class TelemetryPipeline:
             self._resource = global_tp.resource
             self._sampler = global_tp.sampler
         else:
-            self._counter = _CountingExporter(_span_exporter(settings.traces_protocol))
+            span_exporter = _span_exporter(settings.traces_protocol)
+            self._exporters.append(span_exporter)
+            self._counter = _CountingExporter(span_exporter)
             # A single agent sample can hold thousands of spans: a larger queue than the SDK
             # default (2048) unless the user set OTEL_BSP_MAX_QUEUE_SIZE.
             queue = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else _QUEUE_SIZE
@@ -195,9 +204,11 @@ class TelemetryPipeline:
             # shutdown_on_exit=False: the SDK's own exit hook would wait the full export timeout
             # on a dead endpoint; close() flushes with a bounded wait instead.
             provider = LoggerProvider(resource=self._resource, shutdown_on_exit=False)
+            log_exporter = _log_exporter(settings.logs_protocol)
+            self._exporters.append(log_exporter)
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
-                    _log_exporter(settings.logs_protocol),
+                    log_exporter,
                     schedule_delay_millis=None if os.environ.get("OTEL_BLRP_SCHEDULE_DELAY")
                     else _SCHEDULE_DELAY_MS)
             )
@@ -211,7 +222,9 @@ class TelemetryPipeline:
             return None
         provider: Any = metrics.get_meter_provider()
         if not isinstance(provider, MeterProvider):
-            reader = PeriodicExportingMetricReader(_metric_exporter(settings.metrics_protocol))
+            metric_exporter = _metric_exporter(settings.metrics_protocol)
+            self._exporters.append(metric_exporter)
+            reader = PeriodicExportingMetricReader(metric_exporter)
             provider = MeterProvider(
                 resource=self._resource, metric_readers=[reader], shutdown_on_exit=False
             )
@@ -367,24 +380,36 @@ class TelemetryPipeline:
         completed = done.wait(timeout_s)
         with self._lock:
             submitted = self._submitted
-        return FlushReport(
+        report = FlushReport(
             completed=completed,
             submitted=submitted,
             exported=self._counter.exported if self._counter else submitted,
             counted=self._counter is not None,
             last_error=_EXPORT_ERRORS.message,
         )
+        self._failing = self._failing or not completed or report.lost > 0
+        return report
 
     def close(self) -> None:
-        """Bounded flush and shutdown of what we own (also runs at interpreter exit)."""
+        """Bounded flush and shutdown of what we own (also runs at interpreter exit).
+
+        The whole wait for a dead endpoint is one INSPECT_OTEL_FLUSH_TIMEOUT per process: when a
+        flush already found the endpoint failing (the run end's), the exit neither flushes again
+        nor waits for the SDK's retries, which would otherwise back off for their full export
+        timeout per exporter."""
         try:
             atexit.unregister(self.close)
         except Exception:
             pass
-        self.flush(self.settings.flush_timeout_s)
+        if not self._failing:
+            self.flush(self.settings.flush_timeout_s)
+        failing = self._failing
 
         def shutdown() -> None:
-            for owned in self._owned:
+            # Exporters first when failing: their shutdown ends a retry back-off at once, so the
+            # processors' own shutdown (a last export attempt) returns instead of retrying.
+            ordered = [*self._exporters, *self._owned] if failing else self._owned
+            for owned in ordered:
                 try:
                     owned.shutdown()
                 except Exception:
@@ -392,4 +417,4 @@ class TelemetryPipeline:
 
         worker = threading.Thread(target=shutdown, name="inspect-otel-shutdown", daemon=True)
         worker.start()
-        worker.join(self.settings.flush_timeout_s)
+        worker.join(_FAILING_SHUTDOWN_WAIT_S if failing else self.settings.flush_timeout_s)
