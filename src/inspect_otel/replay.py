@@ -36,6 +36,7 @@ class _RunSummary:
     end_ns: int | None = None
     statuses: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+    specs: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -98,7 +99,9 @@ def iter_samples(path: Path) -> Iterator[Any]:
 def replay_log(path: Path, pipeline: Any | None, policy: ContentPolicy,
                summary: ReplaySummary, progress: Any = None) -> None:
     """Send one log's samples then its task span; ``pipeline=None`` only counts (dry run)."""
-    header = read_header(path)
+    # Absolute: the task span names the log's location, and a receiver elsewhere (another
+    # working directory) reads it from there.
+    header = read_header(path.resolve())
     spec = header.eval
     ctx = task_context(spec)
     errored = 0
@@ -120,6 +123,7 @@ def replay_log(path: Path, pipeline: Any | None, policy: ContentPolicy,
         pipeline.emit_spans([task_span])
     run = summary.runs.setdefault(spec.run_id, _RunSummary(spec.eval_set_id))
     run.task_names.append(spec.task)
+    run.specs.append(spec)
     run.start_ns = min(filter(None, (run.start_ns, start)), default=None)
     run.end_ns = max(filter(None, (run.end_ns, end)), default=None)
     run.statuses.add(header.status)
@@ -139,7 +143,8 @@ def _run_spans(summary: ReplaySummary, policy: ContentPolicy) -> list[Any]:
             status = "success"
         spans.append(map_run(run_id, run.eval_set_id, run.task_names,
                              start_ns=run.start_ns or 0, end_ns=run.end_ns or 0, status=status,
-                             error=run.errors[0] if run.errors else None, policy=policy))
+                             error=run.errors[0] if run.errors else None, policy=policy,
+                             specs=run.specs))
     return spans
 
 

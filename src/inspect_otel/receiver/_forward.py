@@ -117,13 +117,20 @@ TRACE_TAGS: tuple[tuple[str, str], ...] = (
 )
 
 
-# Identity summary used as root inputs/outputs when content was not captured.
+# Identity summary used as root inputs/outputs when content was not captured. A sample's is the
+# same in every run of the task (no run id, no model): MLflow's side-by-side comparison of two
+# evaluation runs pairs traces by their request, so the same sample pairs across baseline and
+# candidate. (With content, the request is the sample's input, the same in both runs too.)
 ROOT_INPUT_SUMMARY: tuple[tuple[str, str], ...] = (
     (sc.INSPECT_TASK_NAME, "task"),
     (sc.INSPECT_SAMPLE_ID, "sample_id"),
     (sc.INSPECT_SAMPLE_EPOCH, "epoch"),
-    (sc.INSPECT_MODEL, "model"),
     (sc.INSPECT_RUN_TASK_NAMES, "tasks"),
+)
+
+
+RUN_INPUT_SUMMARY: tuple[tuple[str, str], ...] = (
+    *ROOT_INPUT_SUMMARY,
     (sc.INSPECT_RUN_ID, "run_id"),
 )
 
@@ -166,7 +173,9 @@ def span_enrichment(attrs: Mapping[str, Any], is_root: bool) -> dict[str, str]:
     if SPAN_INPUTS not in attrs:
         content = attrs.get(sc.INSPECT_SAMPLE_INPUT) or attrs.get(sc.GEN_AI_INPUT_MESSAGES)
         out[SPAN_INPUTS] = (as_text(_no_nul(content)) if content
-                            else json.dumps(_no_nul(_summary(attrs, ROOT_INPUT_SUMMARY)),
+                            else json.dumps(_no_nul(_summary(
+                                attrs, ROOT_INPUT_SUMMARY if kind == sc.SPAN_KIND_SAMPLE
+                                else RUN_INPUT_SUMMARY)),
                                             sort_keys=True, default=jsonable))
     if SPAN_OUTPUTS not in attrs:
         content = attrs.get(sc.INSPECT_SAMPLE_OUTPUT) or attrs.get(sc.GEN_AI_OUTPUT_MESSAGES)

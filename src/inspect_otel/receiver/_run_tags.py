@@ -8,17 +8,30 @@ from typing import Any
 from inspect_otel import semconv as sc
 
 from ._mlflow_names import (
+    LABEL_VALUE_MAX,
+    MAX_LABEL_TAGS,
     ROLE_RUN,
     ROLE_TASK,
+    RUN_TYPE_EVALUATION,
+    TAG_LABEL_PREFIX,
+    TAG_LABEL_VALUE,
+    TAG_LABELS,
+    TAG_METADATA_PREFIX,
     TAG_PARENT_RUN_ID,
     TAG_ROLE,
+    TAG_RUN_TYPE,
     TAG_SOURCE_NAME,
     TAG_UNPARSED,
     TAG_VALUE_MAX,
+    metric_key,
     mlflow_text,
 )
 from ._run_params import unparsed_attributes
-from ._values import as_text
+from ._secrets import looks_secret
+from ._values import as_text, compact_json, json_value
+
+NAME_SEPARATOR = " \u00b7 "  # "arith_agent · gpt-4o · candidate-v2"
+RUN_NAME_MAX = 250
 
 
 def identity(attrs: Mapping[str, Any]) -> dict[str, str]:
@@ -29,20 +42,66 @@ def identity(attrs: Mapping[str, Any]) -> dict[str, str]:
 
 
 
+def _texts(value: Any) -> list[str]:
+    """A string[] attribute (or one string) as distinct non-empty texts, in order."""
+    items = value if isinstance(value, (list, tuple)) else [value] if value else []
+    return list(dict.fromkeys(t for t in (as_text(v).strip() for v in items) if t))
+
+
+def short_model(model: str) -> str:
+    """The model without its provider (``openai/gpt-4o`` -> ``gpt-4o``): what a run name needs."""
+    return model.split("/", 1)[-1] if "/" in model else model
+
+
+def labelled_name(base: str, models: list[str], tags: list[str]) -> str:
+    """``base · model · tag, tag``: the labels that tell baseline from candidate in a run list."""
+    parts = [base]
+    if models:
+        parts.append(", ".join(short_model(m) for m in models))
+    if tags:
+        parts.append(", ".join(tags))
+    return mlflow_text(NAME_SEPARATOR.join(parts), RUN_NAME_MAX)
+
+
+def label_tags(tags: list[str], metadata: Any) -> dict[str, str]:
+    """Inspect's labels as run tags: one per eval tag, all of them in one, one per metadata key
+    (scalars as text, anything else as JSON; secret-looking keys or values dropped; bounded)."""
+    out: dict[str, str] = {}
+    for tag in tags[:MAX_LABEL_TAGS]:
+        out[metric_key(TAG_LABEL_PREFIX + tag)] = TAG_LABEL_VALUE
+    if tags:
+        out[TAG_LABELS] = mlflow_text(", ".join(tags), TAG_VALUE_MAX)
+    obj = json_value(metadata)
+    if isinstance(obj, dict):
+        kept = 0
+        for key in sorted(obj, key=str):
+            value = obj[key]
+            if value is None or kept >= MAX_LABEL_TAGS:
+                continue
+            text = as_text(value) if isinstance(value, (str, int, float, bool)) else \
+                compact_json(value)
+            if looks_secret(str(key), text):
+                continue
+            out[metric_key(TAG_METADATA_PREFIX + str(key))] = mlflow_text(text, LABEL_VALUE_MAX)
+            kept += 1
+    return out
+
+
 def parent_run_tags(run_id: str, attrs: Mapping[str, Any]) -> dict[str, str]:
     tags = {sc.INSPECT_RUN_ID: run_id, TAG_ROLE: ROLE_RUN, TAG_SOURCE_NAME: "inspect_ai"}
     if attrs.get(sc.INSPECT_EVAL_SET_ID):
         tags[sc.INSPECT_EVAL_SET_ID] = mlflow_text(as_text(attrs[sc.INSPECT_EVAL_SET_ID]),
                                                    TAG_VALUE_MAX)
+    tags.update(label_tags(_texts(attrs.get(sc.INSPECT_RUN_TAGS)), None))
     return tags
 
 
 
 def parent_run_name(run_id: str, attrs: Mapping[str, Any]) -> str:
-    names = attrs.get(sc.INSPECT_RUN_TASK_NAMES)
-    if isinstance(names, (list, tuple)) and names:
-        return mlflow_text(f"inspect {', '.join(map(as_text, names))}", 250)
-    return mlflow_text(f"inspect {run_id}", 250)
+    names = _texts(attrs.get(sc.INSPECT_RUN_TASK_NAMES))
+    base = f"inspect {', '.join(names)}" if names else f"inspect {run_id}"
+    return labelled_name(base, _texts(attrs.get(sc.INSPECT_RUN_MODELS)),
+                         _texts(attrs.get(sc.INSPECT_RUN_TAGS)))
 
 
 
@@ -52,10 +111,13 @@ def task_run_tags(eval_id: str, parent_mlflow_id: str, attrs: Mapping[str, Any])
         TAG_ROLE: ROLE_TASK,
         TAG_PARENT_RUN_ID: parent_mlflow_id,
         TAG_SOURCE_NAME: "inspect_ai",
+        TAG_RUN_TYPE: RUN_TYPE_EVALUATION,
     }
     for k, v in identity(attrs).items():
         if k != sc.INSPECT_EVAL_ID:
             tags[k] = mlflow_text(v, TAG_VALUE_MAX)
+    tags.update(label_tags(_texts(attrs.get(sc.INSPECT_TASK_TAGS)),
+                           attrs.get(sc.INSPECT_TASK_METADATA)))
     unparsed = unparsed_attributes(attrs)
     if unparsed:
         tags[TAG_UNPARSED] = ",".join(unparsed)
@@ -65,8 +127,8 @@ def task_run_tags(eval_id: str, parent_mlflow_id: str, attrs: Mapping[str, Any])
 
 def task_run_name(attrs: Mapping[str, Any]) -> str:
     task = as_text(attrs.get(sc.INSPECT_TASK_NAME)) or "task"
-    model = as_text(attrs.get(sc.INSPECT_MODEL))
-    return mlflow_text(f"{task} ({model})" if model else task, 250)
+    return labelled_name(task, _texts(attrs.get(sc.INSPECT_MODEL)),
+                         _texts(attrs.get(sc.INSPECT_TASK_TAGS)))
 
 
 # Inspect status -> MLflow run status.

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS spans(
     resource TEXT NOT NULL, scope_name TEXT NOT NULL, scope_version TEXT NOT NULL,
     payload BLOB, digest TEXT NOT NULL, pending INTEGER NOT NULL, nbytes INTEGER NOT NULL,
     link_key TEXT, enrich TEXT,
-    received REAL NOT NULL,
+    received REAL NOT NULL, attr_keys TEXT,
     PRIMARY KEY(trace_id, span_id));
 CREATE INDEX IF NOT EXISTS spans_pending ON spans(pending) WHERE pending = 1;
 CREATE TABLE IF NOT EXISTS identities(
@@ -86,6 +86,14 @@ log = logging.getLogger("inspect_otel.receiver")
 
 def run_key(run_id: str) -> str:
     return RUN_KEY + run_id
+
+
+def _attribute_keys(span: Any, attrs: dict[str, Any]) -> set[str]:
+    """What a span version carries: its attribute keys and its events' attribute keys."""
+    keys = set(attrs)
+    for ev in span.events:
+        keys.update(f"{ev.name}\x1f{kv.key}" for kv in ev.attributes)
+    return keys
 
 
 def eval_key(eval_id: str) -> str:
@@ -181,6 +189,8 @@ class Spool:
             for column in ("category", "is_error"):
                 if column in columns:
                     db.execute(f"ALTER TABLE spans DROP COLUMN {column}")
+            if "attr_keys" not in columns:  # spools from before replays were kept from removing
+                db.execute("ALTER TABLE spans ADD COLUMN attr_keys TEXT")
         self._pending_bytes = self._count_pending_bytes()
         # whether a new trace may revive expired results (saves a query per new span otherwise)
         self._maybe_expired = bool(self._read(
@@ -372,29 +382,33 @@ class Spool:
         elif is_root and kind == sc.SPAN_KIND_RUN and attrs.get(sc.INSPECT_RUN_ID):
             link_key = run_key(str(attrs[sc.INSPECT_RUN_ID]))
         enrich = _forward.span_enrichment(attrs, is_root)
+        keys = _attribute_keys(span, attrs)
         row = (parent_id, rhash, scope_name, scope_version, payload, digest, len(payload),
-               link_key, _dumps(enrich) if enrich else None, now)
+               link_key, _dumps(enrich) if enrich else None, now, _dumps(sorted(keys)))
         cur = db.execute(
             """INSERT INTO spans(parent_id, resource, scope_name, scope_version, payload, digest,
-                   nbytes, link_key, enrich, received, trace_id, span_id, pending)
-               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,1)
+                   nbytes, link_key, enrich, received, attr_keys, trace_id, span_id, pending)
+               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,1)
                ON CONFLICT(trace_id, span_id) DO NOTHING""", row + (trace_id, span_id))
         if cur.rowcount > 0:  # a new span
             changed, added = True, len(payload)
             if self._maybe_expired:
                 added += self._revive_orphans(db, trace_id)
         else:
-            pending, nbytes, old_digest = db.execute(
-                "SELECT pending, nbytes, digest FROM spans WHERE trace_id = ? AND span_id = ?",
-                (trace_id, span_id)).fetchone()
-            changed = old_digest != digest
+            pending, nbytes, old_digest, old_keys = db.execute(
+                "SELECT pending, nbytes, digest, attr_keys FROM spans "
+                "WHERE trace_id = ? AND span_id = ?", (trace_id, span_id)).fetchone()
+            # Replay adds, never removes: a version of the span that only lacks attributes the
+            # stored one has (a content-off replay after a content-on export) is not taken.
+            changed = old_digest != digest and not (
+                old_keys is not None and keys < set(json.loads(old_keys)))
             added = 0
             if changed:
                 # an overwrite: the new content replaces the size of a still pending older one
                 db.execute(
                     """UPDATE spans SET parent_id=?, resource=?, scope_name=?, scope_version=?,
                            payload=?, digest=?, nbytes=?, link_key=?, enrich=?, received=?,
-                           pending=1
+                           attr_keys=?, pending=1
                        WHERE trace_id = ? AND span_id = ?""", row + (trace_id, span_id))
                 added = len(payload) - (nbytes if pending else 0)
 
