@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from inspect_otel import semconv as sc
+from inspect_otel.labels import labelled_name as _labelled_name
 
 from ._mlflow_names import (
     LABEL_VALUE_MAX,
@@ -30,7 +31,6 @@ from ._run_params import unparsed_attributes
 from ._secrets import looks_secret
 from ._values import as_text, compact_json, json_value
 
-NAME_SEPARATOR = " \u00b7 "  # "arith_agent · gpt-4o · candidate-v2"
 RUN_NAME_MAX = 250
 
 
@@ -48,19 +48,9 @@ def _texts(value: Any) -> list[str]:
     return list(dict.fromkeys(t for t in (as_text(v).strip() for v in items) if t))
 
 
-def short_model(model: str) -> str:
-    """The model without its provider (``openai/gpt-4o`` -> ``gpt-4o``): what a run name needs."""
-    return model.split("/", 1)[-1] if "/" in model else model
-
-
 def labelled_name(base: str, models: list[str], tags: list[str]) -> str:
     """``base · model · tag, tag``: the labels that tell baseline from candidate in a run list."""
-    parts = [base]
-    if models:
-        parts.append(", ".join(short_model(m) for m in models))
-    if tags:
-        parts.append(", ".join(tags))
-    return mlflow_text(NAME_SEPARATOR.join(parts), RUN_NAME_MAX)
+    return mlflow_text(_labelled_name(base, models, tags), RUN_NAME_MAX)
 
 
 def label_tags(tags: list[str], metadata: Any) -> dict[str, str]:
