@@ -11,8 +11,9 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,20 +57,87 @@ _EXPORT_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk._shared_internal
 
 
 class _LastError(logging.Handler):
-    """Keeps the exporters' last complaint for the run-end warning (installed once, for good)."""
+    """Keeps the exporters' last complaints for the run-end warning and the export's cause
+    (installed once, for good)."""
 
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
         self.message: str | None = None
+        self.recent: deque[str] = deque(maxlen=8)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.message = record.getMessage()
         except Exception:  # a malformed log call must not break export
             self.message = str(record.msg)
+        self.recent.append(self.message)
 
 
 _EXPORT_ERRORS = _LastError()
+
+
+# The exporters' complaints -> the cause a user can act on (first match wins).
+_HTTP_STATUS = re.compile(r"code: (\d{3}), reason: ([^,]*)")
+_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Failed parsing HTTP/2|http1\.x server", re.I),
+     "protocol mismatch: gRPC sent to an endpoint that speaks HTTP/1 (OTLP/HTTP is port 4318: "
+     "use --protocol http/protobuf, or the gRPC port 4317)"),
+    (re.compile(r"RemoteDisconnected|BadStatusLine|Connection aborted|without response", re.I),
+     "protocol mismatch: the endpoint closed the connection without an HTTP answer (a gRPC "
+     "port? use --protocol grpc, or the OTLP/HTTP port 4318)"),
+    (re.compile(r"Connection refused|ECONNREFUSED", re.I),
+     "connection refused: nothing listens at {endpoint}"),
+    (re.compile(r"Name or service not known|nodename nor servname|getaddrinfo", re.I),
+     "the endpoint's host name does not resolve: {endpoint}"),
+    (re.compile(r"timed? ?out|DEADLINE_EXCEEDED", re.I),
+     "timeout: {endpoint} did not answer within OTEL_EXPORTER_OTLP_TIMEOUT"),
+)
+
+
+def export_cause(messages: Sequence[str], endpoint: str) -> str | None:
+    """Why an export failed, in words a user can act on, from the exporters' log messages
+    (refused, timeout, an HTTP status with the URL, a protocol mismatch); None if unknown."""
+    for message in reversed(messages):
+        status = _HTTP_STATUS.search(message)
+        if status:
+            return f"HTTP {status.group(1)} {status.group(2).strip()} from {endpoint}"
+    text = "\n".join(messages)
+    for pattern, cause in _CAUSES:
+        if pattern.search(text):
+            return cause.format(endpoint=endpoint)
+    useful = [m for m in messages if "already shutdown" not in m]
+    return useful[-1][:300] if useful else None
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _speaks_http2(url: str, timeout_s: float = 1.0) -> bool:
+    """Whether the server at ``url`` answers an HTTP/2 connection preface with HTTP/2 frames."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout_s) as conn:
+            conn.settimeout(timeout_s)
+            conn.sendall(_HTTP2_PREFACE)
+            head = conn.recv(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[3] == 4  # a SETTINGS frame: the server speaks HTTP/2
+
+
+def traces_url(settings: Settings) -> str:
+    """The traces URL the exporter posts to (for messages)."""
+    if os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+    base = (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").rstrip("/")
+    if settings.traces_protocol is Protocol.GRPC:
+        return base or "(the SDK's default gRPC endpoint)"
+    return f"{base}/v1/traces" if base else "(the SDK's default endpoint)"
 
 
 def _capture_export_logs() -> None:
@@ -190,6 +258,7 @@ class TelemetryPipeline:
             self._sampler = sampler_from_env()
             self._owned.append(self._processor)
             _capture_export_logs()
+            _EXPORT_ERRORS.recent.clear()  # complaints of this pipeline only
 
         self._event_logger = self._make_event_logger(settings)
         self._instruments = self._make_instruments(settings)
@@ -389,6 +458,18 @@ class TelemetryPipeline:
         )
         self._failing = self._failing or not completed or report.lost > 0
         return report
+
+    def failure_cause(self) -> str | None:
+        """Why spans were not confirmed (see export_cause), from the exporters' complaints. An
+        OTLP/HTTP request to a gRPC port goes unanswered like a hung server: a timeout is told
+        apart by asking the endpoint whether it speaks HTTP/2 (one bounded probe)."""
+        url = traces_url(self.settings)
+        cause = export_cause(list(_EXPORT_ERRORS.recent), url)
+        if (self.settings.traces_protocol is Protocol.HTTP_PROTOBUF
+                and (cause is None or cause.startswith("timeout")) and _speaks_http2(url)):
+            return ("protocol mismatch: the endpoint speaks HTTP/2 only, as a gRPC port does "
+                    "(use --protocol grpc, or the OTLP/HTTP port 4318)")
+        return cause
 
     def close(self) -> None:
         """Bounded flush and shutdown of what we own (also runs at interpreter exit).

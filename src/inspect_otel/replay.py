@@ -47,6 +47,7 @@ class ReplaySummary:
     results: int = 0
     failed_files: list[tuple[str, str]] = field(default_factory=list)
     lost_spans: int = 0
+    cause: str | None = None  # why spans were not confirmed (refused, timeout, HTTP status, ...)
     runs: dict[str, _RunSummary] = field(default_factory=dict)
 
     @property
@@ -178,6 +179,8 @@ def export_logs(paths: Iterable[str | Path], *, dry_run: bool = False,
             pipeline.emit_spans([span])
         report = pipeline.flush(max(settings.flush_timeout_s, 30.0))
         summary.lost_spans = report.lost
+        if report.lost:
+            summary.cause = pipeline.failure_cause()
         pipeline.close()
     return summary
 
@@ -224,6 +227,7 @@ def main(args: argparse.Namespace) -> int:
     for path, problem in summary.failed_files:
         print(f"error: {path}: {problem}", file=sys.stderr)
     if summary.lost_spans:
-        print(f"error: {summary.lost_spans} spans were not confirmed by the endpoint",
+        cause = f": {summary.cause}" if summary.cause else ""
+        print(f"error: {summary.lost_spans} spans were not confirmed by the endpoint{cause}",
               file=sys.stderr)
     return 0 if summary.ok else 1
