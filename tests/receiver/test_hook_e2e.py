@@ -168,7 +168,7 @@ def test_labels_tell_runs_apart(hook_run, backend_client):
     assert sorted(log.eval.tags) == sorted(TAGS)
     label = f"model \u00b7 {', '.join(log.eval.tags)}"  # in the log's order
     assert task.info.run_name == f"{log.eval.task} \u00b7 {label}"
-    assert parent.info.run_name == f"inspect {log.eval.task} \u00b7 {label}"
+    assert parent.info.run_name == task.info.run_name  # a one-task run is named like its task
     tags = task.data.tags
     assert tags["mlflow.runType"] == "genai_evaluate"
     assert "mlflow.runType" not in parent.data.tags
@@ -177,6 +177,12 @@ def test_labels_tell_runs_apart(hook_run, backend_client):
     assert tags["inspect.metadata.team"] == "evals" and tags["inspect.metadata.round"] == "2"
     assert not any(secret in v for v in tags.values()), "a secret became a tag"
     assert "inspect.metadata.api_key" not in tags
+    # a sample's session is the same in every run of the task: MLflow's comparison pairs on it
+    for t in backend_client.search_traces(locations=[exp.experiment_id],
+                                          run_id=task.info.run_id, max_results=500):
+        want = (f"{log.eval.task} sample {t.info.tags[sc.INSPECT_SAMPLE_ID]} epoch "
+                f"{t.info.tags[sc.INSPECT_SAMPLE_EPOCH]}")
+        assert t.info.trace_metadata.get("mlflow.trace.session") == want
 
 
 def test_a_content_off_replay_of_a_relative_path_removes_nothing(hook_run, backend_client,

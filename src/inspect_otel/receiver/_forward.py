@@ -155,6 +155,22 @@ def _summary(attrs: Mapping[str, Any], table: tuple[tuple[str, str], ...]) -> di
 
 
 
+# OpenTelemetry's session attribute, which MLflow reads before gen_ai.conversation.id (the
+# sample's uuid, different in every run) as the trace's session.
+SESSION_ID = "session.id"
+
+
+def sample_session(attrs: Mapping[str, Any]) -> str | None:
+    """The sample's session in MLflow: the same in every run of the task (task, sample id,
+    epoch), so MLflow's side-by-side comparison of two evaluation runs, grouped by session,
+    pairs the same sample of baseline and candidate."""
+    task, sample = as_text(attrs.get(sc.INSPECT_TASK_NAME)), as_text(attrs.get(sc.INSPECT_SAMPLE_ID))
+    if not task or not sample:
+        return None
+    epoch = as_text(attrs.get(sc.INSPECT_SAMPLE_EPOCH)) or "1"
+    return mlflow_text(f"{task} sample {sample} epoch {epoch}", 250)
+
+
 def span_enrichment(attrs: Mapping[str, Any], is_root: bool) -> dict[str, str]:
     """Extra attributes for MLflow: span type, and root inputs/outputs/trace tags (the trace
     kind; on sample roots the summary every receiver reads back, see sample_summary_tag)."""
@@ -170,6 +186,9 @@ def span_enrichment(attrs: Mapping[str, Any], is_root: bool) -> dict[str, str]:
         summary = sample_summary("", 0, 0, attrs)
         if summary is not None:
             out[TRACE_TAG_PREFIX + TRACE_TAG_SAMPLE] = sample_summary_tag(summary, attrs)
+        session = sample_session(attrs)
+        if session and SESSION_ID not in attrs:
+            out[SESSION_ID] = session
     if SPAN_INPUTS not in attrs:
         content = attrs.get(sc.INSPECT_SAMPLE_INPUT) or attrs.get(sc.GEN_AI_INPUT_MESSAGES)
         out[SPAN_INPUTS] = (as_text(_no_nul(content)) if content

@@ -87,9 +87,16 @@ def parent_run_tags(run_id: str, attrs: Mapping[str, Any]) -> dict[str, str]:
 
 
 
+def short_task(name: str) -> str:
+    """A registered task's name without its package (``inspect_evals/gsm8k`` -> ``gsm8k``):
+    the runs list shows the first few words of a name only."""
+    return name.rsplit("/", 1)[-1] or name
+
+
 def parent_run_name(run_id: str, attrs: Mapping[str, Any]) -> str:
+    """Named like its tasks (a one-task run like its task run), with the same labels."""
     names = _texts(attrs.get(sc.INSPECT_RUN_TASK_NAMES))
-    base = f"inspect {', '.join(names)}" if names else f"inspect {run_id}"
+    base = ", ".join(short_task(n) for n in names) if names else f"inspect {run_id}"
     return labelled_name(base, _texts(attrs.get(sc.INSPECT_RUN_MODELS)),
                          _texts(attrs.get(sc.INSPECT_RUN_TAGS)))
 
@@ -116,7 +123,7 @@ def task_run_tags(eval_id: str, parent_mlflow_id: str, attrs: Mapping[str, Any])
 
 
 def task_run_name(attrs: Mapping[str, Any]) -> str:
-    task = as_text(attrs.get(sc.INSPECT_TASK_NAME)) or "task"
+    task = short_task(as_text(attrs.get(sc.INSPECT_TASK_NAME))) or "task"
     return labelled_name(task, _texts(attrs.get(sc.INSPECT_MODEL)),
                          _texts(attrs.get(sc.INSPECT_TASK_TAGS)))
 
