@@ -223,9 +223,12 @@ class FlushReport:
 class TelemetryPipeline:
     """Owns (or borrows) the SDK providers and turns span-model data into OTel signals."""
 
-    def __init__(self, settings: Settings, *, blocking: bool = False) -> None:
+    def __init__(self, settings: Settings, *, blocking: bool = False,
+                 exporters: tuple[SpanExporter, Any] | None = None) -> None:
         """``blocking``: drain the span queue every few hundred spans (for replay, where waiting is
-        fine and dropping is not); the live hook never blocks."""
+        fine and dropping is not); the live hook never blocks. ``exporters``: a span and a log
+        record exporter to use instead of OTLP (``export --to-file``; no metrics then)."""
+        self._file_exporters = exporters
         self.settings = settings
         self._blocking = blocking
         self._since_drain = 0
@@ -240,12 +243,13 @@ class TelemetryPipeline:
         self._failing = False
 
         global_tp = trace.get_tracer_provider()
-        if isinstance(global_tp, SdkTracerProvider):
+        if isinstance(global_tp, SdkTracerProvider) and exporters is None:
             self._processor = global_tp._active_span_processor  # noqa: SLF001 (documented above)
             self._resource = global_tp.resource
             self._sampler = global_tp.sampler
         else:
-            span_exporter = _span_exporter(settings.traces_protocol)
+            span_exporter = (exporters[0] if exporters is not None
+                             else _span_exporter(settings.traces_protocol))
             self._exporters.append(span_exporter)
             self._counter = _CountingExporter(span_exporter)
             # A single agent sample can hold thousands of spans: a larger queue than the SDK
@@ -269,11 +273,12 @@ class TelemetryPipeline:
         if not settings.logs_enabled:
             return None
         provider: Any = _logs.get_logger_provider()
-        if not isinstance(provider, LoggerProvider):
+        if not isinstance(provider, LoggerProvider) or self._file_exporters is not None:
             # shutdown_on_exit=False: the SDK's own exit hook would wait the full export timeout
             # on a dead endpoint; close() flushes with a bounded wait instead.
             provider = LoggerProvider(resource=self._resource, shutdown_on_exit=False)
-            log_exporter = _log_exporter(settings.logs_protocol)
+            log_exporter = (self._file_exporters[1] if self._file_exporters is not None
+                            else _log_exporter(settings.logs_protocol))
             self._exporters.append(log_exporter)
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
@@ -287,7 +292,7 @@ class TelemetryPipeline:
         )
 
     def _make_instruments(self, settings: Settings) -> dict[str, Any] | None:
-        if not settings.metrics_enabled:
+        if not settings.metrics_enabled or self._file_exporters is not None:
             return None
         provider: Any = metrics.get_meter_provider()
         if not isinstance(provider, MeterProvider):

@@ -150,7 +150,9 @@ def _run_spans(summary: ReplaySummary, policy: ContentPolicy) -> list[Any]:
 
 
 def export_logs(paths: Iterable[str | Path], *, dry_run: bool = False,
-                show_progress: bool = False) -> ReplaySummary:
+                show_progress: bool = False, to_file: str | Path | None = None) -> ReplaySummary:
+    """Send the logs over OTLP, or with ``to_file`` write them as the Collector's file exporter
+    does (OTLP/JSON lines, appended), the same spans and results without a Collector."""
     settings = load_settings()
     policy = ContentPolicy(capture=settings.content, max_length=settings.max_attribute_length,
                            extra_patterns=settings.redact_patterns,
@@ -158,10 +160,17 @@ def export_logs(paths: Iterable[str | Path], *, dry_run: bool = False,
     files, problems = find_logs(paths)
     summary = ReplaySummary(failed_files=list(problems))
     pipeline = None
+    target = None
     if not dry_run:
         from .export import TelemetryPipeline
 
-        pipeline = TelemetryPipeline(settings, blocking=True)
+        exporters = None
+        if to_file is not None:
+            from .otlp_file import otlp_file
+
+            span_exporter, log_exporter, target = otlp_file(Path(to_file))
+            exporters = (span_exporter, log_exporter)
+        pipeline = TelemetryPipeline(settings, blocking=True, exporters=exporters)
 
     progress_cm, advance = _progress(show_progress)
     with progress_cm:
@@ -182,6 +191,8 @@ def export_logs(paths: Iterable[str | Path], *, dry_run: bool = False,
         if report.lost:
             summary.cause = pipeline.failure_cause()
         pipeline.close()
+        if target is not None:
+            target.close()
     return summary
 
 
@@ -200,12 +211,35 @@ def _progress(enabled: bool) -> tuple[Any, Any]:
 
 # --- CLI ----------------------------------------------------------------------------------------
 
+def _file_problem(path: str) -> str | None:
+    """Why --to-file cannot write ``path`` (checked before any log is read), else None."""
+    import importlib.util
+
+    if importlib.util.find_spec("opentelemetry.exporter.otlp.json.common") is None:
+        return ("--to-file needs OpenTelemetry's OTLP/JSON encoder: "
+                "pip install 'inspect-otel[scout]'")
+    target = Path(path)
+    if target.is_dir():
+        return f"--to-file {path}: is a directory"
+    if not target.parent.is_dir():
+        return f"--to-file {path}: no such directory {target.parent}"
+    try:
+        with open(target, "a", encoding="utf-8"):
+            pass
+    except OSError as ex:
+        return f"--to-file {path}: cannot write ({ex.strerror or ex})"
+    return None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="LOG_OR_DIR",
                         help=".eval/.json log files or directories (searched recursively)")
     parser.add_argument("--endpoint", help="OTLP endpoint (sets OTEL_EXPORTER_OTLP_ENDPOINT)")
     parser.add_argument("--protocol", choices=["http/protobuf", "grpc"],
                         help="OTLP protocol (sets OTEL_EXPORTER_OTLP_PROTOCOL)")
+    parser.add_argument("--to-file", metavar="PATH",
+                        help="write OTLP/JSON lines (the Collector's file exporter format) to "
+                             "PATH instead of sending, e.g. for scout-import --otlp; appends")
     parser.add_argument("--dry-run", action="store_true",
                         help="read the logs and print what would be sent, without sending")
 
@@ -215,13 +249,20 @@ def main(args: argparse.Namespace) -> int:
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = args.endpoint
     if args.protocol:
         os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = args.protocol
-    if not args.dry_run and not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-                                 or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+    if args.to_file:
+        problem = _file_problem(args.to_file)
+        if problem:
+            print(f"inspect-otel export: {problem}", file=sys.stderr)
+            return 2
+    elif not args.dry_run and not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                                   or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
         print("inspect-otel export: no endpoint; pass --endpoint or set "
               "OTEL_EXPORTER_OTLP_ENDPOINT (or use --dry-run)", file=sys.stderr)
         return 2
-    summary = export_logs(args.paths, dry_run=args.dry_run, show_progress=sys.stderr.isatty())
-    verb = "would send" if args.dry_run else "sent"
+    summary = export_logs(args.paths, dry_run=args.dry_run, show_progress=sys.stderr.isatty(),
+                          to_file=args.to_file)
+    verb = "would send" if args.dry_run else (f"wrote to {args.to_file}" if args.to_file
+                                               else "sent")
     print(f"{verb}: {summary.logs} logs, {summary.samples} samples, {summary.spans} spans, "
           f"{summary.results} evaluation results, {len(summary.runs)} runs")
     for path, problem in summary.failed_files:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -129,12 +130,22 @@ def main(args: argparse.Namespace) -> int:
     from . import ImportReport, MlflowSourceError, OtlpFileError
 
     report = ImportReport()
+    target = Path(args.transcripts)
+    created = not target.exists()
+
+    def undo() -> None:
+        """A failed import leaves nothing behind: the -T directory it created goes again."""
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+
     try:
         asyncio.run(_run(args, report, sys.stderr.isatty()))
     except (OtlpFileError, MlflowSourceError) as ex:
+        undo()
         print(f"{prog}: {ex}", file=sys.stderr)
         return 2
     except OSError as ex:  # the database directory: permissions, disk full, ...
+        undo()
         print(f"{prog}: {args.transcripts}: {ex.strerror or ex}", file=sys.stderr)
         return 2
 
@@ -144,6 +155,7 @@ def main(args: argparse.Namespace) -> int:
         where = (", ".join(args.otlp) if args.otlp else
                  f"experiment {args.experiment or default_experiment()!r} at {args.mlflow_uri}"
                  + (f", run {args.run}" if args.run else ""))
+        undo()
         print(f"{prog}: no traces found in {where}", file=sys.stderr)
         return 1
     skipped = [f"{n} {what}" for n, what in (
