@@ -18,6 +18,8 @@ Configurations (``--configs``):
   otel-sink-spans-only  optional: the same with OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none
   otel-sink-sdk-delays  optional: otel-sink with the SDK's default batch delays (5 s spans, 1 s log
                   records) instead of the hook's 500 ms: what sending each sample promptly costs
+  otel-sink-content  optional: otel-sink with content capture on spans and events (prompts,
+                  outputs, tool I/O: the most strings to redact)
 
 Results: one table on stdout, raw JSON in bench/results/<timestamp>.json and latest.json.
 
@@ -57,7 +59,7 @@ DEPS = BENCH / ".deps"
 PY = sys.executable
 _SCRUB = ("OTEL_", "INSPECT_OTEL_", "MLFLOW_", "INSPECT_MLFLOW_")
 ALL_CONFIGS = ("baseline", "inspect-otel", "inspect-mlflow", "otel-sink", "otel-sink-spans-only",
-               "otel-sink-sdk-delays")
+               "otel-sink-sdk-delays", "otel-sink-content")
 MB = 1024 * 1024
 
 
@@ -274,6 +276,10 @@ def config_env(stack: Stack, config: str) -> dict[str, str] | None:
     if config == "otel-sink-sdk-delays":  # the SDK's defaults, set through the standard variables
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url, OTEL_BSP_SCHEDULE_DELAY="5000",
                          OTEL_BLRP_SCHEDULE_DELAY="1000") if stack.sink_url else None
+    if config == "otel-sink-content":
+        return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url,
+                         OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="SPAN_AND_EVENT"
+                         ) if stack.sink_url else None
     if config == "inspect-mlflow":
         if stack.mlflow is None or stack.mlflow_plugin_path is None:
             return None
@@ -497,7 +503,8 @@ def table(result: dict[str, Any]) -> str:
     names = {"inspect-otel": f"inspect-otel ({result['otel_target']})",
              "otel-sink": "inspect-otel (OTLP sink)",
              "otel-sink-spans-only": "inspect-otel (sink, spans only)",
-             "otel-sink-sdk-delays": "inspect-otel (sink, SDK delays)"}
+             "otel-sink-sdk-delays": "inspect-otel (sink, SDK delays)",
+             "otel-sink-content": "inspect-otel (sink, content on)"}
     head = ["measure"] + [names.get(c, c) for c in configs]
     lines: list[list[str]] = []
     S = result["overhead_summary"]

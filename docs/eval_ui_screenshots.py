@@ -68,6 +68,8 @@ def run_eval(log_dir: Path, tags: list[str], model_fn: Any) -> Any:
 
 def wait_for_runs(client: Any, experiment: str, logs: list[Any], timeout: float = 300) -> dict:
     """The task run of each log once its finalization landed (samples table written)."""
+    from inspect_otel.receiver._mlflow_names import TAG_FINALIZED
+
     deadline = time.monotonic() + timeout
     while True:
         exp = client.get_experiment_by_name(experiment)
@@ -76,7 +78,7 @@ def wait_for_runs(client: Any, experiment: str, logs: list[Any], timeout: float 
             for log in logs:
                 runs = client.search_runs([exp.experiment_id],
                                           f"tags.`inspect.eval_id` = '{log.eval.eval_id}'")
-                if runs and runs[0].data.tags.get("inspect.otel.finalized", "").startswith(
+                if runs and runs[0].data.tags.get(TAG_FINALIZED, "").startswith(
                         f"{len(log.samples)}/"):
                     found[log.eval.eval_id] = runs[0]
         if len(found) == len(logs):

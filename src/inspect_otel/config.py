@@ -22,6 +22,7 @@ DEFAULT_SERVICE_NAME = "inspect-ai"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
 DEFAULT_EXPERIMENT = "inspect_ai"
 DATA_DIR_ENV = "INSPECT_OTEL_DATA_DIR"
+LOG_ARTIFACT_ROOTS_ENV = "INSPECT_OTEL_LOG_ARTIFACT_ROOTS"
 DEFAULT_FLUSH_TIMEOUT_S = 5.0
 DEFAULT_MAX_ATTRIBUTE_LENGTH = 16384
 
@@ -201,6 +202,13 @@ def default_experiment(env: Mapping[str, str] | None = None) -> str:
     """MLFLOW_EXPERIMENT_NAME, else ``inspect_ai``: one default for every part."""
     env = os.environ if env is None else env
     return (env.get(EXPERIMENT_ENV) or "").strip() or DEFAULT_EXPERIMENT
+
+
+def log_artifact_roots(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The receiver's eval-log roots from ``INSPECT_OTEL_LOG_ARTIFACT_ROOTS`` (comma-separated
+    directories or object-store prefixes; the receiver checks them)."""
+    env = os.environ if env is None else env
+    return _keys(env, LOG_ARTIFACT_ROOTS_ENV)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

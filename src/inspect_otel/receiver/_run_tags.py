@@ -7,6 +7,8 @@ from typing import Any
 
 from inspect_otel import semconv as sc
 from inspect_otel.labels import labelled_name as _labelled_name
+from inspect_otel.redaction import DEFAULT as REDACTOR
+from inspect_otel.redaction import is_secret_key
 
 from ._mlflow_names import (
     LABEL_VALUE_MAX,
@@ -28,7 +30,6 @@ from ._mlflow_names import (
     mlflow_text,
 )
 from ._run_params import unparsed_attributes
-from ._secrets import looks_secret
 from ._values import as_text, compact_json, json_value
 
 RUN_NAME_MAX = 250
@@ -55,7 +56,8 @@ def labelled_name(base: str, models: list[str], tags: list[str]) -> str:
 
 def label_tags(tags: list[str], metadata: Any) -> dict[str, str]:
     """Inspect's labels as run tags: one per eval tag, all of them in one, one per metadata key
-    (scalars as text, anything else as JSON; secret-looking keys or values dropped; bounded)."""
+    (scalars as text, anything else as JSON; secret-named keys dropped, secrets in values
+    redacted, as for params: the sender's redaction is not trusted; bounded)."""
     out: dict[str, str] = {}
     for tag in tags[:MAX_LABEL_TAGS]:
         out[metric_key(TAG_LABEL_PREFIX + tag)] = TAG_LABEL_VALUE
@@ -70,9 +72,10 @@ def label_tags(tags: list[str], metadata: Any) -> dict[str, str]:
                 continue
             text = as_text(value) if isinstance(value, (str, int, float, bool)) else \
                 compact_json(value)
-            if looks_secret(str(key), text):
+            if is_secret_key(str(key)):
                 continue
-            out[metric_key(TAG_METADATA_PREFIX + str(key))] = mlflow_text(text, LABEL_VALUE_MAX)
+            out[metric_key(TAG_METADATA_PREFIX + str(key))] = mlflow_text(REDACTOR.text(text),
+                                                                          LABEL_VALUE_MAX)
             kept += 1
     return out
 
