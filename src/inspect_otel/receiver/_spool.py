@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS spans(
     resource TEXT NOT NULL, scope_name TEXT NOT NULL, scope_version TEXT NOT NULL,
     payload BLOB, digest TEXT NOT NULL, pending INTEGER NOT NULL, nbytes INTEGER NOT NULL,
     link_key TEXT, enrich TEXT,
-    received REAL NOT NULL, attr_keys TEXT,
+    received REAL NOT NULL,
     PRIMARY KEY(trace_id, span_id));
 CREATE INDEX IF NOT EXISTS spans_pending ON spans(pending) WHERE pending = 1;
 CREATE TABLE IF NOT EXISTS identities(
@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS results(
     PRIMARY KEY(trace_id, name, span_id));
 CREATE INDEX IF NOT EXISTS results_pending ON results(applied) WHERE applied = 0;
 CREATE TABLE IF NOT EXISTS traces(trace_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS content_spans(
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, PRIMARY KEY(trace_id, span_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS evals(
     eval_id TEXT PRIMARY KEY, data_rev INTEGER NOT NULL, final_rev INTEGER NOT NULL,
     changed REAL NOT NULL);
@@ -97,12 +99,23 @@ def run_key(run_id: str) -> str:
     return RUN_KEY + run_id
 
 
-def _attribute_keys(span: Any, attrs: dict[str, Any]) -> set[str]:
-    """What a span version carries: its attribute keys and its events' attribute keys."""
-    keys = set(attrs)
-    for ev in span.events:
-        keys.update(f"{ev.name}\x1f{kv.key}" for kv in ev.attributes)
-    return keys
+# Attributes that hold captured content (opt-in): a span version without any of them never
+# replaces one that had them (replay adds, never removes).
+# (semconv's "opt-in content" attributes, on the span or its events, e.g. a score's explanation
+# on the scorer span's evaluation result event).
+CONTENT_ATTRIBUTES = frozenset({
+    sc.GEN_AI_INPUT_MESSAGES, sc.GEN_AI_OUTPUT_MESSAGES, sc.GEN_AI_SYSTEM_INSTRUCTIONS,
+    sc.GEN_AI_TOOL_CALL_ARGUMENTS, sc.GEN_AI_TOOL_CALL_RESULT, sc.GEN_AI_EVALUATION_EXPLANATION,
+    sc.INSPECT_SAMPLE_INPUT, sc.INSPECT_SAMPLE_TARGET, sc.INSPECT_SAMPLE_OUTPUT,
+    sc.INSPECT_SAMPLE_MESSAGES, sc.INSPECT_SANDBOX_CMD, sc.INSPECT_SANDBOX_OUTPUT,
+    sc.INSPECT_SCORE_ANSWER, sc.INSPECT_APPROVAL_EXPLANATION,
+})
+
+
+def _carries_content(span: Any, attrs: dict[str, Any]) -> bool:
+    if not CONTENT_ATTRIBUTES.isdisjoint(attrs):
+        return True
+    return any(kv.key in CONTENT_ATTRIBUTES for ev in span.events for kv in ev.attributes)
 
 
 def eval_key(eval_id: str) -> str:
@@ -177,8 +190,6 @@ class Spool(SpoolDrain):
             for column in ("category", "is_error"):
                 if column in columns:
                     db.execute(f"ALTER TABLE spans DROP COLUMN {column}")
-            if "attr_keys" not in columns:  # spools from before replays were kept from removing
-                db.execute("ALTER TABLE spans ADD COLUMN attr_keys TEXT")
             # spools before per-identity failures
             if "failed" not in {r[1] for r in db.execute("PRAGMA table_info(identities)")}:
                 db.execute("ALTER TABLE identities ADD COLUMN failed TEXT")
@@ -380,33 +391,41 @@ class Spool(SpoolDrain):
         elif is_root and kind == sc.SPAN_KIND_RUN and attrs.get(sc.INSPECT_RUN_ID):
             link_key = run_key(str(attrs[sc.INSPECT_RUN_ID]))
         enrich = _forward.span_enrichment(attrs, is_root)
-        keys = _attribute_keys(span, attrs)
         row = (parent_id, rhash, scope_name, scope_version, payload, digest, len(payload),
-               link_key, _dumps(enrich) if enrich else None, now, _dumps(sorted(keys)))
+               link_key, _dumps(enrich) if enrich else None, now)
+        # Replay adds, never removes: a version of a span without captured content does not
+        # replace one with content (a content-off replay after a content-on export). Spans with
+        # content are remembered by id (the spool drops forwarded spans themselves).
+        if _carries_content(span, attrs):
+            db.execute("INSERT OR IGNORE INTO content_spans(trace_id, span_id) VALUES(?, ?)",
+                       (trace_id, span_id))
+            less = False
+        else:
+            less = db.execute("SELECT 1 FROM content_spans WHERE trace_id = ? AND span_id = ?",
+                              (trace_id, span_id)).fetchone() is not None
         cur = db.execute(
             """INSERT INTO spans(parent_id, resource, scope_name, scope_version, payload, digest,
-                   nbytes, link_key, enrich, received, attr_keys, trace_id, span_id, pending)
-               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,1)
-               ON CONFLICT(trace_id, span_id) DO NOTHING""", row + (trace_id, span_id))
-        if cur.rowcount > 0:  # a new span
+                   nbytes, link_key, enrich, received, trace_id, span_id, pending)
+               SELECT ?,?,?,?,?,?,?,?,?,?,?,?,1 WHERE NOT ?
+               ON CONFLICT(trace_id, span_id) DO NOTHING""", row + (trace_id, span_id, less))
+        if less:
+            changed, added = False, 0
+        elif cur.rowcount > 0:  # a new span
             changed, added = True, len(payload)
             if self._maybe_expired:
                 added += self._revive_orphans(db, trace_id)
         else:
-            pending, nbytes, old_digest, old_keys = db.execute(
-                "SELECT pending, nbytes, digest, attr_keys FROM spans "
-                "WHERE trace_id = ? AND span_id = ?", (trace_id, span_id)).fetchone()
-            # Replay adds, never removes: a version of the span that only lacks attributes the
-            # stored one has (a content-off replay after a content-on export) is not taken.
-            changed = old_digest != digest and not (
-                old_keys is not None and keys < set(json.loads(old_keys)))
+            pending, nbytes, old_digest = db.execute(
+                "SELECT pending, nbytes, digest FROM spans WHERE trace_id = ? AND span_id = ?",
+                (trace_id, span_id)).fetchone()
+            changed = old_digest != digest
             added = 0
             if changed:
                 # an overwrite: the new content replaces the size of a still pending older one
                 db.execute(
                     """UPDATE spans SET parent_id=?, resource=?, scope_name=?, scope_version=?,
                            payload=?, digest=?, nbytes=?, link_key=?, enrich=?, received=?,
-                           attr_keys=?, pending=1
+                           pending=1
                        WHERE trace_id = ? AND span_id = ?""", row + (trace_id, span_id))
                 added = len(payload) - (nbytes if pending else 0)
 
