@@ -255,7 +255,8 @@ def test_up_on_postgres_with_several_workers(tmp_path: Path, postgres_server) ->
             r = requests.post(f"{otlp_url}/v1/{sig}", data=body, timeout=30, headers={
                 "Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"})
             assert r.status_code == 200, r.text
-        wait_for(lambda: requests.get(otlp_url + "/health", timeout=5).json()["idle"], 180,
+        wait_for(lambda: requests.get(otlp_url + "/health", timeout=5, headers={
+            "Authorization": f"Bearer {token}"}).json()["idle"], 180,
                  "the receiver to apply the eval")
         mlflow_url = f"http://127.0.0.1:{_flag(ports, '--mlflow-port')}"
         check_eval(snapshot(MlflowClient(mlflow_url), "inspect_ai", ev.run_id), ev)
