@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_SERVICE_NAME = "inspect-ai"
+# The MLflow experiment every part uses unless told otherwise (receiver, up, scout-import,
+# compare): MLflow's own variable first.
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+DEFAULT_EXPERIMENT = "inspect_ai"
 DATA_DIR_ENV = "INSPECT_OTEL_DATA_DIR"
 LOG_ARTIFACT_ROOTS_ENV = "INSPECT_OTEL_LOG_ARTIFACT_ROOTS"
 DEFAULT_FLUSH_TIMEOUT_S = 5.0
@@ -194,6 +198,12 @@ def data_dir(env: Mapping[str, str] | None = None) -> Path:
     the next receiver started from anywhere."""
     env = os.environ if env is None else env
     return Path(env.get(DATA_DIR_ENV) or Path.home() / ".inspect-otel").expanduser()
+
+
+def default_experiment(env: Mapping[str, str] | None = None) -> str:
+    """MLFLOW_EXPERIMENT_NAME, else ``inspect_ai``: one default for every part."""
+    env = os.environ if env is None else env
+    return (env.get(EXPERIMENT_ENV) or "").strip() or DEFAULT_EXPERIMENT
 
 
 def log_artifact_roots(env: Mapping[str, str] | None = None) -> tuple[str, ...]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,24 +58,93 @@ _SAMPLING_ATTRIBUTES = frozenset({
     sc.INSPECT_SAMPLE_ID, sc.INSPECT_SAMPLE_EPOCH, sc.INSPECT_SAMPLE_UUID, sc.INSPECT_SPAN_KIND,
     sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_WORKFLOW_NAME,
 })
+# What the exit grants a failing pipeline's shutdown (exporters stopped, nothing to deliver).
+_FAILING_SHUTDOWN_WAIT_S = 0.5
 _EXPORT_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk._shared_internal")
 
 
 class _LastError(logging.Handler):
-    """Keeps the exporters' last complaint for the run-end warning (installed once, for good)."""
+    """Keeps the exporters' last complaints for the run-end warning and the export's cause
+    (installed once, for good)."""
 
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
         self.message: str | None = None
+        self.recent: deque[str] = deque(maxlen=8)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.message = record.getMessage()
         except Exception:  # a malformed log call must not break export
             self.message = str(record.msg)
+        self.recent.append(self.message)
 
 
 _EXPORT_ERRORS = _LastError()
+
+
+# The exporters' complaints -> the cause a user can act on (first match wins).
+_HTTP_STATUS = re.compile(r"code: (\d{3}), reason: ([^,]*)")
+_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Failed parsing HTTP/2|http1\.x server", re.I),
+     "protocol mismatch: gRPC sent to an endpoint that speaks HTTP/1 (OTLP/HTTP is port 4318: "
+     "use --protocol http/protobuf, or the gRPC port 4317)"),
+    (re.compile(r"RemoteDisconnected|BadStatusLine|Connection aborted|without response", re.I),
+     "protocol mismatch: the endpoint closed the connection without an HTTP answer (a gRPC "
+     "port? use --protocol grpc, or the OTLP/HTTP port 4318)"),
+    (re.compile(r"Connection refused|ECONNREFUSED", re.I),
+     "connection refused: nothing listens at {endpoint}"),
+    (re.compile(r"Name or service not known|nodename nor servname|getaddrinfo", re.I),
+     "the endpoint's host name does not resolve: {endpoint}"),
+    (re.compile(r"timed? ?out|DEADLINE_EXCEEDED", re.I),
+     "timeout: {endpoint} did not answer within OTEL_EXPORTER_OTLP_TIMEOUT"),
+)
+
+
+def export_cause(messages: Sequence[str], endpoint: str) -> str | None:
+    """Why an export failed, in words a user can act on, from the exporters' log messages
+    (refused, timeout, an HTTP status with the URL, a protocol mismatch); None if unknown."""
+    for message in reversed(messages):
+        status = _HTTP_STATUS.search(message)
+        if status:
+            return f"HTTP {status.group(1)} {status.group(2).strip()} from {endpoint}"
+    text = "\n".join(messages)
+    for pattern, cause in _CAUSES:
+        if pattern.search(text):
+            return cause.format(endpoint=endpoint)
+    useful = [m for m in messages if "already shutdown" not in m]
+    return useful[-1][:300] if useful else None
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _speaks_http2(url: str, timeout_s: float = 1.0) -> bool:
+    """Whether the server at ``url`` answers an HTTP/2 connection preface with HTTP/2 frames."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout_s) as conn:
+            conn.settimeout(timeout_s)
+            conn.sendall(_HTTP2_PREFACE)
+            head = conn.recv(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[3] == 4  # a SETTINGS frame: the server speaks HTTP/2
+
+
+def traces_url(settings: Settings) -> str:
+    """The traces URL the exporter posts to (for messages)."""
+    if os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+    base = (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").rstrip("/")
+    if settings.traces_protocol is Protocol.GRPC:
+        return base or "(the SDK's default gRPC endpoint)"
+    return f"{base}/v1/traces" if base else "(the SDK's default endpoint)"
 
 
 def _capture_export_logs() -> None:
@@ -166,9 +236,12 @@ class TelemetryPipeline:
     status descriptions, log-record and metric attributes, our resource) passes the secret
     policy here, at one place, whatever mapping produced it (``redaction.py``)."""
 
-    def __init__(self, settings: Settings, *, blocking: bool = False) -> None:
+    def __init__(self, settings: Settings, *, blocking: bool = False,
+                 exporters: tuple[SpanExporter, Any] | None = None) -> None:
         """``blocking``: drain the span queue every few hundred spans (for replay, where waiting is
-        fine and dropping is not); the live hook never blocks."""
+        fine and dropping is not); the live hook never blocks. ``exporters``: a span and a log
+        record exporter to use instead of OTLP (``export --to-file``; no metrics then)."""
+        self._file_exporters = exporters
         self.settings = settings
         self._blocking = blocking
         self._since_drain = 0
@@ -176,15 +249,23 @@ class TelemetryPipeline:
         self._lock = threading.Lock()
         self._counter: _CountingExporter | None = None
         self._owned: list[Any] = []  # providers/processors we created and must flush
+        # Exporters we created: shut down first at exit, which ends their retry back-off at once.
+        self._exporters: list[Any] = []
+        # Set when a flush left spans unconfirmed: the endpoint is failing, so the exit does not
+        # wait for it a second time (the run end already waited INSPECT_OTEL_FLUSH_TIMEOUT).
+        self._failing = False
         self._redactor = Redactor(settings.redact_patterns)
 
         global_tp = trace.get_tracer_provider()
-        if isinstance(global_tp, SdkTracerProvider):
+        if isinstance(global_tp, SdkTracerProvider) and exporters is None:
             self._processor = global_tp._active_span_processor  # noqa: SLF001 (documented above)
             self._resource = global_tp.resource
             self._sampler = global_tp.sampler
         else:
-            self._counter = _CountingExporter(_span_exporter(settings.traces_protocol))
+            span_exporter = (exporters[0] if exporters is not None
+                             else _span_exporter(settings.traces_protocol))
+            self._exporters.append(span_exporter)
+            self._counter = _CountingExporter(span_exporter)
             # A single agent sample can hold thousands of spans: a larger queue than the SDK
             # default (2048) unless the user set OTEL_BSP_MAX_QUEUE_SIZE.
             queue = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else _QUEUE_SIZE
@@ -195,6 +276,7 @@ class TelemetryPipeline:
             self._sampler = sampler_from_env()
             self._owned.append(self._processor)
             _capture_export_logs()
+            _EXPORT_ERRORS.recent.clear()  # complaints of this pipeline only
 
         self._event_logger = self._make_event_logger(settings)
         self._instruments = self._make_instruments(settings)
@@ -205,13 +287,16 @@ class TelemetryPipeline:
         if not settings.logs_enabled:
             return None
         provider: Any = _logs.get_logger_provider()
-        if not isinstance(provider, LoggerProvider):
+        if not isinstance(provider, LoggerProvider) or self._file_exporters is not None:
             # shutdown_on_exit=False: the SDK's own exit hook would wait the full export timeout
             # on a dead endpoint; close() flushes with a bounded wait instead.
             provider = LoggerProvider(resource=self._resource, shutdown_on_exit=False)
+            log_exporter = (self._file_exporters[1] if self._file_exporters is not None
+                            else _log_exporter(settings.logs_protocol))
+            self._exporters.append(log_exporter)
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
-                    _log_exporter(settings.logs_protocol),
+                    log_exporter,
                     schedule_delay_millis=None if os.environ.get("OTEL_BLRP_SCHEDULE_DELAY")
                     else _SCHEDULE_DELAY_MS)
             )
@@ -221,11 +306,13 @@ class TelemetryPipeline:
         )
 
     def _make_instruments(self, settings: Settings) -> dict[str, Any] | None:
-        if not settings.metrics_enabled:
+        if not settings.metrics_enabled or self._file_exporters is not None:
             return None
         provider: Any = metrics.get_meter_provider()
         if not isinstance(provider, MeterProvider):
-            reader = PeriodicExportingMetricReader(_metric_exporter(settings.metrics_protocol))
+            metric_exporter = _metric_exporter(settings.metrics_protocol)
+            self._exporters.append(metric_exporter)
+            reader = PeriodicExportingMetricReader(metric_exporter)
             provider = MeterProvider(
                 resource=self._resource, metric_readers=[reader], shutdown_on_exit=False
             )
@@ -400,24 +487,48 @@ class TelemetryPipeline:
         completed = done.wait(timeout_s)
         with self._lock:
             submitted = self._submitted
-        return FlushReport(
+        report = FlushReport(
             completed=completed,
             submitted=submitted,
             exported=self._counter.exported if self._counter else submitted,
             counted=self._counter is not None,
             last_error=_EXPORT_ERRORS.message,
         )
+        self._failing = self._failing or not completed or report.lost > 0
+        return report
+
+    def failure_cause(self) -> str | None:
+        """Why spans were not confirmed (see export_cause), from the exporters' complaints. An
+        OTLP/HTTP request to a gRPC port goes unanswered like a hung server: a timeout is told
+        apart by asking the endpoint whether it speaks HTTP/2 (one bounded probe)."""
+        url = traces_url(self.settings)
+        cause = export_cause(list(_EXPORT_ERRORS.recent), url)
+        if (self.settings.traces_protocol is Protocol.HTTP_PROTOBUF
+                and (cause is None or cause.startswith("timeout")) and _speaks_http2(url)):
+            return ("protocol mismatch: the endpoint speaks HTTP/2 only, as a gRPC port does "
+                    "(use --protocol grpc, or the OTLP/HTTP port 4318)")
+        return cause
 
     def close(self) -> None:
-        """Bounded flush and shutdown of what we own (also runs at interpreter exit)."""
+        """Bounded flush and shutdown of what we own (also runs at interpreter exit).
+
+        The whole wait for a dead endpoint is one INSPECT_OTEL_FLUSH_TIMEOUT per process: when a
+        flush already found the endpoint failing (the run end's), the exit neither flushes again
+        nor waits for the SDK's retries, which would otherwise back off for their full export
+        timeout per exporter."""
         try:
             atexit.unregister(self.close)
         except Exception:
             pass
-        self.flush(self.settings.flush_timeout_s)
+        if not self._failing:
+            self.flush(self.settings.flush_timeout_s)
+        failing = self._failing
 
         def shutdown() -> None:
-            for owned in self._owned:
+            # Exporters first when failing: their shutdown ends a retry back-off at once, so the
+            # processors' own shutdown (a last export attempt) returns instead of retrying.
+            ordered = [*self._exporters, *self._owned] if failing else self._owned
+            for owned in ordered:
                 try:
                     owned.shutdown()
                 except Exception:
@@ -425,4 +536,4 @@ class TelemetryPipeline:
 
         worker = threading.Thread(target=shutdown, name="inspect-otel-shutdown", daemon=True)
         worker.start()
-        worker.join(self.settings.flush_timeout_s)
+        worker.join(_FAILING_SHUTDOWN_WAIT_S if failing else self.settings.flush_timeout_s)

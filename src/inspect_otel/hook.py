@@ -296,7 +296,7 @@ class OtelHooks(Hooks):
             map_run(run.run_id, run.eval_set_id, run.task_names or
                     [t.context.task_name for t in run.tasks.values()],
                     start_ns=run.start_ns, end_ns=_now_ns(), status=status, error=error,
-                    policy=self._policy)
+                    policy=self._policy, specs=[t.spec for t in run.tasks.values()])
         ])
         report = await anyio.to_thread.run_sync(pipeline.flush, pipeline.settings.flush_timeout_s)
         lost = report.lost - self._warned_lost

@@ -36,6 +36,7 @@ class _RunSummary:
     end_ns: int | None = None
     statuses: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
+    specs: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class ReplaySummary:
     results: int = 0
     failed_files: list[tuple[str, str]] = field(default_factory=list)
     lost_spans: int = 0
+    cause: str | None = None  # why spans were not confirmed (refused, timeout, HTTP status, ...)
     runs: dict[str, _RunSummary] = field(default_factory=dict)
 
     @property
@@ -98,7 +100,9 @@ def iter_samples(path: Path) -> Iterator[Any]:
 def replay_log(path: Path, pipeline: Any | None, policy: ContentPolicy,
                summary: ReplaySummary, progress: Any = None) -> None:
     """Send one log's samples then its task span; ``pipeline=None`` only counts (dry run)."""
-    header = read_header(path)
+    # Absolute: the task span names the log's location, and a receiver elsewhere (another
+    # working directory) reads it from there.
+    header = read_header(path.resolve())
     spec = header.eval
     ctx = task_context(spec)
     errored = 0
@@ -120,6 +124,7 @@ def replay_log(path: Path, pipeline: Any | None, policy: ContentPolicy,
         pipeline.emit_spans([task_span])
     run = summary.runs.setdefault(spec.run_id, _RunSummary(spec.eval_set_id))
     run.task_names.append(spec.task)
+    run.specs.append(spec)
     run.start_ns = min(filter(None, (run.start_ns, start)), default=None)
     run.end_ns = max(filter(None, (run.end_ns, end)), default=None)
     run.statuses.add(header.status)
@@ -139,12 +144,15 @@ def _run_spans(summary: ReplaySummary, policy: ContentPolicy) -> list[Any]:
             status = "success"
         spans.append(map_run(run_id, run.eval_set_id, run.task_names,
                              start_ns=run.start_ns or 0, end_ns=run.end_ns or 0, status=status,
-                             error=run.errors[0] if run.errors else None, policy=policy))
+                             error=run.errors[0] if run.errors else None, policy=policy,
+                             specs=run.specs))
     return spans
 
 
 def export_logs(paths: Iterable[str | Path], *, dry_run: bool = False,
-                show_progress: bool = False) -> ReplaySummary:
+                show_progress: bool = False, to_file: str | Path | None = None) -> ReplaySummary:
+    """Send the logs over OTLP, or with ``to_file`` write them as the Collector's file exporter
+    does (OTLP/JSON lines, appended), the same spans and results without a Collector."""
     settings = load_settings()
     policy = ContentPolicy(capture=settings.content, max_length=settings.max_attribute_length,
                            extra_patterns=settings.redact_patterns,
@@ -152,10 +160,17 @@ def export_logs(paths: Iterable[str | Path], *, dry_run: bool = False,
     files, problems = find_logs(paths)
     summary = ReplaySummary(failed_files=list(problems))
     pipeline = None
+    target = None
     if not dry_run:
         from .export import TelemetryPipeline
 
-        pipeline = TelemetryPipeline(settings, blocking=True)
+        exporters = None
+        if to_file is not None:
+            from .otlp_file import otlp_file
+
+            span_exporter, log_exporter, target = otlp_file(Path(to_file))
+            exporters = (span_exporter, log_exporter)
+        pipeline = TelemetryPipeline(settings, blocking=True, exporters=exporters)
 
     progress_cm, advance = _progress(show_progress)
     with progress_cm:
@@ -173,7 +188,11 @@ def export_logs(paths: Iterable[str | Path], *, dry_run: bool = False,
             pipeline.emit_spans([span])
         report = pipeline.flush(max(settings.flush_timeout_s, 30.0))
         summary.lost_spans = report.lost
+        if report.lost:
+            summary.cause = pipeline.failure_cause()
         pipeline.close()
+        if target is not None:
+            target.close()
     return summary
 
 
@@ -192,12 +211,35 @@ def _progress(enabled: bool) -> tuple[Any, Any]:
 
 # --- CLI ----------------------------------------------------------------------------------------
 
+def _file_problem(path: str) -> str | None:
+    """Why --to-file cannot write ``path`` (checked before any log is read), else None."""
+    import importlib.util
+
+    if importlib.util.find_spec("opentelemetry.exporter.otlp.json.common") is None:
+        return ("--to-file needs OpenTelemetry's OTLP/JSON encoder: "
+                "pip install 'inspect-otel[scout]'")
+    target = Path(path)
+    if target.is_dir():
+        return f"--to-file {path}: is a directory"
+    if not target.parent.is_dir():
+        return f"--to-file {path}: no such directory {target.parent}"
+    try:
+        with open(target, "a", encoding="utf-8"):
+            pass
+    except OSError as ex:
+        return f"--to-file {path}: cannot write ({ex.strerror or ex})"
+    return None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="LOG_OR_DIR",
                         help=".eval/.json log files or directories (searched recursively)")
     parser.add_argument("--endpoint", help="OTLP endpoint (sets OTEL_EXPORTER_OTLP_ENDPOINT)")
     parser.add_argument("--protocol", choices=["http/protobuf", "grpc"],
                         help="OTLP protocol (sets OTEL_EXPORTER_OTLP_PROTOCOL)")
+    parser.add_argument("--to-file", metavar="PATH",
+                        help="write OTLP/JSON lines (the Collector's file exporter format) to "
+                             "PATH instead of sending, e.g. for scout-import --otlp; appends")
     parser.add_argument("--dry-run", action="store_true",
                         help="read the logs and print what would be sent, without sending")
 
@@ -207,18 +249,26 @@ def main(args: argparse.Namespace) -> int:
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = args.endpoint
     if args.protocol:
         os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = args.protocol
-    if not args.dry_run and not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-                                 or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+    if args.to_file:
+        problem = _file_problem(args.to_file)
+        if problem:
+            print(f"inspect-otel export: {problem}", file=sys.stderr)
+            return 2
+    elif not args.dry_run and not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                                   or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
         print("inspect-otel export: no endpoint; pass --endpoint or set "
               "OTEL_EXPORTER_OTLP_ENDPOINT (or use --dry-run)", file=sys.stderr)
         return 2
-    summary = export_logs(args.paths, dry_run=args.dry_run, show_progress=sys.stderr.isatty())
-    verb = "would send" if args.dry_run else "sent"
+    summary = export_logs(args.paths, dry_run=args.dry_run, show_progress=sys.stderr.isatty(),
+                          to_file=args.to_file)
+    verb = "would send" if args.dry_run else (f"wrote to {args.to_file}" if args.to_file
+                                               else "sent")
     print(f"{verb}: {summary.logs} logs, {summary.samples} samples, {summary.spans} spans, "
           f"{summary.results} evaluation results, {len(summary.runs)} runs")
     for path, problem in summary.failed_files:
         print(f"error: {path}: {problem}", file=sys.stderr)
     if summary.lost_spans:
-        print(f"error: {summary.lost_spans} spans were not confirmed by the endpoint",
+        cause = f": {summary.cause}" if summary.cause else ""
+        print(f"error: {summary.lost_spans} spans were not confirmed by the endpoint{cause}",
               file=sys.stderr)
     return 0 if summary.ok else 1

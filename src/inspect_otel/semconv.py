@@ -101,6 +101,8 @@ SPAN_KIND_SAMPLE = "sample"
 # --- inspect.*: run span ------------------------------------------------------------------------
 INSPECT_RUN_TASK_NAMES = "inspect.run.task_names"
 INSPECT_RUN_STATUS = "inspect.run.status"
+INSPECT_RUN_MODELS = "inspect.run.models"  # string[]: the models of the run's tasks
+INSPECT_RUN_TAGS = "inspect.run.tags"  # string[]: the eval tags of the run's tasks
 INSPECT_ERROR_MESSAGE = "inspect.error.message"
 
 # --- inspect.*: task span ------------------------------------------------------------------------
@@ -109,7 +111,10 @@ INSPECT_TASK_VERSION = "inspect.task.version"
 INSPECT_TASK_FILE = "inspect.task.file"
 INSPECT_TASK_ARGS = "inspect.task.args"  # JSON object, secrets redacted
 INSPECT_TASK_STATUS = "inspect.task.status"  # success | error | cancelled | started
-INSPECT_TASK_TAGS = "inspect.task.tags"
+INSPECT_TASK_TAGS = "inspect.task.tags"  # string[]: Inspect's eval tags (--tags)
+# JSON object, secrets redacted: Inspect's eval metadata (--metadata) merged with the task's own
+# metadata, as EvalSpec.metadata holds them.
+INSPECT_TASK_METADATA = "inspect.task.metadata"
 INSPECT_TASK_EPOCHS = "inspect.task.epochs"
 INSPECT_TASK_LIMIT = "inspect.task.limit"
 INSPECT_TASK_SOLVER = "inspect.task.solver"
@@ -224,7 +229,7 @@ EXCEPTION_MESSAGE = "exception.message"
 JSON_ATTRIBUTES: tuple[str, ...] = (
     GEN_AI_INPUT_MESSAGES, GEN_AI_OUTPUT_MESSAGES, GEN_AI_SYSTEM_INSTRUCTIONS,
     GEN_AI_TOOL_DEFINITIONS, GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT,
-    INSPECT_SAMPLE_MESSAGES, INSPECT_TASK_ARGS, INSPECT_TASK_MODEL_ARGS,
+    INSPECT_SAMPLE_MESSAGES, INSPECT_TASK_ARGS, INSPECT_TASK_MODEL_ARGS, INSPECT_TASK_METADATA,
     INSPECT_TASK_PLAN, INSPECT_TASK_RESULTS, INSPECT_TASK_MODEL_USAGE, INSPECT_SCORE_VALUE_JSON,
     INSPECT_MESSAGE,
 )

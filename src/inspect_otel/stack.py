@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from .config import DATA_DIR_ENV, data_dir
+from .config import DATA_DIR_ENV, EXPERIMENT_ENV, data_dir, default_experiment
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MLFLOW_PORT = 5000
@@ -202,6 +202,7 @@ class EmbeddedStack:
     grpc_port: int = DEFAULT_GRPC_PORT
     backend_store_uri: str | None = None  # None: sqlite under data_dir
     workers: int | None = None  # None: 1 on sqlite, a few on a database server
+    experiment: str | None = None  # None: MLFLOW_EXPERIMENT_NAME, else inspect_ai
     out: TextIO = field(default_factory=lambda: sys.stderr)
     children: list[ChildProcess] = field(default_factory=list)
     # The receiver's bearer token: the operator's (INSPECT_OTEL_RECEIVER_TOKEN) or generated.
@@ -239,6 +240,25 @@ class EmbeddedStack:
     @property
     def otlp_grpc_url(self) -> str:
         return f"http://{_connect_host(self.host)}:{self.grpc_port}"
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or default_experiment()
+
+    def experiment_url(self) -> str:
+        """The experiment's page in the MLflow UI (its id looked up; the list page if unknown)."""
+        import json
+        import urllib.parse
+
+        query = urllib.parse.urlencode({"experiment_name": self.experiment_name})
+        try:
+            with urllib.request.urlopen(
+                    f"{self.mlflow_url}/api/2.0/mlflow/experiments/get-by-name?{query}",
+                    timeout=5) as r:
+                exp_id = json.load(r)["experiment"]["experiment_id"]
+            return f"{self.mlflow_url}/#/experiments/{exp_id}"
+        except (OSError, urllib.error.URLError, ValueError, KeyError):
+            return f"{self.mlflow_url}/#/experiments"
 
     def mlflow_healthy(self) -> bool:
         return http_ok(self.mlflow_url + "/health")
@@ -354,6 +374,7 @@ class EmbeddedStack:
                 "--grpc-port", str(self.grpc_port),
                 # The receiver keeps its spool under <data-dir>/receiver/.
                 "--data-dir", str(self.data_dir.resolve()),
+                "--experiment", self.experiment_name,
                 # Eval logs are stored from these only: the demo's, and where `inspect eval`
                 # writes in this shell (INSPECT_LOG_DIR, else ./logs).
                 *(arg for root in self.eval_log_roots() for arg in ("--log-artifact-root", root)),
@@ -440,6 +461,7 @@ class EmbeddedStack:
             "",
             "inspect-otel stack is up",
             f"  MLflow UI        {self.mlflow_url}",
+            f"  experiment       {self.experiment_name}   {self.experiment_url()}",
             f"  OTLP/HTTP        {self.otlp_http_url}   (receiver -> MLflow)",
             f"  OTLP/gRPC        {self.otlp_grpc_url}",
             f"  MLflow store     {redact_uri(self.store_uri)} ({self.mlflow_workers} "
@@ -531,6 +553,11 @@ def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
              "sqlite under --data-dir). Artifacts stay under --data-dir.",
     )
     parser.add_argument(
+        "--experiment", default=None,
+        help=f"MLflow experiment the receiver writes to (env {EXPERIMENT_ENV}; default "
+             "inspect_ai); printed with the URLs",
+    )
+    parser.add_argument(
         "--workers", type=int, default=None,
         help="MLflow server workers (default 1 on sqlite, which serialises writers; 2-4 by CPU "
              "count on a database server such as PostgreSQL)",
@@ -541,7 +568,8 @@ def stack_from_args(args: argparse.Namespace, out: TextIO) -> EmbeddedStack:
     return EmbeddedStack(
         data_dir=Path(args.data_dir), host=args.host, mlflow_port=args.mlflow_port,
         http_port=args.port, grpc_port=args.grpc_port,
-        backend_store_uri=args.backend_store_uri, workers=args.workers, out=out,
+        backend_store_uri=args.backend_store_uri, workers=args.workers,
+        experiment=args.experiment, out=out,
     )
 
 

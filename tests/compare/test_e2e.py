@@ -262,3 +262,47 @@ def test_mlflow_comparison_run(world, mlflow_client, tmp_path, capsys):
     assert whole["scorers"] == result["scorers"]
     # regressed and improved samples link to their MLflow traces
     assert f"{url}/#/experiments/{world['exp']}/traces?selectedEvaluationId=tr-" in out
+
+
+def test_few_clusters_and_an_interval_past_the_score_range_are_stated(world, capsys):
+    """4 topics: the clustered interval is rough, and the report says so (and says when an
+    interval reaches past what a 0-1 score allows)."""
+    from inspect_otel.cli import main
+
+    assert main(["compare", world["base"].location, world["cand"].location, "--cluster",
+                 "topic"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: only 4 clusters (fewer than 20)" in out
+    c = compare_evals(world["base"].location, world["cand"].location, cluster="topic")
+    for r in c.scorers:
+        if r.ci_low is not None and r.score_min is not None:
+            span = r.score_max - r.score_min
+            past = r.ci_low < -span or r.ci_high > span
+            assert r.interval_exceeds_range == past
+            assert ("reaches past the largest possible difference" in out) >= past
+
+
+def test_mlflow_without_tracking_uri_fails_before_the_table(world, capsys, monkeypatch):
+    from inspect_otel.cli import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    code = main(["compare", world["base"].location, world["cand"].location, "--mlflow"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""  # nothing computed or printed first
+    assert captured.err.strip().splitlines() == [
+        "inspect-otel compare: --mlflow needs a tracking URI: neither side is an MLflow run "
+        "(pass --tracking-uri or set MLFLOW_TRACKING_URI)"]
+    code = main(["compare", world["base"].location, world["cand"].location, "--mlflow",
+                 "--tracking-uri", "http://127.0.0.1:9"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and "cannot reach MLflow" in captured.err
+
+
+def test_a_run_url_serves_the_other_run_id_and_labels_are_clean(world, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    runs, url = world["runs"], world["url"]
+    run_url = f"{url}/#/experiments/{world['exp']}/runs/{runs['cand'].info.run_id}"
+    c = compare_evals(runs["base"].info.run_id, run_url)  # the id is read from the URL's server
+    assert c.baseline.tracking_uri == url and c.baseline.kind == "mlflow"
+    assert c.candidate.name == f"{world['cand'].eval.task} \u00b7 model"
+    assert "[truncated]" not in c.candidate.name

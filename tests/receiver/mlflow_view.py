@@ -59,7 +59,9 @@ def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
             traces[t.info.trace_id] = {
                 "spans": sorted((s.name, s.span_type) for s in full.data.spans),
                 "assessments": sorted(
-                    (a.name, a.value, a.source.source_type, a.span_id or "", a.rationale or "")
+                    (a.name, a.value, a.source.source_type,
+                     (a.metadata or {}).get(_mlflow_names.ASSESSMENT_SCORER_SPAN, ""),
+                     a.rationale or "", a.span_id or "")
                     for a in full.info.assessments),
                 "request_preview": bool(full.info.request_preview),
                 "response_preview": bool(full.info.response_preview),
@@ -159,9 +161,10 @@ def check_eval(snap: dict[str, Any], ev: Any, exact_history: bool = True) -> Non
             assert tr["tokens"]
             names = [a[0] for a in tr["assessments"]]
             assert sorted(names) == sorted(ev.scorers), f"assessments {tr['assessments']}"
-            for name, value, source, span_id, rationale in tr["assessments"]:
+            for name, value, source, span_id, rationale, on_span in tr["assessments"]:
                 assert source == ("LLM_JUDGE" if name in ev.model_graded else "CODE")
                 assert len(span_id) == 16 and rationale.startswith(name)
+                assert on_span == ""  # on the trace, as MLflow's evaluations put feedback
 
 
 def diff(a: Any, b: Any, path: str = "") -> list[str]:

@@ -294,4 +294,5 @@ def test_nul_characters_land_on_postgresql(pg_mlflow_server, receiver_factory):
     assert task_run.data.params["solver"] == "generate"
     (trace,) = client.search_traces(locations=[exp.experiment_id], run_id=task_run.info.run_id)
     assert trace.info.tags[sc.INSPECT_SAMPLE_ID] == "1"
-    assert json.loads(trace.info.request_preview)["model"] == "mockllm/model"
+    assert json.loads(trace.info.request_preview)["sample_id"] == "1"
+    assert trace.info.tags[sc.INSPECT_MODEL] == "mockllm/model"

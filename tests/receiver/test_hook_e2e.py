@@ -14,6 +14,7 @@ from inspect_otel.receiver import _mlflow_names
 from tests.receiver.mlflow_view import snapshot
 
 EXPERIMENT = "hook-e2e"
+TAGS = ["candidate-v2", "prompt verbose"]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,8 @@ def hook_run(mlflow_backend, backend_client, tmp_path_factory):
             m.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
             m.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
             m.setenv("OTEL_METRIC_EXPORT_INTERVAL", "500")
-            log = run_calculator(tmp / "logs", epochs=1)
+            log = run_calculator(tmp / "logs", epochs=1, tags=TAGS,
+                                 metadata={"team": "evals", "api_key": SECRET, "round": 2})
         rp.wait_idle(240)
         yield log, snapshot(backend_client, EXPERIMENT, log.eval.run_id), SECRET, rp
     finally:
@@ -84,7 +86,9 @@ def test_step_metrics_tables_traces_assessments(hook_run):
             names = {a[0] for a in tr["assessments"]}
             assert set(sample.scores) <= names, (sample.id, names)
             assert len(tr["assessments"]) == len({(a[0], a[3]) for a in tr["assessments"]})
-            for name, _value, source, _span, _rationale in tr["assessments"]:
+            for name, _value, source, scorer_span, _rationale, on_span in tr["assessments"]:
+                # on the trace (it opens with its scores), the scorer span named beside it
+                assert on_span == "" and len(scorer_span) == 16
                 if name == "judge":
                     assert source == "LLM_JUDGE"
                 elif name == "match":
@@ -150,3 +154,74 @@ def test_eval_log_stored_with_the_task_run(hook_run, backend_client, tmp_path):
     local = backend_client.download_artifacts(task_run.info.run_id, stored[0], str(tmp_path))
     with open(local, "rb") as a, open(log.location, "rb") as b:
         assert a.read() == b.read()
+
+
+def test_labels_tell_runs_apart(hook_run, backend_client):
+    """Inspect's eval tags and metadata are run tags (searchable), run names carry the model and
+    the tags, task runs are MLflow evaluation runs."""
+    log, _, secret, _ = hook_run
+    exp = backend_client.get_experiment_by_name(EXPERIMENT)
+    found = backend_client.search_runs(
+        [exp.experiment_id], filter_string='tags."inspect.tag.candidate-v2" = \'true\'')
+    by_role = {r.data.tags[_mlflow_names.TAG_ROLE]: r for r in found
+               if r.data.tags.get(sc.INSPECT_RUN_ID) == log.eval.run_id}
+    assert set(by_role) == {_mlflow_names.ROLE_RUN, _mlflow_names.ROLE_TASK}
+    task, parent = by_role[_mlflow_names.ROLE_TASK], by_role[_mlflow_names.ROLE_RUN]
+    assert sorted(log.eval.tags) == sorted(TAGS)
+    label = f"model \u00b7 {', '.join(log.eval.tags)}"  # in the log's order
+    assert task.info.run_name == f"{log.eval.task} \u00b7 {label}"
+    assert parent.info.run_name == task.info.run_name  # a one-task run is named like its task
+    tags = task.data.tags
+    assert tags["mlflow.runType"] == "genai_evaluate"
+    assert "mlflow.runType" not in parent.data.tags
+    assert tags["inspect.tag.prompt verbose"] == "true"
+    assert tags["inspect.tags"] == ", ".join(log.eval.tags)
+    assert tags["inspect.metadata.team"] == "evals" and tags["inspect.metadata.round"] == "2"
+    assert not any(secret in v for v in tags.values()), "a secret became a tag"
+    assert "inspect.metadata.api_key" not in tags
+    # a sample's session is the same in every run of the task: MLflow's comparison pairs on it
+    for t in backend_client.search_traces(locations=[exp.experiment_id],
+                                          run_id=task.info.run_id, max_results=500):
+        want = (f"{log.eval.task} sample {t.info.tags[sc.INSPECT_SAMPLE_ID]} epoch "
+                f"{t.info.tags[sc.INSPECT_SAMPLE_EPOCH]}")
+        assert t.info.trace_metadata.get("mlflow.trace.session") == want
+
+
+def test_a_content_off_replay_of_a_relative_path_removes_nothing(hook_run, backend_client,
+                                                                 monkeypatch):
+    """Replay adds, never removes: the log sent again without content capture, by a relative
+    path, leaves the captured content, the assessments and the stored log as they were, and
+    adds no log-artifact error."""
+    from inspect_otel.replay import export_logs
+
+    log, _, _, rp = hook_run
+    exp = backend_client.get_experiment_by_name(EXPERIMENT)
+
+    def state() -> dict:
+        (task,) = backend_client.search_runs(
+            [exp.experiment_id], filter_string=f"tags.`{sc.INSPECT_EVAL_ID}` = '{log.eval.eval_id}'")
+        out = {"tags": {k: v for k, v in task.data.tags.items() if k.startswith("inspect.otel.log")}}
+        for t in backend_client.search_traces(locations=[exp.experiment_id],
+                                              run_id=task.info.run_id, max_results=500):
+            full = backend_client.get_trace(t.info.trace_id)
+            out[t.info.trace_id] = (
+                full.info.request_preview, full.info.response_preview,
+                sorted((s.span_id, sorted((k, str(v)) for k, v in s.attributes.items()))
+                       for s in full.data.spans),
+                sorted((a.name, str(a.value), a.rationale or "") for a in full.info.assessments))
+        return out
+
+    before = state()
+    assert any(sc.GEN_AI_INPUT_MESSAGES in str(v) for v in before.values())
+    assert before["tags"].get(_mlflow_names.TAG_LOG_ARTIFACT)
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "INSPECT_OTEL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rp.url)  # content capture off (default)
+    logs_dir = os.path.dirname(log.location)
+    monkeypatch.chdir(os.path.dirname(logs_dir))
+    relative = os.path.join(os.path.basename(logs_dir), os.path.basename(log.location))
+    summary = export_logs([relative])
+    assert summary.ok and summary.samples == len(log.samples)
+    rp.wait_idle(240)
+    assert state() == before

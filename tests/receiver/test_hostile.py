@@ -458,10 +458,10 @@ def test_drop_nul_cleans_every_string_mlflow_may_store():
 
 def test_root_inputs_and_outputs_carry_no_nul():
     attrs = {sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE, sc.INSPECT_MODEL: "m\x00",
-             sc.INSPECT_SAMPLE_ID: "1", sc.INSPECT_SAMPLE_SCORE_PREFIX + "match\x00": 1.0}
+             sc.INSPECT_SAMPLE_ID: "1\x00", sc.INSPECT_SAMPLE_SCORE_PREFIX + "match\x00": 1.0}
     e = _forward.span_enrichment(attrs, is_root=True)
     assert not any("\x00" in v or "\\u0000" in v for v in e.values()), e
-    assert json.loads(e[_mlflow_names.SPAN_INPUTS])["model"] == "m"
+    assert json.loads(e[_mlflow_names.SPAN_INPUTS])["sample_id"] == "1"
     e = _forward.span_enrichment({**attrs, sc.INSPECT_SAMPLE_INPUT: "a\x00b"}, is_root=True)
     assert e[_mlflow_names.SPAN_INPUTS] == "ab"
 

@@ -85,6 +85,24 @@ def test_otlp_file_equals_scouts_reading_of_the_log(exported, scouts_reading, tm
     assert one.metadata["log"] == next(iter(scouts_reading.values())).source_uri
 
 
+def test_export_to_file_gives_scouts_reading_without_a_collector(exported, scouts_reading,
+                                                               tmp_path):
+    """`inspect-otel export LOG --to-file traces.jsonl` (content capture on): the OTLP file a
+    Collector would have written, so `scout-import --otlp` works on a laptop."""
+    cli = str(Path(sys.executable).with_name("inspect-otel"))
+    (log,) = sorted(exported.logs.glob("*.eval"))
+    out = tmp_path / "traces.jsonl"
+    env = {**clean_env(), "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"}
+    done = subprocess.run([cli, "export", str(log), "--to-file", str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"wrote to {out}: 1 logs, {SAMPLES} samples")
+    done = subprocess.run([cli, "scout-import", "--otlp", str(out), "-T", str(tmp_path / "db")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert_same(read_transcripts(tmp_path / "db"), scouts_reading)
+
+
 def test_mlflow_equals_scouts_reading_of_the_log(exported, scouts_reading, tmp_path):
     report = ImportReport()
     import_into(tmp_path / "db", mlflow_transcripts(EXPERIMENT, exported.mlflow_uri,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import json
 import sys
 from dataclasses import dataclass
@@ -198,8 +200,11 @@ def test_empty_and_missing_mlflow_experiment(mlflow_server, mlflow_client, tmp_p
     result = cli("--mlflow-uri", mlflow_server.url, "--experiment", "scout-nope", "-T",
                   str(tmp_path / "db"))
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"inspect-otel scout-import: MLflow at {mlflow_server.url}: "
-                                     "no experiment named 'scout-nope'")
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"inspect-otel scout-import: MLflow at {mlflow_server.url}: "
+                           "no experiment named 'scout-nope'; existing: ")
+    assert "'scout-empty'" in line  # the names a user may have meant
+    assert not (tmp_path / "db").exists()  # a failed import leaves no -T directory behind
 
 
 def test_unreachable_mlflow_fails_fast(tmp_path, cli):
@@ -271,6 +276,24 @@ def test_compressed_files(tmp_path):
         import_into(tmp_path / f"db-{name}", otlp_transcripts([path], report=report))
         assert report.transcripts == 2 and not report.problems, name
     assert sorted(read_transcripts(tmp_path / "db-stream.pb.zst")) == sorted(ids)
+
+
+@pytest.mark.parametrize("log_format", ["eval", "json"])
+def test_an_inspect_log_is_recognised_and_nothing_is_left_behind(tmp_path, cli, monkeypatch,
+                                                                  log_format):
+    from tests.support.evals import run_simple
+
+    for name in [k for k in os.environ if k.startswith(("OTEL_", "INSPECT_OTEL_"))]:
+        monkeypatch.delenv(name)
+    log = run_simple(tmp_path / "logs", count=1, log_format=log_format)
+    db = tmp_path / "db"
+    result = cli("--otlp", log.location, "-T", str(db))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"inspect-otel scout-import: {log.location}: this is an Inspect log, "
+                           "not an OTLP file")
+    assert "--to-file" in line
+    assert not db.exists()
 
 
 # --- hostile files: nothing in a file is trusted ------------------------------------------------

@@ -108,7 +108,8 @@ def test_up_refuses_busy_port_without_starting_anything(tmp_path: Path) -> None:
 def test_up_then_demo_reuses_it_then_sigterm_stops_everything(tmp_path: Path) -> None:
     data = tmp_path / "data"
     ports = _ports()
-    up = _run_cli(["up", "--data-dir", str(data), *ports], tmp_path, "up")
+    up = _run_cli(["up", "--data-dir", str(data), "--experiment", "up-experiment", *ports],
+                  tmp_path, "up")
     try:
         wait_for(lambda: up.alive() and "Press Ctrl-C" in _text(up) or not up.alive(),
                  420, "`inspect-otel up` to report the stack up")
@@ -120,6 +121,9 @@ def test_up_then_demo_reuses_it_then_sigterm_stops_everything(tmp_path: Path) ->
         assert "starting MLflow" in out and "ready after" in out
         assert mlflow_url in out
         assert f"export OTEL_EXPORTER_OTLP_ENDPOINT={otlp_url}" in out
+        # the experiment the receiver writes to, printed with the URLs
+        assert re.search(rf"experiment\s+up-experiment\s+{re.escape(mlflow_url)}/#/experiments",
+                         out), out
         assert "export OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true" in out
         assert http_ok(mlflow_url + "/health") and http_ok(otlp_url + "/health")
         assert (data / "mlflow" / "mlflow.db").exists()
@@ -148,6 +152,9 @@ def test_up_then_demo_reuses_it_then_sigterm_stops_everything(tmp_path: Path) ->
         assert re.search(r"includes/accuracy\s+0\.8", text), text
         assert re.search(rf"task run\s+{re.escape(mlflow_url)}/#/experiments/\d+/runs/[0-9a-f]{{32}}",
                          text), text
+        found = requests.get(f"{mlflow_url}/api/2.0/mlflow/experiments/get-by-name",
+                             params={"experiment_name": "up-experiment"}, timeout=10)
+        assert found.status_code == 200, found.text  # the demo's eval went there
         # the reused stack was left running
         assert up.alive() and http_ok(mlflow_url + "/health")
 

@@ -55,11 +55,12 @@ def compare_evals(baseline: Any, candidate: Any, *, scorers: Sequence[str] | Non
       CompareError: input that cannot be compared (missing or unreadable log, unknown run, no
         common samples, a scorer on one side only, ...), with a one-line message.
     """
-    from ._readers import check_reference, read_side
+    from ._readers import check_reference, read_side, run_url_server
 
     check_options(alpha, resamples)
     check_reference(baseline)
     check_reference(candidate)
+    tracking_uri = tracking_uri or run_url_server(baseline, candidate)
     keys = (cluster,) if cluster else ()
     base = read_side(baseline, tracking_uri=tracking_uri, metadata_keys=keys)
     cand = read_side(candidate, tracking_uri=tracking_uri, metadata_keys=keys)

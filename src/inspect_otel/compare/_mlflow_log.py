@@ -1,7 +1,7 @@
 """``--mlflow`` and ``--plot``: the comparison as an MLflow run, and its forest plot.
 
 The run goes to the candidate's experiment (the baseline's when only the baseline is an MLflow
-run; otherwise ``--experiment`` / ``MLFLOW_EXPERIMENT_NAME`` / "inspect-compare"). Tags link both
+run; otherwise ``--experiment`` / ``MLFLOW_EXPERIMENT_NAME`` / "inspect_ai"). Tags link both
 sides (MLflow run ids, log paths, Inspect eval and run ids); metrics hold each scorer's
 difference, interval and p-values; artifacts hold the per-sample table
 (``inspect/comparison.json``, readable with ``mlflow.load_table``), the scorer table, the whole
@@ -25,12 +25,12 @@ from ..receiver._mlflow_names import (
     metric_key,
     truncate,
 )
+from ..config import default_experiment
 from ..receiver._tables import split_table
 from ._readers import _check_reachable, _first_line
 from ._types import CompareError, Comparison, EvalSource
 
 ROLE_COMPARISON = "comparison"
-DEFAULT_EXPERIMENT = "inspect-compare"
 COMPARISON_TABLE = "inspect/comparison.json"
 SCORERS_TABLE = "inspect/comparison_scorers.json"
 RESULT_FILE = "inspect/comparison_result.json"
@@ -110,8 +110,8 @@ def forest_plot(c: Comparison, path: str) -> str:
             ax.set_ylim(-1, 1)
             ax.annotate(text, xy=(1.02, 0.5), xycoords="axes fraction", va="center", fontsize=8.5,
                         color=color, annotation_clip=False)
-        fig.suptitle(truncate(f"candidate {c.candidate.name} [{c.candidate.short}]", 100) + "\n"
-                     + truncate(f"vs baseline {c.baseline.name} [{c.baseline.short}]", 100)
+        fig.suptitle(_clip(f"candidate {c.candidate.name} [{c.candidate.short}]", 100) + "\n"
+                     + _clip(f"vs baseline {c.baseline.name} [{c.baseline.short}]", 100)
                      + f"\ndifference candidate - baseline, {level} CI; verdict after Holm",
                      x=0.02, ha="left", fontsize=10)
         legend = [Line2D([0], [0], color=_COLORS[k], marker="o", linewidth=2, label=k)
@@ -160,6 +160,11 @@ def _target(c: Comparison, tracking_uri: str | None) -> tuple[str, EvalSource | 
     return uri.rstrip("/"), side
 
 
+def _clip(text: str, limit: int) -> str:
+    """A title that fits: cut with an ellipsis (no storage marker in a picture)."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
 def side_tags(c: Comparison) -> dict[str, str]:
     tags: dict[str, str] = {}
     for role, source in (("baseline", c.baseline), ("candidate", c.candidate)):
@@ -185,7 +190,7 @@ def log_comparison(c: Comparison, *, tracking_uri: str | None = None,
         if side is not None and side.experiment_id and not experiment:
             experiment_id = side.experiment_id
         else:
-            name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+            name = experiment or default_experiment()
             found = client.get_experiment_by_name(name)
             experiment_id = found.experiment_id if found else client.create_experiment(name)
         run_name = truncate(f"compare {c.candidate.name} vs {c.baseline.name}", 250)

@@ -30,6 +30,7 @@ from ..receiver._mlflow_names import (
     SAMPLES_TABLE,
     SCORES_TABLE,
     TAG_PARENT_RUN_ID,
+    TAG_LABELS,
     TAG_ROLE,
 )
 from ..receiver._samples import METADATA_COLUMN_PREFIX
@@ -88,6 +89,17 @@ def check_reference(ref: Any) -> None:
                            "runs:/<id> or an MLflow run URL")
     if not text.endswith(LOG_SUFFIXES):
         raise CompareError(f"{text} is not an Inspect log (.eval or .json)")
+
+
+def run_url_server(*refs: Any) -> str | None:
+    """The tracking server of the first run URL among ``refs``: a run id beside a run URL
+    is read from the same server."""
+    for ref in refs:
+        if isinstance(ref, (str, os.PathLike)):
+            run = parse_run_reference(os.fspath(ref))
+            if run is not None and run[1]:
+                return run[1]
+    return None
 
 
 def read_side(ref: Any, *, tracking_uri: str | None = None,
@@ -154,7 +166,7 @@ def _log_table(header: Any, samples: Iterable[Any], label: str,
     source = EvalSource(
         kind="log", label=label, task=spec.task, model=spec.model, eval_id=spec.eval_id,
         run_id=spec.run_id, status=str(header.status or ""),
-        log_location=header.location or label,
+        log_location=header.location or label, tags=tuple(spec.tags or ()),
     )
     return EvalTable(source, tuple(records), tuple(names))
 
@@ -225,6 +237,7 @@ def read_mlflow_run(run_id: str, tracking_uri: str | None, *, label: str | None 
         run_id=tags.get(sc.INSPECT_RUN_ID, ""), status=run.info.status,
         mlflow_run_id=run_id, experiment_id=run.info.experiment_id,
         tracking_uri=tracking_uri.rstrip("/"), metadata_keys=columns,
+        tags=tuple(t.strip() for t in tags.get(TAG_LABELS, "").split(",") if t.strip()),
     )
     return EvalTable(source, records, names)
 

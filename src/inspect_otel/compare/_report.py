@@ -127,6 +127,11 @@ def render(c: Comparison, top: int = 5) -> str:
     return "\n".join(out)
 
 
+# Below this many clusters a clustered standard error is known to be unreliable (the usual
+# rule of thumb: Cameron & Miller, "A Practitioner's Guide to Cluster-Robust Inference").
+FEW_CLUSTERS = 20
+
+
 def _notes(c: Comparison) -> list[str]:
     notes = []
     for r in c.scorers:
@@ -145,6 +150,16 @@ def _notes(c: Comparison) -> list[str]:
                          f"{_num(r.bootstrap_ci_high, signed=True)}]")
         if r.clusters is not None:
             parts.append(f"{r.clusters} clusters")
+            if r.clusters < FEW_CLUSTERS:
+                parts.append(f"warning: only {r.clusters} clusters (fewer than {FEW_CLUSTERS}): "
+                             "a clustered standard error is unreliable with few clusters, so "
+                             "the interval and p-value are rough")
+        if r.interval_exceeds_range:
+            span = r.score_max - r.score_min  # type: ignore[operator]
+            parts.append(f"the interval [{_num(r.ci_low, signed=True)}, "
+                         f"{_num(r.ci_high, signed=True)}] reaches past the largest possible "
+                         f"difference ({_num(-span, signed=True)} to {_num(span, signed=True)}, "
+                         f"scores seen in [{_num(r.score_min)}, {_num(r.score_max)}])")
         if r.excluded_baseline or r.excluded_candidate:
             parts.append(f"left out (no numeric value): {r.excluded_baseline} baseline, "
                          f"{r.excluded_candidate} candidate sample x epochs")

@@ -214,6 +214,8 @@ def test_scorer(name: str, baseline: np.ndarray, candidate: np.ndarray, *, alpha
         return ScorerResult(**common, baseline_mean=None, candidate_mean=None, difference=None,
                             ci_low=None, ci_high=None, p_value=None, p_adjusted=None,
                             test="none", note="no sample has a numeric score on both sides")
+    common.update(score_min=float(min(np.min(baseline), np.min(candidate))),
+                  score_max=float(max(np.max(baseline), np.max(candidate))))
     d = candidate - baseline
     diff = float(np.mean(d))
     means = dict(baseline_mean=float(np.mean(baseline)), candidate_mean=float(np.mean(candidate)),

@@ -60,6 +60,7 @@ class EvalSource:
     # The sample metadata keys this source can carry; None for a log (all of them). An MLflow
     # run has those the hook sent (only under content capture or when opted in).
     metadata_keys: tuple[str, ...] | None = None
+    tags: tuple[str, ...] = ()  # Inspect's eval tags (the labels that tell two runs apart)
 
     @property
     def short(self) -> str:
@@ -70,10 +71,12 @@ class EvalSource:
 
     @property
     def name(self) -> str:
-        """Short human name: task (model)."""
-        if self.task and self.model:
-            return f"{self.task} ({self.model})"
-        return self.task or self.label
+        """Short human name: task · model · tags (as the receiver names its runs)."""
+        from ..labels import labelled_name
+
+        if self.task:
+            return labelled_name(self.task, [self.model], self.tags)
+        return self.label
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,10 @@ class ScorerResult:
     paired_t_ci_low: float | None = None
     paired_t_ci_high: float | None = None
     clusters: int | None = None
+    # the smallest and largest per-sample score seen on either side: a difference of means
+    # cannot leave [-(max - min), +(max - min)]
+    score_min: float | None = None
+    score_max: float | None = None
     baseline_epochs: int = 0
     candidate_epochs: int = 0
     excluded_baseline: int = 0  # sample x epoch values with no numeric reading, left out
@@ -127,6 +134,14 @@ class ScorerResult:
     @property
     def regressed(self) -> bool:
         return self.verdict == "worse"
+
+    @property
+    def interval_exceeds_range(self) -> bool:
+        """The interval reaches past the largest difference the scores allow."""
+        if None in (self.ci_low, self.ci_high, self.score_min, self.score_max):
+            return False
+        span = self.score_max - self.score_min  # type: ignore[operator]
+        return self.ci_low < -span - 1e-12 or self.ci_high > span + 1e-12  # type: ignore[operator]
 
 
 @dataclass(frozen=True)

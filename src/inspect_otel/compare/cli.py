@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 
 from ._types import CompareError
@@ -38,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="log the comparison as an MLflow run in the candidate's experiment")
     p.add_argument("--experiment", metavar="NAME",
                    help="experiment for --mlflow (default: the candidate's; for two logs "
-                        "MLFLOW_EXPERIMENT_NAME or 'inspect-compare')")
+                        "MLFLOW_EXPERIMENT_NAME, else inspect_ai)")
     p.add_argument("--tracking-uri", metavar="URI",
                    help="MLflow tracking URI (default: a run URL's server, then "
                         "MLFLOW_TRACKING_URI)")
@@ -72,8 +73,20 @@ def main(args: argparse.Namespace) -> int:
     if args.mlflow and importlib.util.find_spec("mlflow") is None:
         return _fail("--mlflow needs the mlflow extra: pip install 'inspect-otel[mlflow]'")
     from . import compare_evals
+    from ._readers import _check_reachable, parse_run_reference
     from ._report import render
 
+    if args.mlflow:  # before any work: the table would be printed and the run never logged
+        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri and not any(parse_run_reference(str(ref))
+                               for ref in (args.baseline, args.candidate)):
+            return _fail("--mlflow needs a tracking URI: neither side is an MLflow run (pass "
+                         "--tracking-uri or set MLFLOW_TRACKING_URI)")
+        try:
+            if uri:
+                _check_reachable(uri)
+        except CompareError as e:
+            return _fail(str(e))
     try:
         comparison = compare_evals(
             args.baseline, args.candidate, scorers=args.scorers, alpha=args.alpha,

@@ -105,6 +105,7 @@ def map_task(
         sc.INSPECT_DATASET_SAMPLES: getattr(spec.dataset, "samples", None),
         sc.INSPECT_TASK_LIMIT: attribute_value(config.limit, policy) if config.limit else None,
         sc.INSPECT_TASK_TAGS: tuple(spec.tags) if spec.tags else None,
+        sc.INSPECT_TASK_METADATA: policy.clean_json(spec.metadata) if spec.metadata else None,
         sc.INSPECT_TASK_SCORERS: tuple(s.name for s in spec.scorers) if getattr(spec, "scorers", None) else None,
         sc.INSPECT_TASK_LOG_LOCATION: getattr(log, "location", None) or None,
     }
@@ -151,7 +152,10 @@ def map_run(
     status: str,
     error: BaseException | str | None,
     policy: ContentPolicy,
+    specs: Sequence[Any] = (),
 ) -> SpanData:
+    """The run span; ``specs`` (the EvalSpecs of its tasks) give the run's labels: its models and
+    eval tags, which tell one run from another in a backend's run list."""
     attrs: dict[str, Any] = {
         sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_WORKFLOW,
         sc.GEN_AI_WORKFLOW_NAME: RUN_WORKFLOW_NAME,
@@ -162,6 +166,12 @@ def map_run(
     }
     if eval_set_id:
         attrs[sc.INSPECT_EVAL_SET_ID] = eval_set_id
+    models = tuple(dict.fromkeys(spec.model for spec in specs if spec.model))
+    tags = tuple(dict.fromkeys(tag for spec in specs for tag in (spec.tags or ())))
+    if models:
+        attrs[sc.INSPECT_RUN_MODELS] = models
+    if tags:
+        attrs[sc.INSPECT_RUN_TAGS] = tags
     description = None
     if status != "success":
         if isinstance(error, BaseException):

@@ -303,6 +303,8 @@ class EvalLogStore:
             except Refused as e:
                 log.info("eval log %r of eval %s not stored in MLflow: %s (%s)", location,
                          eval_id, e.reason, e.detail)
+                if client.get_run(run_id).data.tags.get(_mlflow_names.TAG_LOG_ARTIFACT):
+                    return  # stored before (e.g. live, and now a replay from elsewhere): kept
                 error = _mlflow_names.mlflow_text(f"{location}: {e.reason}", _mlflow_names.TAG_VALUE_MAX)
                 client.log_batch(run_id, tags=[RunTag(_mlflow_names.TAG_LOG_ARTIFACT_ERROR, error)])
                 return

@@ -117,13 +117,20 @@ TRACE_TAGS: tuple[tuple[str, str], ...] = (
 )
 
 
-# Identity summary used as root inputs/outputs when content was not captured.
+# Identity summary used as root inputs/outputs when content was not captured. A sample's is the
+# same in every run of the task (no run id, no model): MLflow's side-by-side comparison of two
+# evaluation runs pairs traces by their request, so the same sample pairs across baseline and
+# candidate. (With content, the request is the sample's input, the same in both runs too.)
 ROOT_INPUT_SUMMARY: tuple[tuple[str, str], ...] = (
     (sc.INSPECT_TASK_NAME, "task"),
     (sc.INSPECT_SAMPLE_ID, "sample_id"),
     (sc.INSPECT_SAMPLE_EPOCH, "epoch"),
-    (sc.INSPECT_MODEL, "model"),
     (sc.INSPECT_RUN_TASK_NAMES, "tasks"),
+)
+
+
+RUN_INPUT_SUMMARY: tuple[tuple[str, str], ...] = (
+    *ROOT_INPUT_SUMMARY,
     (sc.INSPECT_RUN_ID, "run_id"),
 )
 
@@ -148,6 +155,22 @@ def _summary(attrs: Mapping[str, Any], table: tuple[tuple[str, str], ...]) -> di
 
 
 
+# OpenTelemetry's session attribute, which MLflow reads before gen_ai.conversation.id (the
+# sample's uuid, different in every run) as the trace's session.
+SESSION_ID = "session.id"
+
+
+def sample_session(attrs: Mapping[str, Any]) -> str | None:
+    """The sample's session in MLflow: the same in every run of the task (task, sample id,
+    epoch), so MLflow's side-by-side comparison of two evaluation runs, grouped by session,
+    pairs the same sample of baseline and candidate."""
+    task, sample = as_text(attrs.get(sc.INSPECT_TASK_NAME)), as_text(attrs.get(sc.INSPECT_SAMPLE_ID))
+    if not task or not sample:
+        return None
+    epoch = as_text(attrs.get(sc.INSPECT_SAMPLE_EPOCH)) or "1"
+    return mlflow_text(f"{task} sample {sample} epoch {epoch}", 250)
+
+
 def span_enrichment(attrs: Mapping[str, Any], is_root: bool) -> dict[str, str]:
     """Extra attributes for MLflow: span type, and root inputs/outputs/trace tags (the trace
     kind; on sample roots the summary every receiver reads back, see sample_summary_tag)."""
@@ -163,10 +186,15 @@ def span_enrichment(attrs: Mapping[str, Any], is_root: bool) -> dict[str, str]:
         summary = sample_summary("", 0, 0, attrs)
         if summary is not None:
             out[TRACE_TAG_PREFIX + TRACE_TAG_SAMPLE] = sample_summary_tag(summary, attrs)
+        session = sample_session(attrs)
+        if session and SESSION_ID not in attrs:
+            out[SESSION_ID] = session
     if SPAN_INPUTS not in attrs:
         content = attrs.get(sc.INSPECT_SAMPLE_INPUT) or attrs.get(sc.GEN_AI_INPUT_MESSAGES)
         out[SPAN_INPUTS] = (as_text(_no_nul(content)) if content
-                            else json.dumps(_no_nul(_summary(attrs, ROOT_INPUT_SUMMARY)),
+                            else json.dumps(_no_nul(_summary(
+                                attrs, ROOT_INPUT_SUMMARY if kind == sc.SPAN_KIND_SAMPLE
+                                else RUN_INPUT_SUMMARY)),
                                             sort_keys=True, default=jsonable))
     if SPAN_OUTPUTS not in attrs:
         content = attrs.get(sc.INSPECT_SAMPLE_OUTPUT) or attrs.get(sc.GEN_AI_OUTPUT_MESSAGES)

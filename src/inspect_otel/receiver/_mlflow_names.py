@@ -36,6 +36,43 @@ TAG_LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"
 TAG_SOURCE_NAME = "mlflow.source.name"
 
 
+# MLflow's own mark of an evaluation run (mlflow.genai.evaluate sets it): task runs carry it, so
+# they are what MLflow's "Evaluation runs" page and its side-by-side comparison show.
+TAG_RUN_TYPE = "mlflow.runType"
+
+
+RUN_TYPE_EVALUATION = "genai_evaluate"
+
+
+# Inspect's labels on runs: one tag per eval tag (`tags."inspect.tag.<label>" = 'true'` finds
+# them), all eval tags in one tag (a column of the runs list), one tag per metadata key.
+TAG_LABEL_PREFIX = "inspect.tag."
+
+
+TAG_LABEL_VALUE = "true"
+
+
+TAG_LABELS = "inspect.tags"
+
+
+TAG_METADATA_PREFIX = "inspect.metadata."
+
+
+MAX_LABEL_TAGS = 50  # eval tags and metadata keys each become at most this many tags
+
+
+LABEL_VALUE_MAX = 500  # characters of one metadata value
+
+
+# Assessment metadata: the scorer span an evaluation result came from (the assessment itself
+# sits on the trace, as MLflow's evaluations put it), and the run that produced it (MLflow's
+# own key, mlflow.tracing.constant.AssessmentMetadataKey.SOURCE_RUN_ID).
+ASSESSMENT_SCORER_SPAN = "inspect.scorer.span_id"
+
+
+ASSESSMENT_SOURCE_RUN = "mlflow.assessment.sourceRunId"
+
+
 # The finalization a task run holds: "<samples>/<assessments>/<digest of its tables and
 # aggregates>". Receivers compare it with what they see in MLflow before writing again.
 TAG_FINALIZED = HIDDEN_TAG_PREFIX + "finalized"

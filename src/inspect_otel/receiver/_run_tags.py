@@ -6,19 +6,33 @@ from collections.abc import Mapping
 from typing import Any
 
 from inspect_otel import semconv as sc
+from inspect_otel.labels import labelled_name as _labelled_name
+from inspect_otel.redaction import DEFAULT as REDACTOR
+from inspect_otel.redaction import is_secret_key
 
 from ._mlflow_names import (
+    LABEL_VALUE_MAX,
+    MAX_LABEL_TAGS,
     ROLE_RUN,
     ROLE_TASK,
+    RUN_TYPE_EVALUATION,
+    TAG_LABEL_PREFIX,
+    TAG_LABEL_VALUE,
+    TAG_LABELS,
+    TAG_METADATA_PREFIX,
     TAG_PARENT_RUN_ID,
     TAG_ROLE,
+    TAG_RUN_TYPE,
     TAG_SOURCE_NAME,
     TAG_UNPARSED,
     TAG_VALUE_MAX,
+    metric_key,
     mlflow_text,
 )
 from ._run_params import unparsed_attributes
-from ._values import as_text
+from ._values import as_text, compact_json, json_value
+
+RUN_NAME_MAX = 250
 
 
 def identity(attrs: Mapping[str, Any]) -> dict[str, str]:
@@ -29,20 +43,65 @@ def identity(attrs: Mapping[str, Any]) -> dict[str, str]:
 
 
 
+def _texts(value: Any) -> list[str]:
+    """A string[] attribute (or one string) as distinct non-empty texts, in order."""
+    items = value if isinstance(value, (list, tuple)) else [value] if value else []
+    return list(dict.fromkeys(t for t in (as_text(v).strip() for v in items) if t))
+
+
+def labelled_name(base: str, models: list[str], tags: list[str]) -> str:
+    """``base · model · tag, tag``: the labels that tell baseline from candidate in a run list."""
+    return mlflow_text(_labelled_name(base, models, tags), RUN_NAME_MAX)
+
+
+def label_tags(tags: list[str], metadata: Any) -> dict[str, str]:
+    """Inspect's labels as run tags: one per eval tag, all of them in one, one per metadata key
+    (scalars as text, anything else as JSON; secret-named keys dropped, secrets in values
+    redacted, as for params: the sender's redaction is not trusted; bounded)."""
+    out: dict[str, str] = {}
+    for tag in tags[:MAX_LABEL_TAGS]:
+        out[metric_key(TAG_LABEL_PREFIX + tag)] = TAG_LABEL_VALUE
+    if tags:
+        out[TAG_LABELS] = mlflow_text(", ".join(tags), TAG_VALUE_MAX)
+    obj = json_value(metadata)
+    if isinstance(obj, dict):
+        kept = 0
+        for key in sorted(obj, key=str):
+            value = obj[key]
+            if value is None or kept >= MAX_LABEL_TAGS:
+                continue
+            text = as_text(value) if isinstance(value, (str, int, float, bool)) else \
+                compact_json(value)
+            if is_secret_key(str(key)):
+                continue
+            out[metric_key(TAG_METADATA_PREFIX + str(key))] = mlflow_text(REDACTOR.text(text),
+                                                                          LABEL_VALUE_MAX)
+            kept += 1
+    return out
+
+
 def parent_run_tags(run_id: str, attrs: Mapping[str, Any]) -> dict[str, str]:
     tags = {sc.INSPECT_RUN_ID: run_id, TAG_ROLE: ROLE_RUN, TAG_SOURCE_NAME: "inspect_ai"}
     if attrs.get(sc.INSPECT_EVAL_SET_ID):
         tags[sc.INSPECT_EVAL_SET_ID] = mlflow_text(as_text(attrs[sc.INSPECT_EVAL_SET_ID]),
                                                    TAG_VALUE_MAX)
+    tags.update(label_tags(_texts(attrs.get(sc.INSPECT_RUN_TAGS)), None))
     return tags
 
 
 
+def short_task(name: str) -> str:
+    """A registered task's name without its package (``inspect_evals/gsm8k`` -> ``gsm8k``):
+    the runs list shows the first few words of a name only."""
+    return name.rsplit("/", 1)[-1] or name
+
+
 def parent_run_name(run_id: str, attrs: Mapping[str, Any]) -> str:
-    names = attrs.get(sc.INSPECT_RUN_TASK_NAMES)
-    if isinstance(names, (list, tuple)) and names:
-        return mlflow_text(f"inspect {', '.join(map(as_text, names))}", 250)
-    return mlflow_text(f"inspect {run_id}", 250)
+    """Named like its tasks (a one-task run like its task run), with the same labels."""
+    names = _texts(attrs.get(sc.INSPECT_RUN_TASK_NAMES))
+    base = ", ".join(short_task(n) for n in names) if names else f"inspect {run_id}"
+    return labelled_name(base, _texts(attrs.get(sc.INSPECT_RUN_MODELS)),
+                         _texts(attrs.get(sc.INSPECT_RUN_TAGS)))
 
 
 
@@ -52,10 +111,13 @@ def task_run_tags(eval_id: str, parent_mlflow_id: str, attrs: Mapping[str, Any])
         TAG_ROLE: ROLE_TASK,
         TAG_PARENT_RUN_ID: parent_mlflow_id,
         TAG_SOURCE_NAME: "inspect_ai",
+        TAG_RUN_TYPE: RUN_TYPE_EVALUATION,
     }
     for k, v in identity(attrs).items():
         if k != sc.INSPECT_EVAL_ID:
             tags[k] = mlflow_text(v, TAG_VALUE_MAX)
+    tags.update(label_tags(_texts(attrs.get(sc.INSPECT_TASK_TAGS)),
+                           attrs.get(sc.INSPECT_TASK_METADATA)))
     unparsed = unparsed_attributes(attrs)
     if unparsed:
         tags[TAG_UNPARSED] = ",".join(unparsed)
@@ -64,9 +126,9 @@ def task_run_tags(eval_id: str, parent_mlflow_id: str, attrs: Mapping[str, Any])
 
 
 def task_run_name(attrs: Mapping[str, Any]) -> str:
-    task = as_text(attrs.get(sc.INSPECT_TASK_NAME)) or "task"
-    model = as_text(attrs.get(sc.INSPECT_MODEL))
-    return mlflow_text(f"{task} ({model})" if model else task, 250)
+    task = short_task(as_text(attrs.get(sc.INSPECT_TASK_NAME))) or "task"
+    return labelled_name(task, _texts(attrs.get(sc.INSPECT_MODEL)),
+                         _texts(attrs.get(sc.INSPECT_TASK_TAGS)))
 
 
 # Inspect status -> MLflow run status.

@@ -81,6 +81,8 @@ CREATE INDEX IF NOT EXISTS results_pending ON results(applied) WHERE applied = 0
 CREATE TABLE IF NOT EXISTS traces(trace_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS running(
     trace_id TEXT PRIMARY KEY, eval_id TEXT NOT NULL, received REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS content_spans(
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, PRIMARY KEY(trace_id, span_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS evals(
     eval_id TEXT PRIMARY KEY, data_rev INTEGER NOT NULL, final_rev INTEGER NOT NULL,
     changed REAL NOT NULL);
@@ -98,6 +100,25 @@ log = logging.getLogger("inspect_otel.receiver")
 
 def run_key(run_id: str) -> str:
     return RUN_KEY + run_id
+
+
+# Attributes that hold captured content (opt-in): a span version without any of them never
+# replaces one that had them (replay adds, never removes).
+# (semconv's "opt-in content" attributes, on the span or its events, e.g. a score's explanation
+# on the scorer span's evaluation result event).
+CONTENT_ATTRIBUTES = frozenset({
+    sc.GEN_AI_INPUT_MESSAGES, sc.GEN_AI_OUTPUT_MESSAGES, sc.GEN_AI_SYSTEM_INSTRUCTIONS,
+    sc.GEN_AI_TOOL_CALL_ARGUMENTS, sc.GEN_AI_TOOL_CALL_RESULT, sc.GEN_AI_EVALUATION_EXPLANATION,
+    sc.INSPECT_SAMPLE_INPUT, sc.INSPECT_SAMPLE_TARGET, sc.INSPECT_SAMPLE_OUTPUT,
+    sc.INSPECT_SAMPLE_MESSAGES, sc.INSPECT_SANDBOX_CMD, sc.INSPECT_SANDBOX_OUTPUT,
+    sc.INSPECT_SCORE_ANSWER, sc.INSPECT_APPROVAL_EXPLANATION,
+})
+
+
+def _carries_content(span: Any, attrs: dict[str, Any]) -> bool:
+    if not CONTENT_ATTRIBUTES.isdisjoint(attrs):
+        return True
+    return any(kv.key in CONTENT_ATTRIBUTES for ev in span.events for kv in ev.attributes)
 
 
 def eval_key(eval_id: str) -> str:
@@ -375,12 +396,24 @@ class Spool(SpoolDrain):
         enrich = _forward.span_enrichment(attrs, is_root)
         row = (parent_id, rhash, scope_name, scope_version, payload, digest, len(payload),
                link_key, _dumps(enrich) if enrich else None, now)
+        # Replay adds, never removes: a version of a span without captured content does not
+        # replace one with content (a content-off replay after a content-on export). Spans with
+        # content are remembered by id (the spool drops forwarded spans themselves).
+        if _carries_content(span, attrs):
+            db.execute("INSERT OR IGNORE INTO content_spans(trace_id, span_id) VALUES(?, ?)",
+                       (trace_id, span_id))
+            less = False
+        else:
+            less = db.execute("SELECT 1 FROM content_spans WHERE trace_id = ? AND span_id = ?",
+                              (trace_id, span_id)).fetchone() is not None
         cur = db.execute(
             """INSERT INTO spans(parent_id, resource, scope_name, scope_version, payload, digest,
                    nbytes, link_key, enrich, received, trace_id, span_id, pending)
-               VALUES(?,?,?,?,?,?,?,?,?,?,?,?,1)
-               ON CONFLICT(trace_id, span_id) DO NOTHING""", row + (trace_id, span_id))
-        if cur.rowcount > 0:  # a new span
+               SELECT ?,?,?,?,?,?,?,?,?,?,?,?,1 WHERE NOT ?
+               ON CONFLICT(trace_id, span_id) DO NOTHING""", row + (trace_id, span_id, less))
+        if less:
+            changed, added = False, 0
+        elif cur.rowcount > 0:  # a new span
             changed, added = True, len(payload)
             if self._maybe_expired:
                 added += self._revive_orphans(db, trace_id)

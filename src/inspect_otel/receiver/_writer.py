@@ -674,6 +674,14 @@ class Writer:
         trace_id = "tr-" + r["trace_id"]
         aid = _evaluations.assessment_id(r["trace_id"], r["name"], r["span_id"])
         ts = _ms(r.get("time_ns"))
+        # On the trace, as MLflow's evaluations put feedback (the trace opens with its scores);
+        # the scorer span and the task run it belongs to are named in the metadata.
+        metadata = dict(r.get("metadata") or {})
+        if r["span_id"]:
+            metadata[_mlflow_names.ASSESSMENT_SCORER_SPAN] = r["span_id"]
+        task_run = self.spool.mlflow_run_id(eval_key(r["eval_id"])) if r.get("eval_id") else None
+        if task_run:
+            metadata[_mlflow_names.ASSESSMENT_SOURCE_RUN] = task_run
         feedback = Feedback(
             name=r["name"],
             value=r.get("value") if r.get("value") is not None else r.get("label"),
@@ -681,8 +689,8 @@ class Writer:
                 source_type=(AssessmentSourceType.LLM_JUDGE if r.get("model_graded")
                              else AssessmentSourceType.CODE),
                 source_id=r.get("scorer") or r["name"]),
-            rationale=r.get("rationale"), metadata=r.get("metadata") or None,
-            span_id=r["span_id"] or None, create_time_ms=ts, last_update_time_ms=ts,
+            rationale=r.get("rationale"), metadata=metadata or None,
+            create_time_ms=ts, last_update_time_ms=ts,
         )
         feedback.assessment_id = aid
         feedback.trace_id = trace_id
@@ -789,7 +797,10 @@ class Writer:
                 hex_id = info.trace_id[3:] if info.trace_id.startswith("tr-") else info.trace_id
                 ours = []
                 for a in info.assessments or []:
-                    span = a.span_id or ""
+                    # the scorer span: in the metadata (on the trace), or the assessment's own
+                    # span (written by receivers before the assessments moved to the trace)
+                    span = (a.metadata or {}).get(_mlflow_names.ASSESSMENT_SCORER_SPAN) \
+                        or a.span_id or ""
                     if a.assessment_id != _evaluations.assessment_id(hex_id, a.name, span):
                         continue  # written by someone else (a person, another tool)
                     ours.append({

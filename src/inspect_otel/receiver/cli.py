@@ -9,7 +9,8 @@ import signal
 import sys
 import threading
 
-from ..config import DATA_DIR_ENV, LOG_ARTIFACT_ROOTS_ENV, data_dir, log_artifact_roots
+from ..config import (DATA_DIR_ENV, LOG_ARTIFACT_ROOTS_ENV, data_dir, default_experiment,
+                      log_artifact_roots)
 
 ENV_TOKEN = "INSPECT_OTEL_RECEIVER_TOKEN"
 DEFAULT_MLFLOW_URI = "http://127.0.0.1:5000"
@@ -94,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     config = ReceiverConfig(
         mlflow_uri=uri,
-        experiment_name=args.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "inspect_ai",
+        experiment_name=args.experiment or default_experiment(),
         host=args.host,
         port=args.port,
         grpc_port=None if args.no_grpc else args.grpc_port,

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import semconv as sc
+from ..config import default_experiment
 from ._spans import Span, SpanEvent, TaskInfo, Trace, hex_id
 
 PAGE_SIZE = 100  # traces per search request (MLflow's default page)
@@ -27,7 +28,7 @@ class MlflowSourceError(Exception):
 @dataclass(frozen=True)
 class MlflowQuery:
     tracking_uri: str
-    experiment: str | None = None  # name; None: MLflow's default experiment resolution
+    experiment: str | None = None  # name; None: MLFLOW_EXPERIMENT_NAME, else inspect_ai
     run_id: str | None = None
     from_time: datetime | None = None
     to_time: datetime | None = None
@@ -63,14 +64,28 @@ def _fail(query: MlflowQuery, ex: Exception) -> MlflowSourceError:
 
 
 def experiment_id(client: Any, query: MlflowQuery) -> str:
-    name = query.experiment or "Default"
+    name = query.experiment or default_experiment()
     try:
         experiment = client.get_experiment_by_name(name)
     except Exception as ex:  # noqa: BLE001 - MlflowException, connection errors, ...
         raise _fail(query, ex) from None
     if experiment is None:
-        raise MlflowSourceError(f"MLflow at {query.tracking_uri}: no experiment named {name!r}")
+        raise MlflowSourceError(f"MLflow at {query.tracking_uri}: no experiment named {name!r}"
+                                f"{existing_experiments_hint(client)}")
     return str(experiment.experiment_id)
+
+
+def existing_experiments_hint(client: Any, limit: int = 10) -> str:
+    """``; existing: a, b, c`` (the experiments a user may have meant), or "" if none or
+    unreadable."""
+    try:
+        names = [e.name for e in client.search_experiments(max_results=limit + 1)]
+    except Exception:  # noqa: BLE001 - only a hint
+        return ""
+    if not names:
+        return ""
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return f"; existing: {shown}{', ...' if len(names) > limit else ''} (--experiment NAME)"
 
 
 def _run_ids(client: Any, query: MlflowQuery, experiment: str) -> list[str | None]:

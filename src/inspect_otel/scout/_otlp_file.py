@@ -31,6 +31,7 @@ import base64
 import gzip
 import io
 import json
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,12 @@ from ._spans import LogRecord, Span, SpanEvent, TaskInfo, Trace, hex_id
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK\x03\x04"  # an .eval log is a zip archive
+# An Inspect .json log opens with its format version (OTLP JSON lines with resourceSpans/...).
+_INSPECT_JSON_LOG = re.compile(rb'^\s*\{\s*"version"\s*:\s*\d+\s*,\s*"status"')
+INSPECT_LOG_HINT = ("this is an Inspect log, not an OTLP file: import it with Scout directly "
+                    "(scout scan ... -T <its log directory>), or turn it into OTLP with "
+                    "`inspect-otel export LOG --to-file traces.jsonl`")
 # A length prefix whose first byte is '{' would announce a record of 2 GB or more.
 _JSON_START = (ord("{"), ord(" "), ord("\n"), ord("\r"), ord("\t"))
 _STATUS_ERROR = 2
@@ -106,7 +113,11 @@ def _open_stream(path: Path) -> tuple[IO[bytes], bool]:
         raise OtlpFileError(f"{path}: is a directory, not an OTLP file") from None
     except OSError as ex:
         raise OtlpFileError(f"{path}: cannot open ({ex.strerror or ex})") from None
-    head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
+    start = raw.peek(512)[:512] if hasattr(raw, "peek") else b""
+    head = start[:4]
+    if head == _ZIP_MAGIC or _INSPECT_JSON_LOG.match(start):
+        raw.close()
+        raise OtlpFileError(f"{path}: {INSPECT_LOG_HINT}")
     if head.startswith(_GZIP_MAGIC):
         return gzip.open(raw), True  # type: ignore[return-value]
     if head == _ZSTD_MAGIC:

@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from ..config import default_experiment
 
 _MAX_PROBLEM_LINES = 20
 
@@ -57,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "protobuf, optionally zstd); rotated files in order")
     source.add_argument("--mlflow-uri", metavar="URI", help="MLflow tracking server to read")
     parser.add_argument("--experiment", metavar="NAME",
-                        help="MLflow experiment (default: MLFLOW_EXPERIMENT_NAME or 'Default')")
+                        help="MLflow experiment (default: MLFLOW_EXPERIMENT_NAME, else "
+                             "inspect_ai, where the receiver writes)")
     parser.add_argument("--run", metavar="RUN_ID",
                         help="only traces linked to this MLflow run (an Inspect run's parent run "
                              "includes its task runs)")
@@ -94,8 +98,6 @@ def _progress(enabled: bool) -> tuple[Any, Any]:
 
 
 async def _run(args: argparse.Namespace, report: Any, show_progress: bool) -> None:
-    import os
-
     from inspect_scout import transcripts_db
     from inspect_scout._display._display import init_display_type
 
@@ -110,7 +112,7 @@ async def _run(args: argparse.Namespace, report: Any, show_progress: bool) -> No
                                       to_time=args.to_time, exclude=existing, report=report,
                                       max_record_mb=args.max_record_mb)
         else:
-            experiment = args.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+            experiment = args.experiment or default_experiment()
             source = mlflow_transcripts(experiment, args.mlflow_uri, args.run, args.from_time,
                                         args.to_time, args.limit, exclude=existing, report=report)
 
@@ -142,12 +144,22 @@ def main(args: argparse.Namespace) -> int:
     from . import ImportReport, MlflowSourceError, OtlpFileError
 
     report = ImportReport()
+    target = Path(args.transcripts)
+    created = not target.exists()
+
+    def undo() -> None:
+        """A failed import leaves nothing behind: the -T directory it created goes again."""
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+
     try:
         asyncio.run(_run(args, report, sys.stderr.isatty()))
     except (OtlpFileError, MlflowSourceError) as ex:
+        undo()
         print(f"{prog}: {ex}", file=sys.stderr)
         return 2
     except OSError as ex:  # the database directory: permissions, disk full, ...
+        undo()
         print(f"{prog}: {args.transcripts}: {ex.strerror or ex}", file=sys.stderr)
         return 2
 
@@ -155,8 +167,9 @@ def main(args: argparse.Namespace) -> int:
               else f"MLflow {args.mlflow_uri}")
     if report.traces == 0 and not report.problems:
         where = (", ".join(args.otlp) if args.otlp else
-                 f"experiment {args.experiment or 'Default'!r} at {args.mlflow_uri}"
+                 f"experiment {args.experiment or default_experiment()!r} at {args.mlflow_uri}"
                  + (f", run {args.run}" if args.run else ""))
+        undo()
         print(f"{prog}: no traces found in {where}", file=sys.stderr)
         return 1
     skipped = [f"{n} {what}" for n, what in (
