@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ContentCapture
+from .config import ContentCapture, Settings
 
 REDACTED = "[REDACTED]"
 TRUNCATION_MARKER = "...[truncated {n} chars]"
@@ -34,10 +34,14 @@ DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
     r"xox[abposr]-[A-Za-z0-9\-]{10,}",
     r"gsk_[A-Za-z0-9]{30,}",
     r"xai-[A-Za-z0-9]{30,}",
+    # The user:password of a URL (https://user:pass@host/...).
+    r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
 )
-# Mapping keys whose values are secrets whatever they look like.
+# Mapping keys whose values are secrets whatever they look like ("token", not the counts of a
+# provider's usage and parameters: max_tokens, prompt_tokens, input_tokens_cache_read).
 SECRET_KEY_PATTERN = re.compile(
-    r"(?i)(api[_\-]?key|secret|token|password|passwd|authorization|credential|private[_\-]?key)"
+    r"(?i)(api[_\-]?key|secret|token(?!s)|password|passwd|authorization|credential"
+    r"|private[_\-]?key)"
 )
 
 
@@ -50,6 +54,8 @@ class ContentPolicy:
     extra_patterns: tuple[str, ...] = ()
     # Sample metadata keys sent even without content capture (INSPECT_OTEL_SAMPLE_METADATA_KEYS).
     metadata_keys: tuple[str, ...] = ()
+    # INSPECT_OTEL_CAPTURE_PROVIDER_CALL: the provider's raw request and response on chat spans.
+    provider_call: bool = False
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -64,6 +70,21 @@ class ContentPolicy:
     @property
     def on_events(self) -> bool:
         return self.capture.on_events
+
+    @property
+    def raw_provider_call(self) -> bool:
+        """The provider's own request and response go on chat spans (content on spans only)."""
+        return self.provider_call and self.capture.on_spans
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ContentPolicy:
+        return cls(
+            capture=settings.content,
+            max_length=settings.max_attribute_length,
+            extra_patterns=settings.redact_patterns,
+            metadata_keys=settings.sample_metadata_keys,
+            provider_call=settings.capture_provider_call,
+        )
 
     def redact(self, text: str) -> str:
         return self._regex.sub(REDACTED, text)

@@ -100,7 +100,7 @@ def replay_log(path: Path, pipeline: Any | None, policy: ContentPolicy,
     """Send one log's samples then its task span; ``pipeline=None`` only counts (dry run)."""
     header = read_header(path)
     spec = header.eval
-    ctx = task_context(spec)
+    ctx = task_context(spec, os.environ)
     errored = 0
     for sample in iter_samples(path):
         telemetry = map_sample(sample, ctx, policy)
@@ -146,9 +146,7 @@ def _run_spans(summary: ReplaySummary, policy: ContentPolicy) -> list[Any]:
 def export_logs(paths: Iterable[str | Path], *, dry_run: bool = False,
                 show_progress: bool = False) -> ReplaySummary:
     settings = load_settings()
-    policy = ContentPolicy(capture=settings.content, max_length=settings.max_attribute_length,
-                           extra_patterns=settings.redact_patterns,
-                           metadata_keys=settings.sample_metadata_keys)
+    policy = ContentPolicy.from_settings(settings)
     files, problems = find_logs(paths)
     summary = ReplaySummary(failed_files=list(problems))
     pipeline = None

@@ -153,6 +153,31 @@ def _sandbox_attributes(event: Any, policy: ContentPolicy) -> dict[str, Any]:
     return attrs
 
 
+def _fold_handoffs(spans: dict[str, _Span]) -> dict[str, _Span]:
+    """One span per handoff: Inspect wraps the handoff tool's [tool] span (the agent runs inside
+    it) in a [handoff] span, and records the ToolEvent under the handoff's parent. The [tool]
+    span takes the [handoff] span's place (its parent, its start and end, its other children) and
+    becomes the handoff's ``execute_tool`` span. Returns folded Inspect span id -> that span, for
+    the events recorded in the [handoff] span itself."""
+    folded: dict[str, _Span] = {}
+    for span in list(spans.values()):
+        handoff = spans.get(span.inspect_parent or "")
+        if span.inspect_type != "tool" or handoff is None or handoff.inspect_type != "handoff":
+            continue
+        handoff_id = span.inspect_parent or ""
+        span.parent_span_id = handoff.parent_span_id
+        span.inspect_parent = handoff.inspect_parent
+        span.start_ns = min(span.start_ns, handoff.start_ns)
+        if handoff.end_ns is not None:
+            span.end_ns = max(span.end_ns or handoff.end_ns, handoff.end_ns)
+        for other in spans.values():
+            if other.parent_span_id == handoff.span_id:
+                other.parent_span_id = span.span_id
+        folded[handoff_id] = span
+        del spans[handoff_id]
+    return folded
+
+
 def _sample_status(sample: Any) -> str:
     if sample.error is not None:
         return "error"
@@ -204,6 +229,8 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
         elif event.event == "span_end" and event.id in spans:
             spans[event.id].end_ns = to_ns(event.timestamp)
 
+    folded = _fold_handoffs(spans)
+
     # A ToolEvent's span_id is the PARENT of its [tool] span: match on (parent, function), in
     # order. Indexed, because long agent transcripts hold thousands of spans.
     open_tools: dict[tuple[str | None, str], deque[_Span]] = defaultdict(deque)
@@ -219,7 +246,9 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
     score_events: list[tuple[int, Any, _Span]] = []
 
     def enclosing(event: Any) -> _Span:
-        return spans.get(event.span_id, root) if event.span_id else root
+        if not event.span_id:
+            return root
+        return spans.get(event.span_id) or folded.get(event.span_id) or root
 
     # Pass 2: everything else, placed in its enclosing span.
     for index, event in enumerate(events):
@@ -228,7 +257,7 @@ def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTe
             parent = enclosing(event)
             span, measure = model_span(
                 event, trace_id, ids.span_id(trace_id, _event_key(event, index)),
-                parent.span_id, policy,
+                parent.span_id, policy, ctx.endpoints, getattr(sample, "attachments", None),
             )
             model_spans.append(span)
             model_calls.append(measure)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Union
 
+from ._server import ModelEndpoints
+
 AttributeValue = Union[str, bool, int, float, tuple[str, ...], tuple[int, ...], tuple[float, ...]]
 Attributes = Mapping[str, AttributeValue]
 
@@ -87,6 +89,7 @@ class TaskContext:
     model: str
     sample_ids: tuple[str, ...] = ()
     epochs: int = 1
+    endpoints: ModelEndpoints = field(default_factory=ModelEndpoints)  # base URLs of its models
 
     def sample_index(self, sample_id: str) -> int | None:
         try:
