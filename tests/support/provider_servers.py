@@ -16,6 +16,7 @@ so tests can check cache-inclusive input token counts.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import re
@@ -135,6 +136,15 @@ def anthropic_reply(body: dict[str, Any], n: int) -> dict[str, Any]:
             "stop_sequence": None, "usage": ANTHROPIC_USAGE}
 
 
+def _authorized(headers: dict[str, str]) -> bool:
+    """The key as a bearer token (openai, anthropic 2.x), as x-api-key (older anthropic SDKs), or
+    as the password of a base URL's credentials (httpx sends those as basic auth)."""
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        value = base64.b64decode(value).decode(errors="replace").partition(":")[2]
+    return API_KEY in (value, headers.get("x-api-key"))
+
+
 class _Handler(BaseHTTPRequestHandler):
     state: _State
     protocol_version = "HTTP/1.1"
@@ -160,12 +170,11 @@ class _Handler(BaseHTTPRequestHandler):
             n = next(self.state.ids)
         path = self.path.split("?", 1)[0]
         if path.endswith("/chat/completions"):
-            if headers.get("authorization") != f"Bearer {API_KEY}":
+            if not _authorized(headers):
                 return self._send(401, {"error": {"message": "bad key", "type": "auth"}})
             return self._send(200, openai_reply(body, n))
         if path.endswith("/messages"):
-            # anthropic 2.x sends the key as a bearer token; older SDKs as x-api-key
-            if API_KEY not in (headers.get("x-api-key"), headers.get("authorization", "")[7:]):
+            if not _authorized(headers):
                 return self._send(401, {"type": "error", "error": {"type": "authentication_error",
                                                                    "message": "bad key"}})
             return self._send(200, anthropic_reply(body, n))
