@@ -257,3 +257,61 @@ def test_replay_gives_the_same_chat_spans(raw_run, servers):
         assert not any(API_KEY.encode() in b for b in sink.sink.bodies)
     finally:
         sink.stop()
+
+
+def test_receiver_keeps_the_raw_call_on_mlflow_spans_and_scout_imports_it(
+        raw_run, servers, mlflow_server, mlflow_client, receiver_factory):
+    """The log replayed (same attributes as live, above) through a real receiver into the real
+    MLflow: the chat spans there hold the raw call, readable; Scout's import from MLflow puts it
+    in ModelEvent.call, equal to Inspect's own call less its headers."""
+    import asyncio
+
+    from inspect_otel.scout import mlflow_transcripts
+    from tests.support.wait import wait_for
+
+    experiment = "provider-call"
+    receiver = receiver_factory(mlflow_server.url, experiment, settle=0.5)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        mp.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_AND_EVENT")
+        mp.setenv("INSPECT_OTEL_CAPTURE_PROVIDER_CALL", "true")
+        _provider_env(servers, mp)
+        assert export_logs([raw_run.log.location]).ok
+    receiver.wait_idle()
+    exp_id = mlflow_client.get_experiment_by_name(experiment).experiment_id
+
+    def traces() -> list[Any]:
+        return mlflow_client.search_traces(
+            locations=[exp_id], filter_string="tags.`inspect.span.kind` = 'sample'")
+    wait_for(lambda: len(traces()) == len(ROWS), 60, what="sample traces in MLflow")
+
+    exported = {s.span_id: s.attributes for s in raw_run.spans_named("chat ")}
+    seen = 0
+    for trace in traces():
+        for span in trace.data.spans:
+            if not span.name.startswith("chat "):
+                continue
+            sent = exported[span.span_id]
+            for key in (sc.INSPECT_MODEL_CALL_REQUEST, sc.INSPECT_MODEL_CALL_RESPONSE):
+                value = span.attributes[key]
+                assert (json.loads(value) if isinstance(value, str) else value) == json.loads(sent[key])
+            assert span.attributes[sc.SERVER_PORT] == sent[sc.SERVER_PORT]
+            seen += 1
+    assert seen == len(exported)
+
+    async def read() -> list[Any]:
+        return [t async for t in mlflow_transcripts(experiment, mlflow_server.url)]
+    transcripts = asyncio.run(read())
+    assert len(transcripts) == len(ROWS)
+    from inspect_ai.log import read_eval_log
+
+    log = read_eval_log(raw_run.log.location, resolve_attachments="full")  # Inspect's own call
+    inspect_calls = {e.uuid: e.call for s in log.samples or [] for e in s.events
+                     if e.event == "model"}
+    imported = [e for t in transcripts for e in t.events if e.event == "model"]
+    assert len(imported) == len(inspect_calls)
+    for event in imported:
+        original = inspect_calls[event.uuid]
+        request = {k: v for k, v in original.request.items() if k != "extra_headers"}
+        assert event.call is not None and event.call.request == request
+        assert event.call.response == original.response
