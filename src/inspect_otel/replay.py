@@ -210,6 +210,8 @@ def main(args: argparse.Namespace) -> int:
         print("inspect-otel export: no endpoint; pass --endpoint or set "
               "OTEL_EXPORTER_OTLP_ENDPOINT (or use --dry-run)", file=sys.stderr)
         return 2
+    for warning in load_settings().warnings:
+        print(f"inspect-otel export: {warning}", file=sys.stderr)
     summary = export_logs(args.paths, dry_run=args.dry_run, show_progress=sys.stderr.isatty())
     verb = "would send" if args.dry_run else "sent"
     print(f"{verb}: {summary.logs} logs, {summary.samples} samples, {summary.spans} spans, "

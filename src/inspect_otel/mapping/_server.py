@@ -9,6 +9,7 @@ environment once per task (at the edge); :func:`server_attributes` answers per m
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,8 +98,15 @@ def base_url(model: str, role: str | None, endpoints: ModelEndpoints) -> str | N
 
 def server_attributes(url: str | None) -> dict[str, Any]:
     """``server.address`` and ``server.port`` of a base URL: the host only, never credentials."""
-    if not url:
-        return {}
+    return dict(_server(url)) if url else {}
+
+
+@functools.lru_cache(maxsize=256)  # a task has a few base URLs and many calls
+def _server(url: str) -> tuple[tuple[str, Any], ...]:
+    return tuple(_parse_server(url).items())
+
+
+def _parse_server(url: str) -> dict[str, Any]:
     try:
         parts = urlsplit(url if "://" in url else f"https://{url}")
         host = parts.hostname
