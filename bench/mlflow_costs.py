@@ -58,7 +58,7 @@ def main() -> int:
     os.environ["MLFLOW_MODEL_CATALOG_URI"] = ""  # offline machine (see bench/receiver_ingest.py)
     from mlflow import MlflowClient
 
-    from inspect_otel.receiver import _mapping as mp
+    from inspect_otel.receiver import _evaluations
 
     tmp = Path(tempfile.mkdtemp(prefix="inspect-otel-costs-"))
     server, pg = start_server(tmp, args.backend, args.workers)
@@ -97,7 +97,7 @@ def main() -> int:
                 for trace_hex, name in results:
                     tid = "tr-" + trace_hex
                     body = {"assessment": {
-                        "assessment_id": mp.assessment_id(trace_hex, name, ""),
+                        "assessment_id": _evaluations.assessment_id(trace_hex, name, ""),
                         "assessment_name": name, "trace_id": tid,
                         "source": {"source_type": "CODE", "source_id": name},
                         "feedback": {"value": 1.0}, "create_time": "2026-01-01T00:00:00Z",

@@ -168,7 +168,7 @@ def _timestamp(value) -> float | None:
 def finalized(client, experiment: str, run_id: str, samples: int, scores: int) -> bool:
     """Both runs finished and the task run's tables hold every sample and score (read as a
     user reads them, so any receiver version can be measured)."""
-    from inspect_otel.receiver import _mapping as mp
+    from inspect_otel.receiver import _mlflow_names
     from tests.receiver.mlflow_view import read_table
 
     exp = client.get_experiment_by_name(experiment)
@@ -176,12 +176,12 @@ def finalized(client, experiment: str, run_id: str, samples: int, scores: int) -
         return False
     runs = client.search_runs([exp.experiment_id],
                               filter_string=f"tags.`inspect.run_id` = '{run_id}'")
-    tasks = [r for r in runs if r.data.tags.get(mp.TAG_ROLE) == mp.ROLE_TASK]
+    tasks = [r for r in runs if r.data.tags.get(_mlflow_names.TAG_ROLE) == _mlflow_names.ROLE_TASK]
     if len(runs) != 2 or len(tasks) != 1 or any(r.info.status != "FINISHED" for r in runs):
         return False
     try:
-        return (len(read_table(client, tasks[0].info.run_id, mp.SAMPLES_TABLE)) == samples
-                and len(read_table(client, tasks[0].info.run_id, mp.SCORES_TABLE)) == scores)
+        return (len(read_table(client, tasks[0].info.run_id, _mlflow_names.SAMPLES_TABLE)) == samples
+                and len(read_table(client, tasks[0].info.run_id, _mlflow_names.SCORES_TABLE)) == scores)
     except Exception:  # noqa: BLE001 - not written yet
         return False
 

@@ -60,7 +60,7 @@ def _wait(cond, timeout: float, interval: float = 0.05):
 
 
 def _percentile(values: list[float], q: float) -> float:
-    from inspect_otel.receiver._mapping import percentile
+    from inspect_otel.receiver._finalize import percentile
 
     return percentile(sorted(values), q)
 
@@ -97,15 +97,15 @@ def direct(server, client, http, samples: int, batch: int, tag: str) -> dict:
 
 
 def _finalized(client, exp_name: str, ev: SynthEval) -> bool:
-    from inspect_otel.receiver import _mapping as mp
+    from inspect_otel.receiver import _mlflow_names
 
     exp = client.get_experiment_by_name(exp_name)
     if exp is None:
         return False
     runs = client.search_runs([exp.experiment_id], filter_string=(
-        f"tags.`inspect.eval_id` = '{ev.eval_id(ev.tasks[0])}' and tags.`{mp.TAG_ROLE}` = 'task'"))
+        f"tags.`inspect.eval_id` = '{ev.eval_id(ev.tasks[0])}' and tags.`{_mlflow_names.TAG_ROLE}` = 'task'"))
     want = f"{ev.samples * ev.epochs}/{ev.samples * ev.epochs * len(ev.scorers)}/"
-    return bool(runs) and runs[0].data.tags.get(mp.TAG_FINALIZED, "").startswith(want)
+    return bool(runs) and runs[0].data.tags.get(_mlflow_names.TAG_FINALIZED, "").startswith(want)
 
 
 def through_receivers(server, client, http, tmp: Path, samples: int, batch: int, n: int,

@@ -17,7 +17,7 @@ from inspect_ai.log import read_eval_log
 from scipy import stats
 
 from inspect_otel.compare import CompareError, compare_evals
-from inspect_otel.receiver import _mapping as mp
+from inspect_otel.receiver import _mlflow_names
 from tests.compare.quiz import BASELINE, CANDIDATE, quiz, quiz_extra, run_quiz
 from tests.receiver.mlflow_view import read_table
 
@@ -78,7 +78,7 @@ def test_log_and_mlflow_run_give_identical_comparisons(world, cluster):
     header = compare_evals(read_eval_log(base.location, header_only=True), cand.location,
                            cluster=cluster)
     # the Inspect (parent) run of a single task stands for its task run
-    parent = runs["base"].data.tags[mp.TAG_PARENT_RUN_ID]
+    parent = runs["base"].data.tags[_mlflow_names.TAG_PARENT_RUN_ID]
     from_parent = compare_evals(parent, cand.location, tracking_uri=url, cluster=cluster)
     assert _numbers(from_runs) == _numbers(from_logs)
     assert _numbers(mixed) == _numbers(from_logs) == _numbers(header) == _numbers(from_parent)
@@ -127,9 +127,9 @@ def test_numbers_match_inspect_and_scipy(world):
 
 def test_sample_metadata_privacy(world, mlflow_client):
     """Only the opted-in key reaches MLflow; without opt-in or content capture, none."""
-    cols = read_table(mlflow_client, world["runs"]["base"].info.run_id, mp.SAMPLES_TABLE).columns
+    cols = read_table(mlflow_client, world["runs"]["base"].info.run_id, _mlflow_names.SAMPLES_TABLE).columns
     assert "metadata/topic" in cols and "metadata/secret_note" not in cols
-    cols = read_table(mlflow_client, world["runs"]["pair"].info.run_id, mp.SAMPLES_TABLE).columns
+    cols = read_table(mlflow_client, world["runs"]["pair"].info.run_id, _mlflow_names.SAMPLES_TABLE).columns
     assert not [c for c in cols if c.startswith("metadata/")]
     with pytest.raises(CompareError, match="carries no sample metadata.*CAPTURE_MESSAGE_CONTENT"):
         compare_evals(world["pair"][0].location, world["runs"]["pair"].info.run_id,
@@ -202,7 +202,7 @@ def test_other_bad_input(world, capsys):
     from inspect_otel.cli import main
 
     runs, url = world["runs"], world["url"]
-    parent = runs["pair"].data.tags[mp.TAG_PARENT_RUN_ID]
+    parent = runs["pair"].data.tags[_mlflow_names.TAG_PARENT_RUN_ID]
     cases = [
         (["/", world["base"].location], "is a directory"),
         (["nonsense", world["base"].location], "is not a log file"),
@@ -246,7 +246,7 @@ def test_mlflow_comparison_run(world, mlflow_client, tmp_path, capsys):
     assert tags["inspect.compare.baseline.mlflow_run_id"] == b
     assert tags["inspect.compare.candidate.mlflow_run_id"] == c
     assert tags["inspect.compare.candidate.eval_id"] == world["cand"].eval.eval_id
-    assert tags[mp.TAG_ROLE] == "comparison"
+    assert tags[_mlflow_names.TAG_ROLE] == "comparison"
     result = json.loads(out_json.read_text())
     match = next(s for s in result["scorers"] if s["scorer"] == "match")
     for key in ("difference", "ci_low", "ci_high", "p_value", "p_adjusted"):

@@ -13,7 +13,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from inspect_otel import semconv as sc
-from inspect_otel.receiver import _mapping as mp
+from inspect_otel.receiver import _values
 from tests.receiver.synth import SynthEval, kv
 
 # Text of python exceptions and internals that must never reach a client.
@@ -122,7 +122,7 @@ BAD_SPANS: dict[str, tuple[dict[str, Any], str]] = {
     "eval_id_quote": ({sc.INSPECT_EVAL_ID: "e'v"}, sc.INSPECT_EVAL_ID),
     "eval_id_nul": ({sc.INSPECT_EVAL_ID: "e\x00v"}, sc.INSPECT_EVAL_ID),
     "end_time_past_int64": ({"end_time_unix_nano": (1 << 64) - 1}, "timestamps"),
-    "deep_value": ({"inspect.extra": deep_value(mp.MAX_VALUE_DEPTH + 1)}, "nested deeper"),
+    "deep_value": ({"inspect.extra": deep_value(_values.MAX_VALUE_DEPTH + 1)}, "nested deeper"),
 }
 
 

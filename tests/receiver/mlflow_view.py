@@ -6,13 +6,13 @@ from typing import Any
 
 from inspect_otel import ids
 from inspect_otel import semconv as sc
-from inspect_otel.receiver import _mapping as mp
+from inspect_otel.receiver import _finalize, _mlflow_names
 
 
 def runs(client: Any, exp_id: str, run_id: str, role: str) -> list[Any]:
     return client.search_runs(
         [exp_id],
-        filter_string=f"tags.`{sc.INSPECT_RUN_ID}` = '{run_id}' and tags.`{mp.TAG_ROLE}` = '{role}'",
+        filter_string=f"tags.`{sc.INSPECT_RUN_ID}` = '{run_id}' and tags.`{_mlflow_names.TAG_ROLE}` = '{role}'",
         max_results=100,
     )
 
@@ -32,21 +32,21 @@ def read_table(client: Any, run_id: str, path: str) -> Any:
 def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
     """Everything MLflow holds for one Inspect run, with MLflow's own ids normalised away."""
     exp = client.get_experiment_by_name(experiment)
-    parents = runs(client, exp.experiment_id, run_id, mp.ROLE_RUN)
+    parents = runs(client, exp.experiment_id, run_id, _mlflow_names.ROLE_RUN)
     out: dict[str, Any] = {"parents": len(parents), "tasks": {}}
     if parents:
         p = parents[0]
         out["parent"] = {"status": p.info.status, "name": p.info.run_name,
                          "traces": len(client.search_traces(locations=[exp.experiment_id],
                                                             run_id=p.info.run_id))}
-    for child in runs(client, exp.experiment_id, run_id, mp.ROLE_TASK):
+    for child in runs(client, exp.experiment_id, run_id, _mlflow_names.ROLE_TASK):
         cid = child.info.run_id
         task = child.data.tags.get(sc.INSPECT_TASK_NAME)
         history = {k: sorted((m.step, m.timestamp, m.value)
                              for m in client.get_metric_history(cid, k))
                    for k in child.data.metrics}
         tables = {}
-        for path in (mp.SAMPLES_TABLE, mp.SCORES_TABLE, mp.MODEL_USAGE_TABLE):
+        for path in (_mlflow_names.SAMPLES_TABLE, _mlflow_names.SCORES_TABLE, _mlflow_names.MODEL_USAGE_TABLE):
             try:
                 df = read_table(client, cid, path)
                 df = df.astype(object).where(df.notna(), None)  # NaN != NaN
@@ -69,7 +69,7 @@ def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
         out["tasks"][task] = {
             "count": 1 + out["tasks"].get(task, {}).get("count", 0),
             "status": child.info.status,
-            "parent_ok": bool(parents) and child.data.tags.get(mp.TAG_PARENT_RUN_ID)
+            "parent_ok": bool(parents) and child.data.tags.get(_mlflow_names.TAG_PARENT_RUN_ID)
             == parents[0].info.run_id,
             "params": dict(child.data.params),
             "metrics": dict(child.data.metrics),
@@ -91,9 +91,9 @@ def complete(snap: dict[str, Any], ev: Any) -> bool:
             return False
         if any(len(tr["assessments"]) < len(ev.scorers) for tr in t["traces"].values()):
             return False
-        if not isinstance(t["tables"][mp.SAMPLES_TABLE], list) or \
-                len(t["tables"][mp.SAMPLES_TABLE]) != n or \
-                len(t["tables"][mp.SCORES_TABLE]) != n * len(ev.scorers):
+        if not isinstance(t["tables"][_mlflow_names.SAMPLES_TABLE], list) or \
+                len(t["tables"][_mlflow_names.SAMPLES_TABLE]) != n or \
+                len(t["tables"][_mlflow_names.SCORES_TABLE]) != n * len(ev.scorers):
             return False
         if t["metrics"].get("samples/received") != n:
             return False
@@ -128,7 +128,7 @@ def check_eval(snap: dict[str, Any], ev: Any, exact_history: bool = True) -> Non
         assert m["tool_errors"] == ev.epochs  # sample index 0 of each epoch has a tool error
         latencies = sorted(float(i + 1) for i in range(ev.samples) for _ in range(ev.epochs))
         assert abs(m["sample_latency/mean"] - sum(latencies) / n) < 1e-9
-        assert abs(m["sample_latency/p50"] - mp.percentile(latencies, 0.5)) < 1e-9
+        assert abs(m["sample_latency/p50"] - _finalize.percentile(latencies, 0.5)) < 1e-9
         assert "sample_latency/p95" in m
         h = t["history"]
         for scorer in ev.scorers:
@@ -139,12 +139,12 @@ def check_eval(snap: dict[str, Any], ev: Any, exact_history: bool = True) -> Non
             for key in ("match/accuracy", "sample_latency/p50", "samples/total", "model_calls"):
                 assert len(h[key]) == 1, f"{key} history {h[key]}"
         # tables
-        rows = t["tables"][mp.SAMPLES_TABLE]
+        rows = t["tables"][_mlflow_names.SAMPLES_TABLE]
         assert [r["ordinal"] for r in rows] == list(range(n))
         assert all(r["trace_id"] in t["traces"] for r in rows)
         assert all(f"score/{s}" in rows[0] for s in ev.scorers)
-        assert len(t["tables"][mp.SCORES_TABLE]) == n * len(ev.scorers)
-        usage = t["tables"][mp.MODEL_USAGE_TABLE]
+        assert len(t["tables"][_mlflow_names.SCORES_TABLE]) == n * len(ev.scorers)
+        usage = t["tables"][_mlflow_names.MODEL_USAGE_TABLE]
         assert [u["model"] for u in usage] == [ev.model]
         assert usage[0]["input_tokens"] == exp["input_tokens"]
         # traces: ids derived from Inspect's sample uuids, linked to the task run

@@ -267,7 +267,7 @@ def test_nul_characters_land_on_postgresql(pg_mlflow_server, receiver_factory):
     from mlflow import MlflowClient
 
     from inspect_otel import semconv as sc
-    from inspect_otel.receiver import _mapping as mp
+    from inspect_otel.receiver import _mlflow_names
     from tests.receiver.hostile import sample_root, task_span, with_attrs
     from tests.receiver.mlflow_view import runs
     from tests.receiver.synth import trace_request
@@ -288,7 +288,7 @@ def test_nul_characters_land_on_postgresql(pg_mlflow_server, receiver_factory):
     assert h["writer"]["dropped"] == 0, h["mlflow"]["last_error"]
     client = MlflowClient(pg_mlflow_server.url)
     exp = client.get_experiment_by_name("pg-nul")
-    (task_run,) = runs(client, exp.experiment_id, ev.run_id, mp.ROLE_TASK)
+    (task_run,) = runs(client, exp.experiment_id, ev.run_id, _mlflow_names.ROLE_TASK)
     assert task_run.info.status == "FINISHED"
     assert task_run.data.params["task_args.note"] == "ab"
     assert task_run.data.params["solver"] == "generate"

@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from inspect_otel import semconv as sc
-from inspect_otel.receiver import _mapping as mp
+from inspect_otel.receiver import _mlflow_names
 from tests.receiver.hostile import (
     INTERNAL,
     bad_spans,
@@ -348,15 +348,15 @@ def test_fuzz_receiver_over_http_and_grpc(mlflow_server, mlflow_client, tmp_path
 
         # the task with deep JSON attributes was applied and finalized, not dropped
         exp = mlflow_client.get_experiment_by_name(EXPERIMENT)
-        (task_run,) = runs(mlflow_client, exp.experiment_id, deep.run_id, mp.ROLE_TASK)
+        (task_run,) = runs(mlflow_client, exp.experiment_id, deep.run_id, _mlflow_names.ROLE_TASK)
         assert task_run.info.status == "FINISHED"
-        assert task_run.data.tags[mp.TAG_UNPARSED] == (f"{sc.INSPECT_TASK_ARGS},"
+        assert task_run.data.tags[_mlflow_names.TAG_UNPARSED] == (f"{sc.INSPECT_TASK_ARGS},"
                                                        f"{sc.INSPECT_TASK_MODEL_USAGE}")
         assert task_run.data.params["task_args"].startswith('{"a":{"a":')
         assert task_run.data.params["model_usage"].startswith("[[[")
         assert task_run.data.metrics["samples/received"] == 2
         tables = snapshot(mlflow_client, EXPERIMENT, deep.run_id)["tasks"]["task_a"]["tables"]
-        assert len(tables[mp.SAMPLES_TABLE]) == 2 and tables[mp.MODEL_USAGE_TABLE] == []
+        assert len(tables[_mlflow_names.SAMPLES_TABLE]) == 2 and tables[_mlflow_names.MODEL_USAGE_TABLE] == []
 
         for proc in (rp, rp2):
             log = proc.log()

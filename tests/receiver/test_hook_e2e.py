@@ -10,7 +10,7 @@ import pytest
 
 from inspect_otel import ids
 from inspect_otel import semconv as sc
-from inspect_otel.receiver import _mapping as mp
+from inspect_otel.receiver import _mlflow_names
 from tests.receiver.mlflow_view import snapshot
 
 EXPERIMENT = "hook-e2e"
@@ -65,10 +65,10 @@ def test_step_metrics_tables_traces_assessments(hook_run):
     n = len(log.samples)
     steps = [s for s, _, _ in task["history"]["sample/total_time"]]
     assert sorted(steps) == sorted(set(steps)) and len(steps) == n
-    rows = task["tables"][mp.SAMPLES_TABLE]
+    rows = task["tables"][_mlflow_names.SAMPLES_TABLE]
     assert isinstance(rows, list) and len(rows) == n
-    assert isinstance(task["tables"][mp.SCORES_TABLE], list)
-    assert isinstance(task["tables"][mp.MODEL_USAGE_TABLE], list)
+    assert isinstance(task["tables"][_mlflow_names.SCORES_TABLE], list)
+    assert isinstance(task["tables"][_mlflow_names.MODEL_USAGE_TABLE], list)
     want = {"tr-" + ids.trace_id_hex(ids.sample_trace_id(s.uuid)) for s in log.samples}
     assert set(task["traces"]) == want
     for sample in log.samples:
@@ -143,8 +143,8 @@ def test_eval_log_stored_with_the_task_run(hook_run, backend_client, tmp_path):
     (task_run,) = backend_client.search_runs(
         [exp.experiment_id], filter_string=f"tags.`{sc.INSPECT_EVAL_ID}` = '{log.eval.eval_id}'")
     name = os.path.basename(log.location)
-    stored = [f.path for f in backend_client.list_artifacts(task_run.info.run_id, mp.LOG_ARTIFACT_DIR)]
-    assert stored == [f"{mp.LOG_ARTIFACT_DIR}/{name}"]
+    stored = [f.path for f in backend_client.list_artifacts(task_run.info.run_id, _mlflow_names.LOG_ARTIFACT_DIR)]
+    assert stored == [f"{_mlflow_names.LOG_ARTIFACT_DIR}/{name}"]
     local = backend_client.download_artifacts(task_run.info.run_id, stored[0], str(tmp_path))
     with open(local, "rb") as a, open(log.location, "rb") as b:
         assert a.read() == b.read()

@@ -13,7 +13,17 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 
 from inspect_otel import semconv as sc
 from inspect_otel.receiver import _decode as dec
-from inspect_otel.receiver import _mapping as mp
+from inspect_otel.receiver import (
+    _forward,
+    _mlflow_names,
+    _run_metrics,
+    _run_params,
+    _run_tags,
+    _samples,
+    _tables,
+    _validation,
+    _values,
+)
 from inspect_otel.receiver._spool import RESULT_EXPIRED, Spool, SpoolFull
 from tests.receiver.hostile import (
     BAD_SPANS,
@@ -192,7 +202,7 @@ def test_bad_evaluation_event_rejects_its_span_alone(tmp_path):
     scorer = next(s for s in ev.spans() if s.events)
     deep, late = trace_pb2_copy(scorer), trace_pb2_copy(scorer)
     deep.span_id, late.span_id = b"\x0d" * 8, b"\x0e" * 8
-    deep.events[0].attributes.add(key="x").value.CopyFrom(deep_value(mp.MAX_VALUE_DEPTH + 1))
+    deep.events[0].attributes.add(key="x").value.CopyFrom(deep_value(_values.MAX_VALUE_DEPTH + 1))
     late.events[0].time_unix_nano = (1 << 64) - 1
     spool = Spool(tmp_path / "s.db")
     res = spool.ingest_traces(trace_request([deep, late] + ev.spans()))
@@ -212,14 +222,14 @@ def test_unexpected_failure_of_one_span_rolls_back_only_that_span(tmp_path, monk
     that span's writes alone and rejects it; its neighbours are committed."""
     ev = SynthEval(run_id="rollback", samples=2).build()
     victim = sample_root(ev, 1)
-    real = mp.sample_summary
+    real = _samples.sample_summary
 
     def failing(trace_id, start_ns, end_ns, attrs):
         if trace_id == victim.trace_id.hex():
             raise TypeError("injected")
         return real(trace_id, start_ns, end_ns, attrs)
 
-    monkeypatch.setattr(mp, "sample_summary", failing)
+    monkeypatch.setattr(_samples, "sample_summary", failing)
     spool = Spool(tmp_path / "s.db")
     res = spool.ingest_traces(trace_request(ev.spans()))
     assert res.rejected == 1 and "could not store" in res.message
@@ -366,7 +376,7 @@ def test_sampled_out_orphans_expire_when_their_task_is_finalized(tmp_path):
 
 
 # --- mapping: nothing a sender puts in an attribute drops a task ----------------------------------
-@pytest.mark.parametrize("depth", [mp.MAX_ATTRIBUTE_JSON_DEPTH + 1, 5000, 200_000])
+@pytest.mark.parametrize("depth", [_values.MAX_ATTRIBUTE_JSON_DEPTH + 1, 5000, 200_000])
 def test_deeply_nested_json_attributes_are_kept_as_text_and_tagged(depth):
     """Defect 1 (writer side): deep JSON in inspect.task.args or the model usage made the task's
     params and its finalization fail with RecursionError. Now it is a truncated text param and
@@ -375,20 +385,20 @@ def test_deeply_nested_json_attributes_are_kept_as_text_and_tagged(depth):
              sc.INSPECT_TASK_MODEL_USAGE: "[" * depth + "]" * depth,
              sc.INSPECT_TASK_RESULTS: json.dumps([{"name": "m", "metric": "acc", "value": 1}]),
              sc.INSPECT_TASK_SAMPLES_TOTAL: 3}
-    params = mp.task_params(attrs)
+    params = _run_params.task_params(attrs)
     assert params["task"] == "t"
     assert params["task_args"].startswith('{"a":{"a":') and len(params["task_args"]) <= 6000
     assert params["model_usage"].startswith("[[[") and "results" not in params
-    metrics = mp.task_metrics(attrs)
+    metrics = _run_metrics.task_metrics(attrs)
     assert metrics["m/acc"] == 1 and metrics["samples/total"] == 3
-    assert mp.model_usage_table(attrs) == {"model": [], **{f: [] for f, _ in
-                                                           mp.MODEL_USAGE_FIELDS}}
-    tags = mp.task_run_tags("e", "p", attrs)
-    assert tags[mp.TAG_UNPARSED] == f"{sc.INSPECT_TASK_ARGS},{sc.INSPECT_TASK_MODEL_USAGE}"
+    assert _tables.model_usage_table(attrs) == {"model": [], **{f: [] for f, _ in
+                                                           _run_metrics.MODEL_USAGE_FIELDS}}
+    tags = _run_tags.task_run_tags("e", "p", attrs)
+    assert tags[_mlflow_names.TAG_UNPARSED] == f"{sc.INSPECT_TASK_ARGS},{sc.INSPECT_TASK_MODEL_USAGE}"
     # JSON within the bound is structure as before, and no tag
     ok = {**attrs, sc.INSPECT_TASK_ARGS: deep_json(3), sc.INSPECT_TASK_MODEL_USAGE: "{}"}
-    assert mp.task_params(ok)["task_args.a"] == '{"a":{"a":1}}'
-    assert mp.TAG_UNPARSED not in mp.task_run_tags("e", "p", ok)
+    assert _run_params.task_params(ok)["task_args.a"] == '{"a":{"a":1}}'
+    assert _mlflow_names.TAG_UNPARSED not in _run_tags.task_run_tags("e", "p", ok)
 
 
 def test_metric_and_param_keys_are_always_valid_for_mlflow():
@@ -402,24 +412,24 @@ def test_metric_and_param_keys_are_always_valid_for_mlflow():
              "a/" * 200, " / ", "a" * 248 + "/.", "a" * 248 + "/.abc", "a" * 247 + "/..x", "a" * 249 + "//"]
     names += ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 30))) for _ in range(500)]
     for name in names:
-        for key in (mp.metric_key(name), mp.metric_key(f"sample/{name}"),
-                    mp.metric_key(f"{name}/accuracy")):
+        for key in (_mlflow_names.metric_key(name), _mlflow_names.metric_key(f"sample/{name}"),
+                    _mlflow_names.metric_key(f"{name}/accuracy")):
             _validate_metric_name(key)
             _validate_param_name(key)
-    assert mp.metric_key("usage/openai/gpt-4o/input_tokens") == "usage/openai/gpt-4o/input_tokens"
+    assert _mlflow_names.metric_key("usage/openai/gpt-4o/input_tokens") == "usage/openai/gpt-4o/input_tokens"
 
 
 def test_value_problem():
-    assert mp.value_problem({sc.INSPECT_SAMPLE_ORDINAL: 3, sc.INSPECT_RUN_ID: "r"}, (1, 2)) is None
-    assert mp.value_problem({sc.INSPECT_SAMPLE_ORDINAL: "7"}) is None
-    assert mp.value_problem({sc.INSPECT_SAMPLE_EPOCH: 2.0}) is None
-    assert "out of the 64-bit" in mp.value_problem({sc.INSPECT_SAMPLE_ORDINAL: 1 << 63})
-    assert "must be an integer" in mp.value_problem({sc.INSPECT_SAMPLE_EPOCH: 1.5})
-    assert "must be an integer" in mp.value_problem({sc.INSPECT_SAMPLE_EPOCH: float("nan")})
-    assert "must be a string" in mp.value_problem({sc.INSPECT_EVAL_ID: 5})
-    assert "backslash" in mp.value_problem({sc.INSPECT_RUN_ID: "r\\"})
-    assert mp.value_problem({sc.INSPECT_RUN_ID: "7Qx2pLm9ZkA3bC4dE5fG6h"}) is None
-    assert "timestamps" in mp.value_problem({}, (1 << 63,))
+    assert _validation.value_problem({sc.INSPECT_SAMPLE_ORDINAL: 3, sc.INSPECT_RUN_ID: "r"}, (1, 2)) is None
+    assert _validation.value_problem({sc.INSPECT_SAMPLE_ORDINAL: "7"}) is None
+    assert _validation.value_problem({sc.INSPECT_SAMPLE_EPOCH: 2.0}) is None
+    assert "out of the 64-bit" in _validation.value_problem({sc.INSPECT_SAMPLE_ORDINAL: 1 << 63})
+    assert "must be an integer" in _validation.value_problem({sc.INSPECT_SAMPLE_EPOCH: 1.5})
+    assert "must be an integer" in _validation.value_problem({sc.INSPECT_SAMPLE_EPOCH: float("nan")})
+    assert "must be a string" in _validation.value_problem({sc.INSPECT_EVAL_ID: 5})
+    assert "backslash" in _validation.value_problem({sc.INSPECT_RUN_ID: "r\\"})
+    assert _validation.value_problem({sc.INSPECT_RUN_ID: "7Qx2pLm9ZkA3bC4dE5fG6h"}) is None
+    assert "timestamps" in _validation.value_problem({}, (1 << 63,))
 
 
 def test_drop_nul_cleans_every_string_mlflow_may_store():
@@ -439,21 +449,21 @@ def test_drop_nul_cleans_every_string_mlflow_may_store():
     link = span.links.add(trace_state="\x00")
     link.attributes.append(kv("w\x00", "\x00"))
     assert "\\000" in str(span)
-    assert "\\000" not in str(mp.drop_nul(span))
+    assert "\\000" not in str(_forward.drop_nul(span))
     assert span.name == "ab" and span.attributes[0].key == "k"
     resource = resource_pb2.Resource()
     resource.attributes.append(kv("service.name", "svc\x00"))
-    assert mp.drop_nul(resource).attributes[0].value.string_value == "svc"
+    assert _forward.drop_nul(resource).attributes[0].value.string_value == "svc"
 
 
 def test_root_inputs_and_outputs_carry_no_nul():
     attrs = {sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE, sc.INSPECT_MODEL: "m\x00",
              sc.INSPECT_SAMPLE_ID: "1", sc.INSPECT_SAMPLE_SCORE_PREFIX + "match\x00": 1.0}
-    e = mp.span_enrichment(attrs, is_root=True)
+    e = _forward.span_enrichment(attrs, is_root=True)
     assert not any("\x00" in v or "\\u0000" in v for v in e.values()), e
-    assert json.loads(e[mp.SPAN_INPUTS])["model"] == "m"
-    e = mp.span_enrichment({**attrs, sc.INSPECT_SAMPLE_INPUT: "a\x00b"}, is_root=True)
-    assert e[mp.SPAN_INPUTS] == "ab"
+    assert json.loads(e[_mlflow_names.SPAN_INPUTS])["model"] == "m"
+    e = _forward.span_enrichment({**attrs, sc.INSPECT_SAMPLE_INPUT: "a\x00b"}, is_root=True)
+    assert e[_mlflow_names.SPAN_INPUTS] == "ab"
 
 
 def test_spool_of_an_older_receiver_opens_and_keeps_its_data(tmp_path):

@@ -3,7 +3,7 @@ log location, recorded in a tag when it cannot, off with --no-log-artifacts."""
 
 from __future__ import annotations
 
-from inspect_otel.receiver import _mapping as mp
+from inspect_otel.receiver import _mlflow_names
 from tests.receiver.mlflow_view import runs
 from tests.receiver.synth import SynthEval
 
@@ -11,7 +11,7 @@ from tests.receiver.synth import SynthEval
 def _task_runs(client, experiment: str, run_id: str) -> dict:
     exp = client.get_experiment_by_name(experiment)
     return {r.data.tags["inspect.task.name"]: r for r in runs(client, exp.experiment_id, run_id,
-                                                               mp.ROLE_TASK)}
+                                                               _mlflow_names.ROLE_TASK)}
 
 
 def test_readable_log_stored_unreadable_tagged(mlflow_server, mlflow_client, receiver_factory,
@@ -29,17 +29,17 @@ def test_readable_log_stored_unreadable_tagged(mlflow_server, mlflow_client, rec
     tasks = _task_runs(mlflow_client, "log-artifacts", ev.run_id)
 
     a = tasks["task_a"]
-    stored = [f.path for f in mlflow_client.list_artifacts(a.info.run_id, mp.LOG_ARTIFACT_DIR)]
-    assert stored == [f"{mp.LOG_ARTIFACT_DIR}/{log.name}"]
+    stored = [f.path for f in mlflow_client.list_artifacts(a.info.run_id, _mlflow_names.LOG_ARTIFACT_DIR)]
+    assert stored == [f"{_mlflow_names.LOG_ARTIFACT_DIR}/{log.name}"]
     local = mlflow_client.download_artifacts(a.info.run_id, stored[0], str(tmp_path / "dl"))
     assert open(local, "rb").read() == log.read_bytes()
-    assert a.data.tags[mp.TAG_LOG_ARTIFACT] == stored[0]
-    assert mp.TAG_LOG_ARTIFACT_ERROR not in a.data.tags
+    assert a.data.tags[_mlflow_names.TAG_LOG_ARTIFACT] == stored[0]
+    assert _mlflow_names.TAG_LOG_ARTIFACT_ERROR not in a.data.tags
 
     b = tasks["task_b"]
-    assert mlflow_client.list_artifacts(b.info.run_id, mp.LOG_ARTIFACT_DIR) == []
-    assert b.data.tags[mp.TAG_LOG_ARTIFACT_ERROR].startswith(missing)
-    assert "FileNotFoundError" in b.data.tags[mp.TAG_LOG_ARTIFACT_ERROR]
+    assert mlflow_client.list_artifacts(b.info.run_id, _mlflow_names.LOG_ARTIFACT_DIR) == []
+    assert b.data.tags[_mlflow_names.TAG_LOG_ARTIFACT_ERROR].startswith(missing)
+    assert "FileNotFoundError" in b.data.tags[_mlflow_names.TAG_LOG_ARTIFACT_ERROR]
     assert b.info.status == "FINISHED"  # an unreadable log is never an error
     assert rp.health()["writer"]["dropped"] == 0
 
@@ -54,6 +54,6 @@ def test_no_log_artifacts(mlflow_server, mlflow_client, receiver_factory, tmp_pa
         assert rp.post(sig, body).status_code == 200
     rp.wait_idle(120)
     run = _task_runs(mlflow_client, "log-artifacts-off", ev.run_id)["task_a"]
-    assert mlflow_client.list_artifacts(run.info.run_id, mp.LOG_ARTIFACT_DIR) == []
-    assert mp.TAG_LOG_ARTIFACT not in run.data.tags
-    assert mp.TAG_LOG_ARTIFACT_ERROR not in run.data.tags
+    assert mlflow_client.list_artifacts(run.info.run_id, _mlflow_names.LOG_ARTIFACT_DIR) == []
+    assert _mlflow_names.TAG_LOG_ARTIFACT not in run.data.tags
+    assert _mlflow_names.TAG_LOG_ARTIFACT_ERROR not in run.data.tags

@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from inspect_otel import semconv as sc
-from inspect_otel.receiver import _mapping as mp
+from inspect_otel.receiver import _mlflow_names, _run_tags
 from inspect_otel.receiver._claims import TAG_CLAIM, TAG_CLAIMED_RUN, Claims, claim_experiment_name
 from tests.receiver.mlflow_view import check_eval, complete, diff, normalized, snapshot
 from tests.receiver.synth import SynthEval
@@ -146,10 +146,10 @@ def test_concurrent_claims_agree_on_one_run(server, client):
         try:
             claims = Claims(MlflowClient(server.url), exp_id)
             barrier.wait()
-            parents[i] = claims.parent_run("claim-run", mp.parent_run_tags("claim-run", {}), None,
+            parents[i] = claims.parent_run("claim-run", _run_tags.parent_run_tags("claim-run", {}), None,
                                            run_name="inspect claim-run")
             barrier.wait()
-            tags = mp.task_run_tags("claim-eval", parents[i], {sc.INSPECT_TASK_NAME: "t"})
+            tags = _run_tags.task_run_tags("claim-eval", parents[i], {sc.INSPECT_TASK_NAME: "t"})
             tasks[i] = claims.task_run("claim-eval", parents[i], tags, None, run_name="t")
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
@@ -163,8 +163,8 @@ def test_concurrent_claims_agree_on_one_run(server, client):
     assert len(set(parents)) == 1 and len(set(tasks)) == 1
     runs = {r.info.run_id: r for r in client.search_runs([exp_id], max_results=100)}
     assert set(runs) == {parents[0], tasks[0]}, "candidates of the losers are deleted"
-    assert runs[parents[0]].data.tags[mp.TAG_ROLE] == mp.ROLE_RUN
-    assert runs[tasks[0]].data.tags[mp.TAG_PARENT_RUN_ID] == parents[0]
+    assert runs[parents[0]].data.tags[_mlflow_names.TAG_ROLE] == _mlflow_names.ROLE_RUN
+    assert runs[tasks[0]].data.tags[_mlflow_names.TAG_PARENT_RUN_ID] == parents[0]
     claim_exp = client.get_experiment_by_name(claim_experiment_name(exp_id, "claim-run"))
     assert claim_exp.lifecycle_stage == "deleted"
     assert claim_exp.tags[TAG_CLAIMED_RUN] == parents[0]
@@ -180,12 +180,12 @@ def test_a_claimer_that_died_leaves_nothing_stuck(server, client):
     claims = Claims(MlflowClient(server.url), exp_id)
     # died before claiming: a candidate nobody registered
     orphan = client.create_run(exp_id, tags={TAG_CLAIM: "run/dead-1"}).info.run_id
-    run1 = claims.parent_run("dead-1", mp.parent_run_tags("dead-1", {}), None, run_name="x")
+    run1 = claims.parent_run("dead-1", _run_tags.parent_run_tags("dead-1", {}), None, run_name="x")
     assert run1 != orphan and client.get_run(orphan).info.lifecycle_stage == "deleted"
     # died after claiming, before hiding the claim: the claim stands and is hidden by a reader
     won = client.create_run(exp_id, tags={TAG_CLAIM: "run/dead-2"}).info.run_id
     client.create_experiment(claim_experiment_name(exp_id, "dead-2"), tags={TAG_CLAIMED_RUN: won})
-    assert claims.parent_run("dead-2", mp.parent_run_tags("dead-2", {}), None, run_name="x") == won
+    assert claims.parent_run("dead-2", _run_tags.parent_run_tags("dead-2", {}), None, run_name="x") == won
     assert client.get_experiment_by_name(
         claim_experiment_name(exp_id, "dead-2")).lifecycle_stage == "deleted"
     assert {r.info.run_id for r in client.search_runs([exp_id])} == {run1, won}

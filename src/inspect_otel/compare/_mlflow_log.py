@@ -17,15 +17,15 @@ import os
 import tempfile
 from typing import Any
 
-from ..receiver._mapping import (
+from ..receiver._mlflow_names import (
     TAG_LOGGED_ARTIFACTS,
     TAG_ROLE,
     TAG_RUN_NAME,
     TAG_SOURCE_NAME,
     metric_key,
-    split_table,
     truncate,
 )
+from ..receiver._tables import split_table
 from ._readers import _check_reachable, _first_line
 from ._types import CompareError, Comparison, EvalSource
 

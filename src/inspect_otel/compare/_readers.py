@@ -24,8 +24,7 @@ from urllib.parse import urlsplit
 from .. import ids
 from .. import semconv as sc
 # The receiver's table and tag names (a pure module: importing it needs no receiver extra).
-from ..receiver._mapping import (
-    METADATA_COLUMN_PREFIX,
+from ..receiver._mlflow_names import (
     ROLE_RUN,
     ROLE_TASK,
     SAMPLES_TABLE,
@@ -33,6 +32,7 @@ from ..receiver._mapping import (
     TAG_PARENT_RUN_ID,
     TAG_ROLE,
 )
+from ..receiver._samples import METADATA_COLUMN_PREFIX
 from ._types import CompareError, EpochRecord, EvalSource, EvalTable
 
 LOG_SUFFIXES = (".eval", ".json")

@@ -1,9 +1,21 @@
 """The MLflow-side OTLP receiver (needs the ``mlflow`` extra).
 
 ``inspect-otel receiver`` runs it; ``Receiver(ReceiverConfig(...)).start()`` embeds it.
-Modules: ``_decode`` (bodies -> protobuf, 4xx), ``_spool`` (durable sqlite state),
-``_writer`` (applies the spool to MLflow), ``_mapping`` (attributes -> MLflow, pure),
-``_server`` (HTTP and gRPC front ends), ``cli``.
+
+Modules, in the order data flows through them:
+
+- ``_server``: the HTTP and gRPC front ends; ``cli``: the command.
+- ``_decode``: request bodies -> protobuf, 4xx for bad input; ``_values``: OTLP values as
+  python; ``_validation``: what is checked before anything is stored.
+- ``_spool``: the durable sqlite state (ack after commit).
+- ``_writer``: applies the spool to MLflow; ``_claims``: one MLflow run per Inspect id across
+  several receivers.
+- Pure mappings (attributes -> MLflow), one concern each: ``_run_params`` (what becomes a param),
+  ``_run_metrics`` (task metrics), ``_run_tags`` (run tags, names, status), ``_samples`` (sample
+  summaries and step metrics), ``_forward`` (what a span takes to MLflow: span type, root
+  inputs/outputs, trace tags), ``_evaluations`` (results -> assessments), ``_finalize`` (a
+  task's tables and aggregates), ``_tables`` (artifact tables), ``_secrets`` (what never becomes a
+  param), ``_mlflow_names`` (the tag names and limits on the MLflow side).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from typing import Any
 
 from inspect_otel import semconv as sc
 
-from . import _mapping as mp
+from . import _mlflow_names
 
 log = logging.getLogger("inspect_otel.receiver")
 
@@ -43,7 +43,7 @@ def claim_experiment_name(experiment_id: str, run_id: str) -> str:
 
 
 def task_run_param(eval_id: str) -> str:
-    return TASK_RUN_PARAM_PREFIX + mp.metric_key(eval_id)
+    return TASK_RUN_PARAM_PREFIX + _mlflow_names.metric_key(eval_id)
 
 
 def _code(exc: BaseException) -> str:
@@ -98,7 +98,7 @@ class Claims:
         return self._claim(
             f"run/{run_id}", tags, start_ms, run_name,
             read=lambda: self._read_experiment_claim(name),
-            legacy=lambda: self._find_legacy(sc.INSPECT_RUN_ID, run_id, mp.ROLE_RUN),
+            legacy=lambda: self._find_legacy(sc.INSPECT_RUN_ID, run_id, _mlflow_names.ROLE_RUN),
             register=register, taken_code="RESOURCE_ALREADY_EXISTS")
 
     def _read_experiment_claim(self, name: str) -> str | None:
@@ -127,7 +127,7 @@ class Claims:
 
         return self._claim(
             f"task/{eval_id}", tags, start_ms, run_name, read=read,
-            legacy=lambda: self._find_legacy(sc.INSPECT_EVAL_ID, eval_id, mp.ROLE_TASK),
+            legacy=lambda: self._find_legacy(sc.INSPECT_EVAL_ID, eval_id, _mlflow_names.ROLE_TASK),
             register=lambda candidate: self.client.log_param(parent_mlflow_id, param, candidate),
             taken_code="INVALID_PARAMETER_VALUE")
 
@@ -183,7 +183,7 @@ class Claims:
         """A run of this identity created without a claim (receivers before claims existed)."""
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{tag}` = '{_quote(value)}' and tags.`{mp.TAG_ROLE}` = '{role}'",
+            filter_string=f"tags.`{tag}` = '{_quote(value)}' and tags.`{_mlflow_names.TAG_ROLE}` = '{role}'",
             max_results=1, order_by=["attributes.start_time ASC"])
         return runs[0].info.run_id if runs else None
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from inspect_otel import semconv as sc
 
-from . import _mapping as mp
+from . import _evaluations, _forward, _mlflow_names, _run_tags, _samples, _validation, _values
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -321,19 +321,19 @@ class Spool:
                         res.reject(1, "spans with invalid trace_id/span_id were rejected")
                         continue
                     try:
-                        attrs = mp.attributes(span.attributes)
-                    except mp.ValueTooDeep as e:
+                        attrs = _values.attributes(span.attributes)
+                    except _values.ValueTooDeep as e:
                         res.reject(1, f"spans with {e} were rejected")
                         continue
-                    if not mp.is_inspect(scope_name, attrs):
+                    if not _values.is_inspect(scope_name, attrs):
                         res.reject(
                             1,
                             "spans without Inspect attributes (scope "
-                            f"{mp.INSPECT_SCOPE!r} or inspect.*) were ignored: this receiver "
+                            f"{_values.INSPECT_SCOPE!r} or inspect.*) were ignored: this receiver "
                             "maps Inspect AI evaluations only",
                         )
                         continue
-                    problem = mp.value_problem(
+                    problem = _validation.value_problem(
                         attrs, (span.start_time_unix_nano, span.end_time_unix_nano))
                     if problem:
                         res.reject(1, f"spans were rejected: {problem}")
@@ -357,10 +357,10 @@ class Spool:
         for ev in span.events:
             if ev.name == sc.EVENT_EVALUATION_RESULT:
                 try:
-                    eattrs = mp.attributes(ev.attributes)
-                except mp.ValueTooDeep as e:
+                    eattrs = _values.attributes(ev.attributes)
+                except _values.ValueTooDeep as e:
                     raise _Rejected(f"evaluation result event with {e}") from None
-                problem = mp.value_problem(eattrs, (ev.time_unix_nano,))
+                problem = _validation.value_problem(eattrs, (ev.time_unix_nano,))
                 if problem:
                     raise _Rejected(f"evaluation result event: {problem}")
                 evaluations.append((ev.time_unix_nano, eattrs))
@@ -371,7 +371,7 @@ class Spool:
             link_key = eval_key(str(attrs[sc.INSPECT_EVAL_ID]))
         elif is_root and kind == sc.SPAN_KIND_RUN and attrs.get(sc.INSPECT_RUN_ID):
             link_key = run_key(str(attrs[sc.INSPECT_RUN_ID]))
-        enrich = mp.span_enrichment(attrs, is_root)
+        enrich = _forward.span_enrichment(attrs, is_root)
         row = (parent_id, rhash, scope_name, scope_version, payload, digest, len(payload),
                link_key, _dumps(enrich) if enrich else None, now)
         cur = db.execute(
@@ -400,7 +400,7 @@ class Spool:
 
         start_ns, end_ns = span.start_time_unix_nano, span.end_time_unix_nano
         if kind == sc.SPAN_KIND_SAMPLE:
-            summary = mp.sample_summary(trace_id, start_ns, end_ns, attrs)
+            summary = _samples.sample_summary(trace_id, start_ns, end_ns, attrs)
             if summary is not None:
                 self._register_identity(db, summary.run_id, summary.eval_id, attrs, start_ns)
                 vals = _dumps(summary.values)
@@ -456,7 +456,7 @@ class Spool:
                 )
 
         for time_ns, eattrs in evaluations:
-            e = mp.evaluation(trace_id, span_id, time_ns, eattrs)
+            e = _evaluations.evaluation(trace_id, span_id, time_ns, eattrs)
             if e is not None:
                 added += self._ingest_evaluation(db, e)
         return added
@@ -474,13 +474,13 @@ class Spool:
 
     def _register_identity(self, db: sqlite3.Connection, run_id: str, eval_id: str | None,
                            attrs: dict[str, Any], start_ns: int) -> None:
-        ident = _dumps(mp.identity(attrs))
+        ident = _dumps(_run_tags.identity(attrs))
         db.execute(
             """INSERT INTO identities(key, role, run_id, eval_id, attrs, start_ns)
                VALUES(?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET
                start_ns=MIN(identities.start_ns, excluded.start_ns)
                WHERE identities.mlflow_run_id IS NULL""",
-            (run_key(run_id), mp.ROLE_RUN, run_id, None, ident, start_ns),
+            (run_key(run_id), _mlflow_names.ROLE_RUN, run_id, None, ident, start_ns),
         )
         if eval_id:
             db.execute(
@@ -490,7 +490,7 @@ class Spool:
                    attrs=CASE WHEN LENGTH(excluded.attrs) > LENGTH(identities.attrs)
                               THEN excluded.attrs ELSE identities.attrs END
                    WHERE identities.mlflow_run_id IS NULL""",
-                (eval_key(eval_id), mp.ROLE_TASK, run_id, eval_id, ident, start_ns),
+                (eval_key(eval_id), _mlflow_names.ROLE_TASK, run_id, eval_id, ident, start_ns),
             )
 
     def _bump(self, db: sqlite3.Connection, eval_id: str) -> None:
@@ -501,7 +501,7 @@ class Spool:
             (eval_id, time.time()),
         )
 
-    def _ingest_evaluation(self, db: sqlite3.Connection, e: mp.Evaluation) -> int:
+    def _ingest_evaluation(self, db: sqlite3.Connection, e: _evaluations.Evaluation) -> int:
         fields = {
             "value": e.value, "label": e.label, "rationale": e.rationale,
             "model_graded": e.model_graded, "scorer": e.scorer, "time_ns": e.time_ns,
@@ -534,8 +534,8 @@ class Spool:
             for sl in rl.scope_logs:
                 for rec in sl.log_records:
                     try:
-                        attrs = mp.attributes(rec.attributes)
-                    except mp.ValueTooDeep as e:
+                        attrs = _values.attributes(rec.attributes)
+                    except _values.ValueTooDeep as e:
                         res.reject(1, f"log records with {e} were rejected")
                         continue
                     name = rec.event_name or attrs.get("event.name")
@@ -544,14 +544,14 @@ class Spool:
                                    f"{sc.EVENT_EVALUATION_RESULT!r} events were ignored")
                         continue
                     time_ns = rec.time_unix_nano or rec.observed_time_unix_nano
-                    problem = mp.value_problem(attrs, (time_ns,))
+                    problem = _validation.value_problem(attrs, (time_ns,))
                     if problem:
                         res.reject(1, f"log records were rejected: {problem}")
                         continue
                     valid_trace = len(rec.trace_id) == 16 and any(rec.trace_id)
                     trace_id = rec.trace_id.hex() if valid_trace else ""
                     span_id = rec.span_id.hex() if len(rec.span_id) == 8 else ""
-                    e = mp.evaluation(trace_id, span_id, time_ns, attrs,
+                    e = _evaluations.evaluation(trace_id, span_id, time_ns, attrs,
                                       trace_sampled=_trace_flags_sampled(rec.flags))
                     if e is None:
                         res.reject(1, "evaluation results without a trace id or "

@@ -46,7 +46,18 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from inspect_otel import semconv as sc
 
-from . import _mapping as mp
+from . import (
+    _evaluations,
+    _finalize,
+    _forward,
+    _mlflow_names,
+    _run_metrics,
+    _run_params,
+    _run_tags,
+    _samples,
+    _tables,
+    _values,
+)
 from ._claims import Claims
 from ._spool import EVAL_KEY, RUN_KEY, PendingSpan, Spool, eval_key, run_key
 
@@ -347,18 +358,18 @@ class Writer:
         assert self._claims is not None
         for ident in self.spool.identities_without_run():
             attrs, start_ms = ident["attrs"], _ms(ident["start_ns"])
-            if ident["role"] == mp.ROLE_RUN:
+            if ident["role"] == _mlflow_names.ROLE_RUN:
                 mlflow_id = self._claims.parent_run(
-                    ident["run_id"], mp.parent_run_tags(ident["run_id"], attrs), start_ms,
-                    run_name=mp.parent_run_name(ident["run_id"], attrs))
+                    ident["run_id"], _run_tags.parent_run_tags(ident["run_id"], attrs), start_ms,
+                    run_name=_run_tags.parent_run_name(ident["run_id"], attrs))
             else:
                 parent = self.spool.mlflow_run_id(run_key(ident["run_id"]))
                 if parent is None:
                     continue  # the parent identity is resolved first in the same pass
-                tags = dict(mp.task_run_tags(ident["eval_id"], parent, attrs))
-                tags[mp.TAG_RUN_NAME] = mp.task_run_name(attrs)
+                tags = dict(_run_tags.task_run_tags(ident["eval_id"], parent, attrs))
+                tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.task_run_name(attrs)
                 mlflow_id = self._claims.task_run(ident["eval_id"], parent, tags, start_ms,
-                                                  run_name=tags[mp.TAG_RUN_NAME])
+                                                  run_name=tags[_mlflow_names.TAG_RUN_NAME])
             self.spool.set_mlflow_run_id(ident["key"], mlflow_id)
             self.status.applied["runs"] += 1
             did = True
@@ -392,11 +403,11 @@ class Writer:
         client = self._mlflow()
         run_id, attrs = task["mlflow_run_id"], task["attrs"]
         ts = _ms(task["end_ns"]) or 0
-        params = [Param(k, v) for k, v in sorted(mp.task_params(attrs).items())]
-        metrics = [Metric(k, v, ts, 0) for k, v in sorted(mp.task_metrics(attrs).items())]
+        params = [Param(k, v) for k, v in sorted(_run_params.task_params(attrs).items())]
+        metrics = [Metric(k, v, ts, 0) for k, v in sorted(_run_metrics.task_metrics(attrs).items())]
         parent = self.spool.mlflow_run_id(run_key(task["run_id"])) or ""
-        tags = dict(mp.task_run_tags(task["eval_id"], parent, attrs))
-        tags[mp.TAG_RUN_NAME] = mp.task_run_name(attrs)
+        tags = dict(_run_tags.task_run_tags(task["eval_id"], parent, attrs))
+        tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.task_run_name(attrs)
         run_tags = [RunTag(k, v) for k, v in sorted(tags.items())]
         try:
             self._log_batch(run_id, metrics, params, run_tags)
@@ -408,8 +419,8 @@ class Writer:
             existing = client.get_run(run_id).data.params
             self._log_batch(run_id, metrics, [p for p in params if p.key not in existing],
                             run_tags)
-        self._write_tables(run_id, {mp.MODEL_USAGE_TABLE: mp.model_usage_table(attrs)})
-        status = mp.run_status(attrs.get(sc.INSPECT_TASK_STATUS))
+        self._write_tables(run_id, {_mlflow_names.MODEL_USAGE_TABLE: _tables.model_usage_table(attrs)})
+        status = _run_tags.run_status(attrs.get(sc.INSPECT_TASK_STATUS))
         if status:
             client.set_terminated(run_id, status, end_time=_ms(task["end_ns"]))
         location = attrs.get(sc.INSPECT_TASK_LOG_LOCATION)
@@ -426,11 +437,11 @@ class Writer:
             def apply(run: dict[str, Any] = run) -> None:
                 client = self._mlflow()
                 attrs = run["attrs"]
-                tags = dict(mp.parent_run_tags(run["run_id"], attrs))
-                tags[mp.TAG_RUN_NAME] = mp.parent_run_name(run["run_id"], attrs)
+                tags = dict(_run_tags.parent_run_tags(run["run_id"], attrs))
+                tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.parent_run_name(run["run_id"], attrs)
                 self._log_batch(run["mlflow_run_id"],
                                 tags=[RunTag(k, v) for k, v in sorted(tags.items())])
-                status = mp.run_status(attrs.get(sc.INSPECT_RUN_STATUS))
+                status = _run_tags.run_status(attrs.get(sc.INSPECT_RUN_STATUS))
                 if status:
                     client.set_terminated(run["mlflow_run_id"], status,
                                           end_time=_ms(run["end_ns"]))
@@ -501,7 +512,7 @@ class Writer:
         by_run: dict[str, list[Any]] = defaultdict(list)
         for r in rows:
             ts = _ms(r["end_ns"]) or 0
-            for k, v in sorted(mp.sample_step_metrics(r["values"]).items()):
+            for k, v in sorted(_samples.sample_step_metrics(r["values"]).items()):
                 by_run[r["mlflow_run_id"]].append(Metric(k, v, ts, int(r["ordinal"])))
         for run_id, metrics in by_run.items():
             self._guard(f"sample metrics of run {run_id}", self._log_batch, run_id, metrics,
@@ -571,7 +582,7 @@ class Writer:
         from mlflow.utils.proto_json_utils import message_to_json
 
         trace_id = "tr-" + r["trace_id"]
-        aid = mp.assessment_id(r["trace_id"], r["name"], r["span_id"])
+        aid = _evaluations.assessment_id(r["trace_id"], r["name"], r["span_id"])
         ts = _ms(r.get("time_ns"))
         feedback = Feedback(
             name=r["name"],
@@ -646,9 +657,9 @@ class Writer:
         # The task span's data is complete once its run is terminated (the holder's last write
         # for it): before that, the aggregates' timestamp (the run's end) is not known yet.
         expected = run.data.metrics.get("samples/total") if run.info.end_time else None
-        final = mp.task_final(self._sample_records(eval_id),
+        final = _finalize.task_final(self._sample_records(eval_id),
                               int(expected) if expected is not None else None)
-        recorded = run.data.tags.get(mp.TAG_FINALIZED)
+        recorded = run.data.tags.get(_mlflow_names.TAG_FINALIZED)
         now = time.monotonic()
         marker, since = self._view.get(eval_id, (final.marker, now))
         if marker != final.marker:
@@ -670,26 +681,26 @@ class Writer:
             return False
         return True
 
-    def _sample_records(self, eval_id: str) -> list[mp.SampleRecord]:
+    def _sample_records(self, eval_id: str) -> list[_finalize.SampleRecord]:
         """Every sample trace of the task in MLflow, with its summary and our assessments."""
         self._mlflow()
         quoted = eval_id.replace("\\", "\\\\").replace("'", "\\'")
         filter_string = (f"tags.`{sc.INSPECT_EVAL_ID}` = '{quoted}' AND "
-                         f"tags.`{mp.TRACE_TAG_KIND}` = '{mp.TRACE_KIND_SAMPLE}'")
+                         f"tags.`{_mlflow_names.TRACE_TAG_KIND}` = '{_mlflow_names.TRACE_KIND_SAMPLE}'")
         out, token = [], None
         while True:
             infos, token = self._tracing.store.search_traces(
                 experiment_ids=[self.experiment_id()], filter_string=filter_string,
                 max_results=SEARCH_PAGE, page_token=token)
             for info in infos:
-                summary = mp.parse_sample_summary(info.tags.get(mp.TRACE_TAG_SAMPLE))
+                summary = _samples.parse_sample_summary(info.tags.get(_mlflow_names.TRACE_TAG_SAMPLE))
                 if summary is None:
                     continue
                 hex_id = info.trace_id[3:] if info.trace_id.startswith("tr-") else info.trace_id
                 ours = []
                 for a in info.assessments or []:
                     span = a.span_id or ""
-                    if a.assessment_id != mp.assessment_id(hex_id, a.name, span):
+                    if a.assessment_id != _evaluations.assessment_id(hex_id, a.name, span):
                         continue  # written by someone else (a person, another tool)
                     ours.append({
                         "name": a.name, "value": a.feedback.value if a.feedback else None,
@@ -698,28 +709,28 @@ class Writer:
                         "source_id": a.source.source_id if a.source else None,
                         "span_id": span,
                     })
-                out.append(mp.SampleRecord(info.trace_id, summary, tuple(ours)))
+                out.append(_finalize.SampleRecord(info.trace_id, summary, tuple(ours)))
             if not token:
                 return out
 
-    def _write_final(self, run: Any, final: mp.TaskFinal) -> None:
+    def _write_final(self, run: Any, final: _finalize.TaskFinal) -> None:
         from mlflow.entities import Metric, RunTag
 
         run_id = run.info.run_id
         ts = run.info.end_time or 0
-        self._write_tables(run_id, {mp.SAMPLES_TABLE: final.samples,
-                                    mp.SCORES_TABLE: final.scores})
+        self._write_tables(run_id, {_mlflow_names.SAMPLES_TABLE: final.samples,
+                                    _mlflow_names.SCORES_TABLE: final.scores})
         trace_ids = sorted(set(final.samples.get("trace_id", [])))
         for chunk in _chunks(trace_ids, MAX_TRACE_LINKS):
             self._mlflow().link_traces_to_run(chunk, run_id)
         logged = [{"path": p, "type": "table"}
-                  for p in (mp.SAMPLES_TABLE, mp.SCORES_TABLE, mp.MODEL_USAGE_TABLE)]
+                  for p in (_mlflow_names.SAMPLES_TABLE, _mlflow_names.SCORES_TABLE, _mlflow_names.MODEL_USAGE_TABLE)]
         # the marker last, in the same batch as the aggregates: it says what is written
         self._log_batch(run_id,
                         [Metric(k, v, ts, final.n_samples)
                          for k, v in sorted(final.aggregates.items())],
-                        tags=[RunTag(mp.TAG_LOGGED_ARTIFACTS, json.dumps(logged)),
-                              RunTag(mp.TAG_FINALIZED, final.marker)])
+                        tags=[RunTag(_mlflow_names.TAG_LOGGED_ARTIFACTS, json.dumps(logged)),
+                              RunTag(_mlflow_names.TAG_FINALIZED, final.marker)])
         self.status.applied["finalizations"] += 1
 
     def _write_tables(self, run_id: str, tables: dict[str, dict[str, list[Any]]]) -> None:
@@ -728,7 +739,7 @@ class Writer:
                 local = os.path.join(tmp, path)
                 os.makedirs(os.path.dirname(local), exist_ok=True)
                 with open(local, "w", encoding="utf-8") as f:
-                    json.dump(mp.split_table(data), f, ensure_ascii=False, allow_nan=False)
+                    json.dump(_tables.split_table(data), f, ensure_ascii=False, allow_nan=False)
             self._mlflow().log_artifacts(run_id, tmp)
 
     # --- the eval log as an artifact -----------------------------------------------------------
@@ -772,15 +783,15 @@ class Writer:
             except Exception as e:  # noqa: BLE001 - unreadable here: say so on the run
                 reason = f"{type(e).__name__}: {e}"[:500]
                 log.info("eval log %s not stored in MLflow: %s", location, reason)
-                error = mp.mlflow_text(f"{location}: {reason}", mp.TAG_VALUE_MAX)
-                client.log_batch(run_id, tags=_tags({mp.TAG_LOG_ARTIFACT_ERROR: error}))
+                error = _mlflow_names.mlflow_text(f"{location}: {reason}", _mlflow_names.TAG_VALUE_MAX)
+                client.log_batch(run_id, tags=_tags({_mlflow_names.TAG_LOG_ARTIFACT_ERROR: error}))
                 return
-            client.log_artifact(run_id, local, artifact_path=mp.LOG_ARTIFACT_DIR)
-            stored = f"{mp.LOG_ARTIFACT_DIR}/{os.path.basename(local)}"
+            client.log_artifact(run_id, local, artifact_path=_mlflow_names.LOG_ARTIFACT_DIR)
+            stored = f"{_mlflow_names.LOG_ARTIFACT_DIR}/{os.path.basename(local)}"
             client.log_batch(run_id, tags=_tags({
-                mp.TAG_LOG_ARTIFACT: mp.mlflow_text(stored, mp.TAG_VALUE_MAX)}))
+                _mlflow_names.TAG_LOG_ARTIFACT: _mlflow_names.mlflow_text(stored, _mlflow_names.TAG_VALUE_MAX)}))
             try:
-                client.delete_tag(run_id, mp.TAG_LOG_ARTIFACT_ERROR)
+                client.delete_tag(run_id, _mlflow_names.TAG_LOG_ARTIFACT_ERROR)
             except Exception:  # noqa: BLE001 - there was none
                 pass
         self.status.applied["eval_logs"] += 1
@@ -796,7 +807,7 @@ def _tags(tags: dict[str, str]) -> list[Any]:
     return [RunTag(k, v) for k, v in sorted(tags.items())]
 
 
-def _covers(final: mp.TaskFinal, recorded: str) -> bool:
+def _covers(final: _finalize.TaskFinal, recorded: str) -> bool:
     """``final`` holds more than the finalization recorded on the run (``n/m/digest``)."""
     try:
         n, m, _ = recorded.split("/", 2)
@@ -819,7 +830,7 @@ def build_trace_request(spans: list[PendingSpan]) -> ExportTraceServiceRequest:
         rs = resources.get(s.resource)
         if rs is None:
             rs = req.resource_spans.add()
-            rs.resource.CopyFrom(mp.drop_nul(resource_pb2.Resource.FromString(s.resource)))
+            rs.resource.CopyFrom(_forward.drop_nul(resource_pb2.Resource.FromString(s.resource)))
             resources[s.resource] = rs
         key = (s.resource, s.scope_name, s.scope_version)
         ss = scopes.get(key)
@@ -827,11 +838,11 @@ def build_trace_request(spans: list[PendingSpan]) -> ExportTraceServiceRequest:
             ss = rs.scope_spans.add()
             ss.scope.name = s.scope_name.replace("\x00", "")
             ss.scope.version = s.scope_version.replace("\x00", "")
-            ss.schema_url = sc.SCHEMA_URL if s.scope_name == mp.INSPECT_SCOPE else ""
+            ss.schema_url = sc.SCHEMA_URL if s.scope_name == _values.INSPECT_SCOPE else ""
             scopes[key] = ss
-        span = mp.drop_nul(trace_pb2.Span.FromString(s.payload))
+        span = _forward.drop_nul(trace_pb2.Span.FromString(s.payload))
         if s.enrich:
-            kept = [kv for kv in span.attributes if mp.forwarded_attribute(kv.key, s.enrich)]
+            kept = [kv for kv in span.attributes if _forward.forwarded_attribute(kv.key, s.enrich)]
             if len(kept) < len(span.attributes):
                 del span.attributes[:]
                 span.attributes.extend(kept)

@@ -257,7 +257,7 @@ def _json_attributes(key_values: Any) -> dict[str, Any]:
 
 
 def _proto_attributes(key_values: Any) -> dict[str, Any]:
-    from inspect_otel.receiver._mapping import attributes
+    from inspect_otel.receiver._values import attributes
 
     return attributes(key_values)
 

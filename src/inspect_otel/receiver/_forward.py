@@ -1,0 +1,243 @@
+"""What a span takes to MLflow when it is forwarded: its MLflow span type, the root's inputs,
+outputs and trace tags, which attributes stay behind, and NUL-free strings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from inspect_otel import semconv as sc
+
+from ._mlflow_names import (
+    SPAN_INPUTS,
+    SPAN_OUTPUTS,
+    SPAN_TYPE,
+    TAG_VALUE_MAX,
+    TRACE_KIND_SAMPLE,
+    TRACE_TAG_KIND,
+    TRACE_TAG_PREFIX,
+    TRACE_TAG_SAMPLE,
+    mlflow_text,
+)
+from ._samples import sample_summary, sample_summary_tag
+from ._values import as_text, jsonable
+
+# Every span the hook emits gets an MLflow span type, decided by the first table that knows it:
+# the root kind, then gen_ai.operation.name (as MLflow's own gen_ai translation types them), then
+# Inspect's span type, then sandbox actions; any other Inspect span (a user's `span("name")` has
+# its name as type) is a step of its parent: CHAIN.
+SPAN_TYPE_BY_KIND: Mapping[str, str] = {
+    sc.SPAN_KIND_RUN: "WORKFLOW",
+    sc.SPAN_KIND_TASK: "TASK",
+    sc.SPAN_KIND_SAMPLE: "AGENT",
+}
+
+
+SPAN_TYPE_BY_OPERATION: Mapping[str, str] = {
+    sc.OP_CHAT: "CHAT_MODEL",
+    "text_completion": "LLM",
+    "generate_content": "LLM",
+    "embeddings": "EMBEDDING",
+    sc.OP_EXECUTE_TOOL: "TOOL",
+    sc.OP_INVOKE_AGENT: "AGENT",
+    "create_agent": "AGENT",
+    sc.OP_INVOKE_WORKFLOW: "WORKFLOW",
+}
+
+
+SPAN_TYPE_BY_INSPECT_TYPE: Mapping[str, str] = {
+    "scorer": "EVALUATOR",
+    "scorers": "EVALUATOR",
+    "solver": "CHAIN",
+    "solvers": "CHAIN",
+    "init": "CHAIN",
+    "sample_init": "CHAIN",
+    "subtask": "CHAIN",
+    "task": "CHAIN",
+    "branch": "CHAIN",
+    "handoff": "AGENT",
+    "agent": "AGENT",
+    "tool": "TOOL",
+}
+
+
+SPAN_TYPE_SANDBOX = "TOOL"
+
+
+SPAN_TYPE_DEFAULT = "CHAIN"
+
+
+
+def span_type(attrs: Mapping[str, Any]) -> str:
+    """The MLflow span type of a span the hook emitted (never None)."""
+    for attr, table in ((sc.INSPECT_SPAN_KIND, SPAN_TYPE_BY_KIND),
+                        (sc.GEN_AI_OPERATION_NAME, SPAN_TYPE_BY_OPERATION),
+                        (sc.INSPECT_SPAN_TYPE, SPAN_TYPE_BY_INSPECT_TYPE)):
+        v = attrs.get(attr)
+        if isinstance(v, str) and v in table:
+            return table[v]
+    if attrs.get(sc.INSPECT_SANDBOX_ACTION) is not None:
+        return SPAN_TYPE_SANDBOX
+    return SPAN_TYPE_DEFAULT
+
+
+# Attributes a sample root does not take to MLflow. MLflow sums token usage over a trace tree-aware
+# (a span's usage counts unless an ancestor has usage) over the spans it holds at each write, and
+# recomputes only when a write brings usage. The root's sample-wide gen_ai.usage.* would count
+# again beside chat spans whose parent reaches MLflow in a later request (a trace split over
+# requests or receivers), and the connecting span brings no usage: doubled for good. Without them
+# the trace's usage is the sum of its chat spans in any order (the same tokens: Inspect's sample
+# usage is the sum of its model calls). The spool keeps them; the sample summary has the totals.
+ROOT_ATTRIBUTES_NOT_FORWARDED = frozenset({
+    sc.GEN_AI_USAGE_INPUT_TOKENS, sc.GEN_AI_USAGE_OUTPUT_TOKENS,
+    sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+})
+
+
+
+def forwarded_attribute(key: str, enrich: Mapping[str, str]) -> bool:
+    """Whether a span attribute goes to MLflow (``enrich``: the span's enrichment)."""
+    return not (key in ROOT_ATTRIBUTES_NOT_FORWARDED
+                and enrich.get(TRACE_TAG_PREFIX + TRACE_TAG_KIND) == TRACE_KIND_SAMPLE)
+
+
+# Trace tags copied from sample/run roots: attribute -> trace tag key.
+TRACE_TAGS: tuple[tuple[str, str], ...] = (
+    (sc.INSPECT_RUN_ID, sc.INSPECT_RUN_ID),
+    (sc.INSPECT_EVAL_ID, sc.INSPECT_EVAL_ID),
+    (sc.INSPECT_EVAL_SET_ID, sc.INSPECT_EVAL_SET_ID),
+    (sc.INSPECT_TASK_NAME, sc.INSPECT_TASK_NAME),
+    (sc.INSPECT_SAMPLE_ID, sc.INSPECT_SAMPLE_ID),
+    (sc.INSPECT_SAMPLE_EPOCH, sc.INSPECT_SAMPLE_EPOCH),
+    (sc.INSPECT_SAMPLE_STATUS, sc.INSPECT_SAMPLE_STATUS),
+    (sc.INSPECT_MODEL, sc.INSPECT_MODEL),
+    (sc.INSPECT_SPAN_KIND, sc.INSPECT_SPAN_KIND),
+)
+
+
+# Identity summary used as root inputs/outputs when content was not captured.
+ROOT_INPUT_SUMMARY: tuple[tuple[str, str], ...] = (
+    (sc.INSPECT_TASK_NAME, "task"),
+    (sc.INSPECT_SAMPLE_ID, "sample_id"),
+    (sc.INSPECT_SAMPLE_EPOCH, "epoch"),
+    (sc.INSPECT_MODEL, "model"),
+    (sc.INSPECT_RUN_TASK_NAMES, "tasks"),
+    (sc.INSPECT_RUN_ID, "run_id"),
+)
+
+
+ROOT_OUTPUT_SUMMARY: tuple[tuple[str, str], ...] = (
+    (sc.INSPECT_SAMPLE_STATUS, "status"),
+    (sc.INSPECT_TASK_STATUS, "status"),
+    (sc.INSPECT_RUN_STATUS, "status"),
+    (sc.INSPECT_ERROR_MESSAGE, "error"),
+    (sc.INSPECT_SAMPLE_TOTAL_TIME, "total_time"),
+)
+
+
+
+def _summary(attrs: Mapping[str, Any], table: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for attr, key in table:
+        if attrs.get(attr) not in (None, "") and key not in out:
+            v = attrs[attr]
+            out[key] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+
+def span_enrichment(attrs: Mapping[str, Any], is_root: bool) -> dict[str, str]:
+    """Extra attributes for MLflow: span type, and root inputs/outputs/trace tags (the trace
+    kind; on sample roots the summary every receiver reads back, see sample_summary_tag)."""
+    out: dict[str, str] = {}
+    if SPAN_TYPE not in attrs:
+        out[SPAN_TYPE] = span_type(attrs)
+    kind = attrs.get(sc.INSPECT_SPAN_KIND)
+    if not is_root or kind is None:
+        return out
+    if kind in (sc.SPAN_KIND_SAMPLE, sc.SPAN_KIND_RUN):
+        out[TRACE_TAG_PREFIX + TRACE_TAG_KIND] = str(kind)
+    if kind == sc.SPAN_KIND_SAMPLE:
+        summary = sample_summary("", 0, 0, attrs)
+        if summary is not None:
+            out[TRACE_TAG_PREFIX + TRACE_TAG_SAMPLE] = sample_summary_tag(summary, attrs)
+    if SPAN_INPUTS not in attrs:
+        content = attrs.get(sc.INSPECT_SAMPLE_INPUT) or attrs.get(sc.GEN_AI_INPUT_MESSAGES)
+        out[SPAN_INPUTS] = (as_text(_no_nul(content)) if content
+                            else json.dumps(_no_nul(_summary(attrs, ROOT_INPUT_SUMMARY)),
+                                            sort_keys=True, default=jsonable))
+    if SPAN_OUTPUTS not in attrs:
+        content = attrs.get(sc.INSPECT_SAMPLE_OUTPUT) or attrs.get(sc.GEN_AI_OUTPUT_MESSAGES)
+        if content:
+            out[SPAN_OUTPUTS] = as_text(_no_nul(content))
+        else:
+            summary = _summary(attrs, ROOT_OUTPUT_SUMMARY)
+            scores = {k[len(sc.INSPECT_SAMPLE_SCORE_PREFIX):]: v for k, v in sorted(attrs.items())
+                      if k.startswith(sc.INSPECT_SAMPLE_SCORE_PREFIX)}
+            if scores:
+                summary["scores"] = scores
+            out[SPAN_OUTPUTS] = json.dumps(_no_nul(summary), sort_keys=True, default=jsonable)
+    for attr, tag in TRACE_TAGS:
+        if attrs.get(attr) not in (None, "") and TRACE_TAG_PREFIX + tag not in attrs:
+            out[TRACE_TAG_PREFIX + tag] = mlflow_text(as_text(attrs[attr]), TAG_VALUE_MAX)
+    return out
+
+
+
+def _no_nul(v: Any) -> Any:
+    """``v`` without NUL characters in any string, also inside lists and dicts: MLflow parses the
+    root's inputs/outputs JSON into text columns (the model name, the previews), where an escaped
+    NUL is a NUL again."""
+    if isinstance(v, str):
+        return v.replace("\x00", "")
+    if isinstance(v, (list, tuple)):
+        return [_no_nul(x) for x in v]
+    if isinstance(v, dict):
+        return {_no_nul(k): _no_nul(x) for k, x in v.items()}
+    return v
+
+
+
+def _drop_nul_value(v: Any) -> None:
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        if "\x00" in v.string_value:
+            v.string_value = v.string_value.replace("\x00", "")
+    elif kind == "array_value":
+        for x in v.array_value.values:
+            _drop_nul_value(x)
+    elif kind == "kvlist_value":
+        _drop_nul_attributes(v.kvlist_value.values)
+
+
+
+def _drop_nul_attributes(kvs: Any) -> None:
+    for kv in kvs:
+        if "\x00" in kv.key:
+            kv.key = kv.key.replace("\x00", "")
+        _drop_nul_value(kv.value)
+
+
+
+def drop_nul(msg: Any) -> Any:
+    """Remove NUL characters from the strings of a span or a resource, in place. OTLP allows
+    them; PostgreSQL text does not, and MLflow copies span names, models, statuses, tags and
+    previews into text columns, so on PostgreSQL one NUL made MLflow refuse the whole trace."""
+    _drop_nul_attributes(msg.attributes)
+    if not hasattr(msg, "events"):  # a Resource
+        return msg
+    for holder, name in ((msg, "name"), (msg, "trace_state"), (msg.status, "message")):
+        text = getattr(holder, name)
+        if "\x00" in text:
+            setattr(holder, name, text.replace("\x00", ""))
+    for ev in msg.events:
+        if "\x00" in ev.name:
+            ev.name = ev.name.replace("\x00", "")
+        _drop_nul_attributes(ev.attributes)
+    for link in msg.links:
+        if "\x00" in link.trace_state:
+            link.trace_state = link.trace_state.replace("\x00", "")
+        _drop_nul_attributes(link.attributes)
+    return msg
