@@ -187,3 +187,16 @@ def test_switch_without_content_warns_once_per_process(monkeypatch, caplog):
             pipeline.close()
     said = [r for r in caplog.records if "INSPECT_OTEL_CAPTURE_PROVIDER_CALL" in r.getMessage()]
     assert len(said) == 1
+
+
+def test_export_says_the_switch_does_nothing_without_content(monkeypatch, capsys, tmp_path):
+    import argparse
+
+    from inspect_otel import replay
+
+    monkeypatch.setenv("INSPECT_OTEL_CAPTURE_PROVIDER_CALL", "true")
+    args = argparse.Namespace(paths=[str(tmp_path / "none.eval")], endpoint=None, protocol=None,
+                              dry_run=True)
+    assert replay.main(args) == 1  # the missing file
+    err = capsys.readouterr().err
+    assert err.count("INSPECT_OTEL_CAPTURE_PROVIDER_CALL=true does nothing") == 1
