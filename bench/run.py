@@ -18,7 +18,8 @@ Configurations (``--configs``):
   otel-sink-spans-only  optional: the same with OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none
   otel-sink-sdk-delays  optional: otel-sink with the SDK's default batch delays (5 s spans, 1 s log
                   records) instead of the hook's 500 ms: what sending each sample promptly costs
-  otel-sink-content  optional: otel-sink with message content captured (spans and log records)
+  otel-sink-content  optional: otel-sink with content capture on spans and events (prompts,
+                  outputs, tool I/O: the most strings to redact)
   otel-sink-provider-call  optional: otel-sink-content plus INSPECT_OTEL_CAPTURE_PROVIDER_CALL=true
                   (mockllm records a raw call too: Inspect keeps the first 5 per model and sample,
                   i.e. every call of this workload)
@@ -278,13 +279,13 @@ def config_env(stack: Stack, config: str) -> dict[str, str] | None:
     if config == "otel-sink-sdk-delays":  # the SDK's defaults, set through the standard variables
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url, OTEL_BSP_SCHEDULE_DELAY="5000",
                          OTEL_BLRP_SCHEDULE_DELAY="1000") if stack.sink_url else None
-    if config == "otel-sink-content":  # message content on spans and log records
+    if config == "otel-sink-content":
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url,
-                         OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="true"
+                         OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="SPAN_AND_EVENT"
                          ) if stack.sink_url else None
     if config == "otel-sink-provider-call":  # content plus the raw provider call on chat spans
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url,
-                         OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="true",
+                         OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="SPAN_AND_EVENT",
                          INSPECT_OTEL_CAPTURE_PROVIDER_CALL="true") if stack.sink_url else None
     if config == "inspect-mlflow":
         if stack.mlflow is None or stack.mlflow_plugin_path is None:
@@ -510,7 +511,7 @@ def table(result: dict[str, Any]) -> str:
              "otel-sink": "inspect-otel (OTLP sink)",
              "otel-sink-spans-only": "inspect-otel (sink, spans only)",
              "otel-sink-sdk-delays": "inspect-otel (sink, SDK delays)",
-             "otel-sink-content": "inspect-otel (sink, content)",
+             "otel-sink-content": "inspect-otel (sink, content on)",
              "otel-sink-provider-call": "inspect-otel (sink, content + raw call)"}
     head = ["measure"] + [names.get(c, c) for c in configs]
     lines: list[list[str]] = []

@@ -18,6 +18,7 @@ from pathlib import Path
 
 DEFAULT_SERVICE_NAME = "inspect-ai"
 DATA_DIR_ENV = "INSPECT_OTEL_DATA_DIR"
+LOG_ARTIFACT_ROOTS_ENV = "INSPECT_OTEL_LOG_ARTIFACT_ROOTS"
 DEFAULT_FLUSH_TIMEOUT_S = 5.0
 DEFAULT_MAX_ATTRIBUTE_LENGTH = 16384
 
@@ -201,6 +202,13 @@ def data_dir(env: Mapping[str, str] | None = None) -> Path:
     the next receiver started from anywhere."""
     env = os.environ if env is None else env
     return Path(env.get(DATA_DIR_ENV) or Path.home() / ".inspect-otel").expanduser()
+
+
+def log_artifact_roots(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The receiver's eval-log roots from ``INSPECT_OTEL_LOG_ARTIFACT_ROOTS`` (comma-separated
+    directories or object-store prefixes; the receiver checks them)."""
+    env = os.environ if env is None else env
+    return _keys(env, LOG_ARTIFACT_ROOTS_ENV)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

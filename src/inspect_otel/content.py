@@ -2,7 +2,8 @@
 
 Converts Inspect messages to the GenAI semconv JSON message schema. Content is only produced when
 the capture mode allows it; parameters (task args, model args) are always redacted because they
-can carry credentials even when content capture is off.
+can carry credentials even when content capture is off. What looks secret is decided in
+``redaction.py``, the one secret policy of the hook and the receiver.
 """
 
 from __future__ import annotations
@@ -14,35 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ContentCapture, Settings
+from .redaction import REDACTED, Redacted, Redactor  # noqa: F401 (REDACTED: part of this module's API)
 
-REDACTED = "[REDACTED]"
 TRUNCATION_MARKER = "...[truncated {n} chars]"
 # Stands in for list elements dropped from the middle when a JSON value's structure alone is over
 # the limit (e.g. thousands of short messages).
 TRUNCATION_ITEMS_MARKER = "...[truncated {n} items]"
-
-# Credential shapes of the major providers and generic bearer/basic tokens.
-DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
-    r"sk-ant-[A-Za-z0-9_\-]{16,}",
-    r"sk-(?:proj-|svcacct-)?[A-Za-z0-9_\-]{16,}",
-    r"(?i:bearer)\s+[A-Za-z0-9._\-~+/]{8,}=*",
-    r"(?i:basic)\s+[A-Za-z0-9+/]{12,}=*",
-    r"AKIA[0-9A-Z]{16}",
-    r"AIza[0-9A-Za-z_\-]{35}",
-    r"gh[pousr]_[A-Za-z0-9]{30,}",
-    r"hf_[A-Za-z0-9]{30,}",
-    r"xox[abposr]-[A-Za-z0-9\-]{10,}",
-    r"gsk_[A-Za-z0-9]{30,}",
-    r"xai-[A-Za-z0-9]{30,}",
-    # The user:password of a URL (https://user:pass@host/...).
-    r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
-)
-# Mapping keys whose values are secrets whatever they look like ("token", not the counts of a
-# provider's usage and parameters: max_tokens, prompt_tokens, input_tokens_cache_read).
-SECRET_KEY_PATTERN = re.compile(
-    r"(?i)(api[_\-]?key|secret|token(?!s)|password|passwd|authorization|credential"
-    r"|private[_\-]?key)"
-)
 
 
 @dataclass(frozen=True)
@@ -56,12 +34,10 @@ class ContentPolicy:
     metadata_keys: tuple[str, ...] = ()
     # INSPECT_OTEL_CAPTURE_PROVIDER_CALL: the provider's raw request and response on chat spans.
     provider_call: bool = False
-    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    redactor: Redactor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        patterns = (*DEFAULT_SECRET_PATTERNS, *self.extra_patterns)
-        combined = "|".join(f"(?:{_scoped(p)})" for p in patterns)
-        object.__setattr__(self, "_regex", re.compile(combined))
+        object.__setattr__(self, "redactor", Redactor(self.extra_patterns))
 
     @property
     def on_spans(self) -> bool:
@@ -87,7 +63,7 @@ class ContentPolicy:
         )
 
     def redact(self, text: str) -> str:
-        return self._regex.sub(REDACTED, text)
+        return self.redactor.text(text)
 
     def truncate(self, text: str) -> str:
         if len(text) <= self.max_length:
@@ -96,43 +72,20 @@ class ContentPolicy:
         return text[: max(self.max_length - len(marker), 0)] + marker
 
     def clean(self, text: str) -> str:
-        """Redact then truncate: the form every string leaving the process takes."""
-        return self.truncate(self.redact(text))
+        """Redact then truncate: redacting first keeps a cut from splitting a secret into a part
+        no pattern recognises any more. The exporter redacts every other string on its way out
+        (``export.py``); this one is marked as done (:class:`Redacted`)."""
+        return Redacted(self.truncate(self.redact(text)))
 
     def clean_json(self, value: Any) -> str:
-        """Redacted JSON within ``max_length`` that always parses (see :func:`truncate_json`)."""
-        return truncate_json(redact_mapping(value, self), self.max_length)
-
-
-_GLOBAL_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
-
-
-def _scoped(pattern: str) -> str:
-    # "(?i)x" is only legal at the start of a whole regex; "(?i:x)" works inside the alternation.
-    match = _GLOBAL_FLAGS.match(pattern)
-    return f"(?{match.group(1)}:{pattern[match.end():]})" if match else pattern
+        """Redacted JSON within ``max_length`` that always parses (see :func:`truncate_json`).
+        Secret keys' values go whole (the structure is still known here)."""
+        return Redacted(truncate_json(redact_mapping(value, self), self.max_length))
 
 
 def redact_mapping(value: Any, policy: ContentPolicy) -> Any:
-    """Recursively redact secret-looking keys and values in JSON-like data."""
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            key = str(k)
-            if SECRET_KEY_PATTERN.search(key) and v not in (None, "", [], {}):
-                out[key] = REDACTED
-            else:
-                out[key] = redact_mapping(v, policy)
-        return out
-    if isinstance(value, (list, tuple)):
-        return [redact_mapping(v, policy) for v in value]
-    if isinstance(value, str):
-        return policy.redact(value)
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    # model_args can hold clients, callables, ...: Inspect's log stores those as null, and so do
-    # we, so that a live export and a replay of its log carry the same value.
-    return None
+    """JSON-like data with secret keys' values and secret shapes redacted (:meth:`Redactor.data`)."""
+    return policy.redactor.data(value)
 
 
 def _safe_str(value: Any) -> str:

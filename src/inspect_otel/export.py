@@ -36,6 +36,7 @@ from . import __version__
 from . import semconv as sc
 from .config import Protocol, Settings
 from .mapping import EvaluationResult, Kind, SampleTelemetry, SpanData
+from .redaction import Redactor
 
 _logger = logging.getLogger(__name__)
 
@@ -128,13 +129,15 @@ def _metric_exporter(protocol: Protocol) -> Any:
     return OTLPMetricExporter()
 
 
-def build_resource() -> Resource:
+def build_resource(redactor: Redactor | None = None) -> Resource:
     # Resource.create reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; without either the SDK
-    # default is "unknown_service", so fill in ours underneath.
+    # default is "unknown_service", so fill in ours underneath. Those variables are free text
+    # (deployment.token=..., a URL with credentials): redacted like every other attribute.
     resource = Resource.create()
     if resource.attributes.get(SERVICE_NAME, "").startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "inspect-ai"}))
-    return resource
+    redactor = redactor or Redactor()
+    return Resource(redactor.attributes(resource.attributes), resource.schema_url)
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,11 @@ class FlushReport:
 
 
 class TelemetryPipeline:
-    """Owns (or borrows) the SDK providers and turns span-model data into OTel signals."""
+    """Owns (or borrows) the SDK providers and turns span-model data into OTel signals.
+
+    Every string that leaves through it (span names, attributes, event and link attributes,
+    status descriptions, log-record and metric attributes, our resource) passes the secret
+    policy here, at one place, whatever mapping produced it (``redaction.py``)."""
 
     def __init__(self, settings: Settings, *, blocking: bool = False) -> None:
         """``blocking``: drain the span queue every few hundred spans (for replay, where waiting is
@@ -163,6 +170,7 @@ class TelemetryPipeline:
         self._lock = threading.Lock()
         self._counter: _CountingExporter | None = None
         self._owned: list[Any] = []  # providers/processors we created and must flush
+        self._redactor = Redactor(settings.redact_patterns)
 
         global_tp = trace.get_tracer_provider()
         if isinstance(global_tp, SdkTracerProvider):
@@ -177,7 +185,7 @@ class TelemetryPipeline:
             delay = None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else _SCHEDULE_DELAY_MS
             self._processor = BatchSpanProcessor(self._counter, max_queue_size=queue,
                                                  schedule_delay_millis=delay)
-            self._resource = build_resource()
+            self._resource = build_resource(self._redactor)
             self._sampler = sampler_from_env()
             self._owned.append(self._processor)
             _capture_export_logs()
@@ -238,6 +246,7 @@ class TelemetryPipeline:
 
     # --- emit (called on the eval's thread: enqueue only) ---------------------------------------
     def _readable(self, span: SpanData) -> ReadableSpan:
+        redact = self._redactor.attributes
         context = SpanContext(span.trace_id, span.span_id, is_remote=False, trace_flags=_SAMPLED)
         parent = (
             SpanContext(span.trace_id, span.parent_span_id, is_remote=False, trace_flags=_SAMPLED)
@@ -246,17 +255,18 @@ class TelemetryPipeline:
         )
         links = [
             Link(SpanContext(l.trace_id, l.span_id, is_remote=True, trace_flags=_SAMPLED),
-                 dict(l.attributes) or None)
+                 redact(l.attributes) or None)
             for l in span.links
         ]
-        events = [Event(e.name, dict(e.attributes), e.time_ns) for e in span.events]
-        status = Status(StatusCode.ERROR, span.error) if span.error else Status(StatusCode.UNSET)
+        events = [Event(e.name, redact(e.attributes), e.time_ns) for e in span.events]
+        status = (Status(StatusCode.ERROR, self._redactor.text(span.error)) if span.error
+                  else Status(StatusCode.UNSET))
         return ReadableSpan(
-            name=span.name,
+            name=self._redactor.text(span.name),
             context=context,
             parent=parent,
             resource=self._resource,
-            attributes=dict(span.attributes),
+            attributes=redact(span.attributes),
             events=events,
             links=links,
             kind=_KINDS[span.kind],
@@ -316,17 +326,18 @@ class TelemetryPipeline:
                 context=ctx,
                 severity_number=_logs.SeverityNumber.INFO,
                 event_name=sc.EVENT_EVALUATION_RESULT,
-                attributes=dict(result.attributes),
+                attributes=self._redactor.attributes(result.attributes),
             )
 
     def record_sample(self, telemetry: SampleTelemetry, task_name: str) -> None:
         instruments = self._instruments
         if instruments is None:
             return
+        redact = self._redactor.attributes
         for call in telemetry.model_calls:
-            attrs: Attributes = dict(call.attributes)
+            attrs: Attributes = redact(call.attributes)
             instruments["duration"].record(call.duration_s, attrs)
-            base = {k: v for k, v in call.attributes.items() if k != sc.ERROR_TYPE}
+            base = {k: v for k, v in attrs.items() if k != sc.ERROR_TYPE}
             if call.input_tokens is not None:
                 instruments["tokens"].record(call.input_tokens, {**base, sc.GEN_AI_TOKEN_TYPE: "input"})
             if call.output_tokens is not None:
@@ -334,10 +345,9 @@ class TelemetryPipeline:
         # One add per distinct attribute set: each SDK measurement has a fixed cost.
         tool_counts = Counter(tuple(sorted(a.items())) for a in telemetry.tool_calls)
         for tool_attrs, count in tool_counts.items():
-            instruments["tools"].add(count, dict(tool_attrs))
-        instruments["samples"].add(
-            1, {sc.INSPECT_TASK_NAME: task_name, sc.INSPECT_SAMPLE_STATUS: telemetry.status}
-        )
+            instruments["tools"].add(count, redact(dict(tool_attrs)))
+        instruments["samples"].add(1, redact(
+            {sc.INSPECT_TASK_NAME: task_name, sc.INSPECT_SAMPLE_STATUS: telemetry.status}))
 
     def emit_sample(self, telemetry: SampleTelemetry, task_name: str, metrics_on: bool = True) -> None:
         sampled = bool(telemetry.spans) and self._sampled(telemetry.spans[0])

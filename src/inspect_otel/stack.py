@@ -8,6 +8,11 @@ only needs ``OTEL_EXPORTER_OTLP_ENDPOINT``. The receiver is the same either way:
 MLflow's REST API, never to the database. Each child gets its own process group
 (MLflow spawns workers and a job queue), and the whole group is stopped on Ctrl-C or SIGTERM.
 
+The receiver always requires a bearer token: the operator's ``INSPECT_OTEL_RECEIVER_TOKEN``, or
+one generated at each start, printed with the line to export and kept for ``demo`` in
+``<data-dir>/receiver.token`` (0600, removed at stop). The data directory is created 0700: it
+holds prompts and outputs (MLflow's store, the receiver's spool).
+
 ``EmbeddedStack`` is also used by ``inspect-otel demo``.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -35,6 +41,7 @@ DEFAULT_MLFLOW_PORT = 5000
 DEFAULT_HTTP_PORT = 4318  # OTLP/HTTP, the receiver CLI's default
 DEFAULT_GRPC_PORT = 4317  # OTLP/gRPC
 TOKEN_ENV = "INSPECT_OTEL_RECEIVER_TOKEN"
+TOKEN_FILE = "receiver.token"  # under the data directory, while a stack that generated it runs
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
 BACKEND_STORE_ENV = "MLFLOW_BACKEND_STORE_URI"  # mlflow server's own variable
@@ -76,16 +83,19 @@ _PG_DRIVERS = {"postgresql": "psycopg", "postgresql+psycopg": "psycopg",
 
 
 def redact_uri(uri: str) -> str:
-    """The URI with its password replaced by ***, for messages and logs."""
+    """The URI with its password replaced by ***, for messages and logs. A user name without a
+    password (``https://<token>@host``) is often itself the credential: it is replaced whole."""
     try:
         parts = urlsplit(uri)
     except ValueError:
         return "<unparsable URI>"
-    if parts.password is None:
+    if "@" not in parts.netloc:
         return uri
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    if ":" not in userinfo:
+        return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -194,6 +204,9 @@ class EmbeddedStack:
     workers: int | None = None  # None: 1 on sqlite, a few on a database server
     out: TextIO = field(default_factory=lambda: sys.stderr)
     children: list[ChildProcess] = field(default_factory=list)
+    # The receiver's bearer token: the operator's (INSPECT_OTEL_RECEIVER_TOKEN) or generated.
+    token: str = field(default_factory=lambda: os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(32))
+    _wrote_token: bool = False
 
     # MLflow's store --------------------------------------------------------------------
     @property
@@ -272,13 +285,39 @@ class EmbeddedStack:
 
     def start(self) -> None:
         self.preflight()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._make_data_dir()
         try:
+            self._save_token()
             self._start_mlflow()
             self._start_receiver()
         except BaseException:
             self.stop()
             raise
+
+    def _make_data_dir(self) -> None:
+        """0700 when we create it (MLflow's store and the spool hold prompts and outputs); an
+        existing directory is the operator's: it is left as it is, with a word if others can
+        read it."""
+        if not self.data_dir.exists():
+            self.data_dir.mkdir(parents=True, mode=0o700)
+            self.data_dir.chmod(0o700)  # mkdir's mode is filtered by the umask
+        elif self.data_dir.stat().st_mode & 0o077:
+            self.out.write(f"  note: {self.data_dir} is readable by other users "
+                           f"(chmod 700 {self.data_dir} to keep them out)\n")
+
+    @property
+    def token_path(self) -> Path:
+        return self.data_dir / TOKEN_FILE
+
+    def _save_token(self) -> None:
+        """A generated token is kept for ``inspect-otel demo`` of the same data directory (the
+        operator's own token stays where the operator keeps it)."""
+        if os.environ.get(TOKEN_ENV) == self.token:
+            return
+        fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.token + "\n")
+        self._wrote_token = True
 
     def _start_mlflow(self) -> None:
         root = self.data_dir / "mlflow"
@@ -315,15 +354,29 @@ class EmbeddedStack:
                 "--grpc-port", str(self.grpc_port),
                 # The receiver keeps its spool under <data-dir>/receiver/.
                 "--data-dir", str(self.data_dir.resolve()),
+                # Eval logs are stored from these only: the demo's, and where `inspect eval`
+                # writes in this shell (INSPECT_LOG_DIR, else ./logs).
+                *(arg for root in self.eval_log_roots() for arg in ("--log-artifact-root", root)),
             ],
             log_path=self.data_dir / "logs" / "receiver.log",
-            env=self._env(),
+            # Through the environment: argv is visible to every user in `ps`.
+            env={**self._env(), TOKEN_ENV: self.token},
             cwd=self.data_dir,
         )
         self.children.append(child)
         child.start()
         self._wait(child, self.receiver_healthy, RECEIVER_STARTUP_TIMEOUT_S,
                    f"receiver on {self.otlp_http_url}")
+
+    def eval_log_roots(self) -> list[str]:
+        roots = [str((self.data_dir / "eval-logs").resolve())]
+        user = os.environ.get("INSPECT_LOG_DIR") or "logs"
+        scheme = urlsplit(user).scheme.lower() if "://" in user else ""
+        if not scheme:
+            roots.append(str(Path(user).expanduser().resolve()))
+        elif scheme in ("s3", "gs", "gcs", "az", "abfs", "abfss"):  # the receiver's object stores
+            roots.append(user)
+        return roots
 
     def _wait(self, child: ChildProcess, healthy: Callable[[], bool], timeout: float, what: str) -> None:
         tty = self.out.isatty()
@@ -362,6 +415,9 @@ class EmbeddedStack:
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+        if self._wrote_token:
+            self.token_path.unlink(missing_ok=True)
+            self._wrote_token = False
 
     def alive(self) -> list[str]:
         """Names of children that died unexpectedly."""
@@ -370,10 +426,12 @@ class EmbeddedStack:
     # output ----------------------------------------------------------------------------
     def env_lines(self) -> list[str]:
         lines = [f"export OTEL_EXPORTER_OTLP_ENDPOINT={self.otlp_http_url}"]
-        if os.environ.get(TOKEN_ENV):
+        if os.environ.get(TOKEN_ENV) == self.token:  # the operator's: not echoed
             lines.append(
                 'export OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20$' + TOKEN_ENV + '"'
             )
+        else:
+            lines.append(f'export OTEL_EXPORTER_OTLP_HEADERS="{otlp_headers(self.token)}"')
         lines.append(f"export {CAPTURE_ENV}=true   # optional: also capture prompts, outputs, tool I/O")
         return lines
 
@@ -393,6 +451,22 @@ class EmbeddedStack:
             *("  " + line for line in self.env_lines()),
             "",
         ])
+
+
+def otlp_headers(token: str) -> str:
+    """OTEL_EXPORTER_OTLP_HEADERS carrying the receiver token (the SDK URL-decodes values)."""
+    return f"authorization=Bearer%20{token}"
+
+
+def running_stack_token(data_dir: Path) -> str | None:
+    """The token a running ``inspect-otel up`` of ``data_dir`` uses: the operator's, or the one
+    it generated."""
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    try:
+        return (data_dir / TOKEN_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 # ----------------------------------------------------------------------------- signals

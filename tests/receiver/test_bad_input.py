@@ -157,7 +157,7 @@ def test_metrics_and_other_logs_accepted(rp):
 
 
 def test_health_is_json(rp):
-    h = requests.get(f"{rp.url}/health").json()
+    h = requests.get(f"{rp.url}/health", headers=AUTH).json()
     assert h["mlflow"]["reachable"] is True
     assert {"pending_spans", "pending_bytes", "max_bytes"} <= set(h["spool"])
 

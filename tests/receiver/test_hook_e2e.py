@@ -22,7 +22,9 @@ def hook_run(mlflow_backend, backend_client, tmp_path_factory):
     from tests.support.evals import SECRET, run_calculator
 
     tmp = tmp_path_factory.mktemp("hook-e2e")
-    rp = start_receiver(mlflow_backend.url, tmp / "data", EXPERIMENT, settle=5.0)
+    # the eval logs' root through the environment (the flag is tested in test_log_artifacts)
+    rp = start_receiver(mlflow_backend.url, tmp / "data", EXPERIMENT, settle=5.0,
+                        env={"INSPECT_OTEL_LOG_ARTIFACT_ROOTS": str(tmp / "logs")})
     try:
         with pytest.MonkeyPatch.context() as m:
             for name in list(os.environ):

@@ -31,7 +31,7 @@ def test_task_params_drop_secrets_and_flatten():
     }
     p = _run_params.task_params(attrs)
     assert p["task"] == "t" and p["model"] == "openai/gpt-4o" and p["task_args.n"] == "3"
-    assert "task_args.api_key" not in p and "task_args.note" not in p
+    assert "task_args.api_key" not in p and p["task_args.note"] == "[REDACTED]"
     assert "model_args.token" not in p and p["model_args.base_url"] == "http://x"
     assert p["generate_config.temperature"] == "0.2"
     assert p["generate_config.max_retries"] == "3"

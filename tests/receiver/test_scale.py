@@ -16,7 +16,14 @@ import pytest
 
 from inspect_otel import semconv as sc
 from inspect_otel.receiver import _mlflow_names, _run_tags
-from inspect_otel.receiver._claims import TAG_CLAIM, TAG_CLAIMED_RUN, Claims, claim_experiment_name
+from inspect_otel.receiver._claims import (
+    TAG_CLAIM,
+    TAG_CLAIMED_RUN,
+    Claims,
+    claim_experiment_name,
+    claim_key,
+    task_run_param,
+)
 from tests.receiver.mlflow_view import check_eval, complete, diff, normalized, snapshot
 from tests.receiver.synth import SynthEval
 from tests.support.router import split
@@ -168,7 +175,7 @@ def test_concurrent_claims_agree_on_one_run(server, client):
     claim_exp = client.get_experiment_by_name(claim_experiment_name(exp_id, "claim-run"))
     assert claim_exp.lifecycle_stage == "deleted"
     assert claim_exp.tags[TAG_CLAIMED_RUN] == parents[0]
-    assert client.get_run(parents[0]).data.params["inspect.otel.task_run.claim-eval"] == tasks[0]
+    assert client.get_run(parents[0]).data.params[task_run_param("claim-eval")] == tasks[0]
 
 
 def test_a_claimer_that_died_leaves_nothing_stuck(server, client):
@@ -179,11 +186,11 @@ def test_a_claimer_that_died_leaves_nothing_stuck(server, client):
     exp_id = client.create_experiment("scale-claims-dead")
     claims = Claims(MlflowClient(server.url), exp_id)
     # died before claiming: a candidate nobody registered
-    orphan = client.create_run(exp_id, tags={TAG_CLAIM: "run/dead-1"}).info.run_id
+    orphan = client.create_run(exp_id, tags={TAG_CLAIM: claim_key("run", "dead-1")}).info.run_id
     run1 = claims.parent_run("dead-1", _run_tags.parent_run_tags("dead-1", {}), None, run_name="x")
     assert run1 != orphan and client.get_run(orphan).info.lifecycle_stage == "deleted"
     # died after claiming, before hiding the claim: the claim stands and is hidden by a reader
-    won = client.create_run(exp_id, tags={TAG_CLAIM: "run/dead-2"}).info.run_id
+    won = client.create_run(exp_id, tags={TAG_CLAIM: claim_key("run", "dead-2")}).info.run_id
     client.create_experiment(claim_experiment_name(exp_id, "dead-2"), tags={TAG_CLAIMED_RUN: won})
     assert claims.parent_run("dead-2", _run_tags.parent_run_tags("dead-2", {}), None, run_name="x") == won
     assert client.get_experiment_by_name(

@@ -271,3 +271,106 @@ def test_compressed_files(tmp_path):
         import_into(tmp_path / f"db-{name}", otlp_transcripts([path], report=report))
         assert report.transcripts == 2 and not report.problems, name
     assert sorted(read_transcripts(tmp_path / "db-stream.pb.zst")) == sorted(ids)
+
+
+# --- hostile files: nothing in a file is trusted ------------------------------------------------
+
+
+def _frames(data: bytes) -> list[bytes]:
+    import struct
+
+    frames, offset = [], 0
+    while offset < len(data):
+        (size,) = struct.unpack(">I", data[offset:offset + 4])
+        frames.append(data[offset + 4: offset + 4 + size])
+        offset += 4 + size
+    return frames
+
+
+def _peak_mb(read) -> tuple[float, object]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = read()
+        return tracemalloc.get_traced_memory()[1] / 2**20, result
+    finally:
+        tracemalloc.stop()
+
+
+def test_length_prefix_is_bounded_by_the_file_and_the_limit(tmp_path):
+    """A prefix announcing up to 4 GiB is believed only as far as the file holds (plain file) or
+    --max-record-mb allows (compressed stream, whose size is unknown): reported, never allocated."""
+    import gzip
+    import struct
+
+    from inspect_otel.scout._otlp_file import OtlpFiles
+
+    good = tmp_path / "good.pb"
+    ids = _other_producer(good, "proto", traces=2)
+    hostile = struct.pack(">I", 0xFFFFFFFF) + b"\x0a" * 4096
+    plain = tmp_path / "plain.pb"
+    plain.write_bytes(good.read_bytes() + hostile)
+    packed = tmp_path / "packed.pb.gz"
+    packed.write_bytes(gzip.compress(good.read_bytes() + hostile))
+    for path in (plain, packed):
+        files = OtlpFiles([path])
+        peak, index = _peak_mb(files.index)
+        assert peak < 32, f"{path.name}: {peak:.0f} MB held for a 4 KiB file"
+        assert [p.message for p in index.problems] == [
+            f"truncated record: 4096 of {0xFFFFFFFF} bytes (the file ends mid-record)"], path.name
+        report = ImportReport()
+        import_into(tmp_path / f"db-{path.name}", otlp_transcripts([path], report=report))
+        assert report.transcripts == 2 and len(report.problems) == 1
+        assert sorted(read_transcripts(tmp_path / f"db-{path.name}")) == sorted(ids)
+
+
+@pytest.mark.parametrize("fmt", ["proto", "json"])
+def test_records_over_max_record_mb_are_skipped_and_reported(tmp_path, fmt, cli):
+    """A record (protobuf frame or JSON line) over --max-record-mb is read past in chunks and
+    reported with its place; the records around it are imported."""
+    import struct
+
+    path = tmp_path / f"big.{fmt}"
+    ids = _other_producer(path, fmt, traces=2)
+    pad = b'{"resourceSpans": [], "pad": "' + b"x" * 300_000 + b'"}'
+    if fmt == "proto":
+        frames = _frames(path.read_bytes())
+        big = b"\x0a" * 300_000  # read past unparsed: never decoded
+        middle = len(frames) // 2
+        frames.insert(middle, big)
+        path.write_bytes(b"".join(struct.pack(">I", len(f)) + f for f in frames))
+        where = f"record {middle + 1} at byte"
+        size = f"record of {len(big)} bytes is over --max-record-mb 0.25: skipped"
+    else:
+        lines = path.read_bytes().splitlines(keepends=True)
+        lines.insert(1, pad + b"\n")
+        path.write_bytes(b"".join(lines))
+        where, size = "line 2", "line longer than --max-record-mb 0.25: skipped"
+    result = cli("--otlp", str(path), "-T", str(tmp_path / "db"), "--max-record-mb", "0.25")
+    assert result.returncode == 1, result.stderr
+    problems = result.stderr.strip().splitlines()
+    assert len(problems) == 1 and where in problems[0] and size in problems[0], problems
+    assert sorted(read_transcripts(tmp_path / "db")) == sorted(ids)
+    with pytest.raises(SystemExit) as usage:  # argparse's one-line usage error, exit status 2
+        cli("--otlp", str(path), "-T", str(tmp_path / "db2"), "--max-record-mb", "0")
+    assert usage.value.code == 2
+
+
+def test_deeply_nested_json_is_a_bad_record(tmp_path, cli):
+    """A line nested far deeper than OTLP ever is (json.loads would raise RecursionError) is one
+    bad record with its line number; the import goes on."""
+    path = tmp_path / "deep.jsonl"
+    ids = _other_producer(path, traces=2)
+    lines = path.read_text().splitlines()
+    deep = '{"resourceSpans": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    kvlist = ('{"resourceSpans": [{"resource": {"attributes": [{"key": "k", "value": '
+              + '{"kvlistValue": {"values": [{"key": "k", "value": ' * 400 + '{"intValue": "1"}'
+              + "}]}}" * 400 + "}]}}]}")
+    path.write_text("\n".join([lines[0], deep, kvlist] + lines[1:]) + "\n")
+    result = cli("--otlp", str(path), "-T", str(tmp_path / "db"))
+    assert result.returncode == 1, result.stderr
+    problems = result.stderr.strip().splitlines()
+    assert [p.split(f"{path}: ", 1)[1] for p in problems] == [
+        "line 2: JSON nested deeper than 128 levels", "line 3: JSON nested deeper than 128 levels"]
+    assert sorted(read_transcripts(tmp_path / "db")) == sorted(ids)

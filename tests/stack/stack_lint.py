@@ -42,10 +42,22 @@ KNOWN_TYPES = {
 DEPRECATED_TYPES = {"otlp": "otlp_grpc", "otlphttp": "otlp_http", "logging": "debug"}
 
 # Services that cannot carry a Docker healthcheck, with the reason (shown in docs/comments).
-HEALTHCHECK_EXEMPT = {"collector": "distroless image: no shell or HTTP client inside"}
+HEALTHCHECK_EXEMPT = {"collector": "distroless image: no shell or HTTP client inside",
+                      "expose-guard": "runs once and exits; services wait for it to complete"}
 
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _COMPOSE_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+# Compose's whole interpolation syntax (https://docs.docker.com/reference/compose-file/interpolation/):
+# ${VAR}, ${VAR:-default} / ${VAR-default}, ${VAR:+replacement} / ${VAR+replacement},
+# ${VAR:?error} / ${VAR?error}, and $$ for a literal $.
+_COMPOSE_ANY_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+?])([^}]*))?\}")
+
+# The exposure rules of docs/security.md: every published port on ${INSPECT_OTEL_BIND}, loopback
+# by default; beyond it only with the stack's token, which the collector then requires.
+BIND_VAR = "INSPECT_OTEL_BIND"
+TOKEN_VAR = "INSPECT_OTEL_RECEIVER_TOKEN"
+GUARD_SERVICE = "expose-guard"
+_PUBLISHED = re.compile(r"\$\{INSPECT_OTEL_BIND:-127\.0\.0\.1\}:(\d+):(\d+)(?:/tcp)?")
 
 
 @dataclass
@@ -165,12 +177,33 @@ def parse_endpoint(endpoint: str, exporter_type: str) -> tuple[str | None, int |
     return parts.hostname, port
 
 
+class InterpolationError(ValueError):
+    """``${VAR:?message}`` met an unset variable: compose refuses the file with the message."""
+
+
 def compose_default(value: Any, env: dict[str, str] | None = None) -> Any:
     """Value a compose file yields from the user's variables ``env`` (none: the defaults)."""
-    if isinstance(value, str):
-        env = env or {}
-        return _COMPOSE_REF.sub(lambda m: env.get(m.group(1), m.group(2) or ""), value)
-    return value
+    if not isinstance(value, str):
+        return value
+    env = env or {}
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
+        present = name in env
+        usable = present and env[name] != "" if op and op.startswith(":") else present
+        if op in (":-", "-"):
+            return env[name] if usable else arg
+        if op in (":+", "+"):
+            return arg if usable else ""
+        if op in (":?", "?"):
+            if not usable:
+                raise InterpolationError(f"{name}: {arg}")
+            return env[name]
+        return env.get(name, "")
+
+    return _COMPOSE_ANY_REF.sub(sub, value)
 
 
 def service_env(service: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, str]:
@@ -312,15 +345,17 @@ def lint_collector(stack: Stack) -> list[str]:
             if not truncating:
                 problems.append(f"collector: pipeline {name!r} does not truncate attributes")
 
-    otlp = (cfg.get("receivers") or {}).get("otlp") or {}
-    protocols = otlp.get("protocols") or {}
-    for proto, port in (("grpc", 4317), ("http", 4318)):
-        endpoint = (protocols.get(proto) or {}).get("endpoint")
-        if endpoint != f"0.0.0.0:{port}":
-            problems.append(
-                f"collector: otlp receiver {proto} must listen on 0.0.0.0:{port} "
-                f"(got {endpoint!r}; localhost is unreachable from other containers)"
-            )
+    for rid, otlp in (cfg.get("receivers") or {}).items():
+        if component_type(rid) != "otlp":
+            continue
+        protocols = (otlp or {}).get("protocols") or {}
+        for proto, port in (("grpc", 4317), ("http", 4318)):
+            endpoint = (protocols.get(proto) or {}).get("endpoint")
+            if endpoint != f"0.0.0.0:{port}":
+                problems.append(
+                    f"collector: {rid} receiver {proto} must listen on 0.0.0.0:{port} "
+                    f"(got {endpoint!r}; localhost is unreachable from other containers)"
+                )
     if "health_check" not in (service.get("extensions") or []):
         problems.append("collector: health_check extension is not enabled")
     return problems
@@ -398,7 +433,8 @@ def lint_compose(stack: Stack) -> list[str]:
                 )
 
         for vol in svc.get("volumes") or []:
-            source = str(vol).split(":")[0] if not isinstance(vol, dict) else vol.get("source")
+            source = compose_default(vol.get("source") if isinstance(vol, dict)
+                                     else str(vol).split(":")[0], stack.env)
             if source and not source.startswith((".", "/", "~")) and source not in declared_volumes:
                 problems.append(f"compose: service {name!r} mounts undeclared volume {source!r}")
 
@@ -778,9 +814,90 @@ def lint_dockerfile(stack: Stack) -> list[str]:
     return problems
 
 
+def _bind_mount(vol: Any, env: dict[str, str]) -> tuple[str, str, bool, bool]:
+    """(source, target, read-only, creates a missing source) of a volume entry."""
+    if isinstance(vol, dict):
+        return (str(compose_default(vol.get("source", ""), env)),
+                str(compose_default(vol.get("target", ""), env)), bool(vol.get("read_only")),
+                bool((vol.get("bind") or {}).get("create_host_path", False)))
+    parts = str(compose_default(vol, env)).split(":")
+    # The short syntax always creates a missing source (as root, on Linux).
+    return (parts[0], parts[1] if len(parts) > 1 else "", len(parts) > 2 and "ro" in parts[2].split(","),
+            True)
+
+
+def _token_receivers(cfg: dict[str, Any]) -> dict[str, list[str]]:
+    """Per OTLP receiver a pipeline uses: the protocols it serves without an authenticator that
+    is defined and enabled."""
+    service = cfg.get("service") or {}
+    enabled = set(service.get("extensions") or [])
+    defined = cfg.get("extensions") or {}
+    used = {r for pipe in (service.get("pipelines") or {}).values() for r in pipe.get("receivers") or []}
+    open_protocols: dict[str, list[str]] = {}
+    for rid in sorted(used):
+        protocols = (((cfg.get("receivers") or {}).get(rid) or {}).get("protocols") or {})
+        for proto, conf in protocols.items():
+            auth = ((conf or {}).get("auth") or {}).get("authenticator")
+            if not (auth in defined and auth in enabled and component_type(auth) == "bearertokenauth"):
+                open_protocols.setdefault(rid, []).append(proto)
+    return open_protocols
+
+
+def lint_exposure(stack: Stack) -> list[str]:
+    """Published ports on the loopback unless the operator names an interface; beyond it only
+    with a token, which every OTLP receiver the collector runs then requires."""
+    problems: list[str] = []
+    services = (stack.compose or {}).get("services") or {}
+    for name, svc in services.items():
+        ports = (svc or {}).get("ports") or []
+        for p in ports:
+            m = _PUBLISHED.fullmatch(str(p)) if not isinstance(p, dict) else None
+            if m is None or m.group(1) != m.group(2):
+                problems.append(f"compose: service {name!r} publishes {p!r}: write "
+                                f"\"${{{BIND_VAR}:-127.0.0.1}}:PORT:PORT\" (loopback unless the "
+                                "operator names an interface)")
+        if ports and name != GUARD_SERVICE:
+            dep = (((svc or {}).get("depends_on") or {}) if isinstance((svc or {}).get("depends_on"), dict)
+                   else {d: {} for d in (svc or {}).get("depends_on") or []}).get(GUARD_SERVICE)
+            if (dep or {}).get("condition") != "service_completed_successfully":
+                problems.append(f"compose: service {name!r} publishes ports but does not wait for "
+                                f"{GUARD_SERVICE!r} to complete successfully")
+    if any((svc or {}).get("ports") for svc in services.values()) and GUARD_SERVICE not in services:
+        problems.append(f"compose: service {GUARD_SERVICE!r} is missing: nothing refuses to publish "
+                        "the stack beyond the loopback without a token")
+    cfg = collector_config(stack)
+    if isinstance(cfg, dict) and stack.env.get(TOKEN_VAR):
+        for rid, protocols in _token_receivers(cfg).items():
+            problems.append(f"collector: with {TOKEN_VAR} set, receiver {rid!r} still accepts "
+                            f"{'/'.join(protocols)} without the token")
+        for ext, conf in (cfg.get("extensions") or {}).items():
+            if component_type(ext) == "bearertokenauth" and (conf or {}).get("token") != stack.env[TOKEN_VAR]:
+                problems.append(f"collector: {ext!r} does not require {TOKEN_VAR} "
+                                f"(token resolves to {(conf or {}).get('token')!r})")
+    if isinstance(cfg, dict):
+        for ext, conf in (cfg.get("extensions") or {}).items():
+            if component_type(ext) == "bearertokenauth" and not (conf or {}).get("token"):
+                problems.append(f"collector: {ext!r} has an empty token: the collector refuses to "
+                                "start (an empty bearer token fails validation even when unused)")
+    receiver = services.get("receiver") or {}
+    roots = service_env(receiver, stack.env).get("INSPECT_OTEL_LOG_ARTIFACT_ROOTS")
+    if receiver and not roots:
+        problems.append("compose: the receiver gets no INSPECT_OTEL_LOG_ARTIFACT_ROOTS: eval logs "
+                        "never reach MLflow")
+    elif receiver:
+        mounts = [_bind_mount(v, stack.env) for v in receiver.get("volumes") or []]
+        for root in roots.split(","):
+            if (root, root, True, False) not in mounts:
+                problems.append(f"compose: log-artifact root {root!r} is not bind-mounted read-only "
+                                "at the same path in the receiver (the spans name host paths), "
+                                "without create_host_path")
+    return problems
+
+
 def lint_stack(stack: Stack) -> list[str]:
     return (
-        lint_collector(stack)
+        lint_exposure(stack)
+        + lint_collector(stack)
         + lint_compose(stack)
         + lint_wiring(stack)
         + lint_receiver(stack)

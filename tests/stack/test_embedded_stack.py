@@ -123,6 +123,19 @@ def test_up_then_demo_reuses_it_then_sigterm_stops_everything(tmp_path: Path) ->
         assert "export OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true" in out
         assert http_ok(mlflow_url + "/health") and http_ok(otlp_url + "/health")
         assert (data / "mlflow" / "mlflow.db").exists()
+        # a generated receiver token, printed as the line to export; the data directory 0700
+        token = re.search(r'export OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20([\w-]{40,})"',
+                          out).group(1)
+        assert (data / "receiver.token").read_text().strip() == token
+        assert (data / "receiver.token").stat().st_mode & 0o777 == 0o600
+        assert data.stat().st_mode & 0o777 == 0o700
+        assert token not in (data / "logs" / "receiver.log").read_text()
+        empty = b""  # an empty ExportTraceServiceRequest
+        headers = {"Content-Type": "application/x-protobuf"}
+        assert requests.post(otlp_url + "/v1/traces", data=empty, headers=headers,
+                             timeout=10).status_code == 401
+        assert requests.post(otlp_url + "/v1/traces", data=empty, timeout=10, headers={
+            **headers, "Authorization": f"Bearer {token}"}).status_code == 200
         children = _descendants(up.proc.pid)
         assert len(children) >= 2
 
@@ -141,6 +154,7 @@ def test_up_then_demo_reuses_it_then_sigterm_stops_everything(tmp_path: Path) ->
         up.signal(signal.SIGTERM)
         assert up.proc.wait(90) == 0, _text(up)
         assert "Stopped." in _text(up)
+        assert not (data / "receiver.token").exists()
         wait_for(lambda: not _alive(children), 30, "the stack's child processes to exit")
         for flag in ("--mlflow-port", "--port", "--grpc-port"):
             assert _port_free(_flag(ports, flag)), f"{flag} still bound"
@@ -229,9 +243,10 @@ def test_up_on_postgres_with_several_workers(tmp_path: Path, postgres_server) ->
 
         ev = SynthEval(run_id="up-on-postgres", samples=2, scorers=("match",)).build()
         otlp_url = f"http://127.0.0.1:{_flag(ports, '--port')}"
+        token = (data / "receiver.token").read_text().strip()  # the one `up` generated
         for sig, body in ev.batches(size=20):
-            r = requests.post(f"{otlp_url}/v1/{sig}", data=body,
-                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+            r = requests.post(f"{otlp_url}/v1/{sig}", data=body, timeout=30, headers={
+                "Content-Type": "application/x-protobuf", "Authorization": f"Bearer {token}"})
             assert r.status_code == 200, r.text
         wait_for(lambda: requests.get(otlp_url + "/health", timeout=5).json()["idle"], 180,
                  "the receiver to apply the eval")

@@ -8,7 +8,9 @@ produce the matching problem.
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -49,8 +51,10 @@ def test_scale_out_file_turns_on_what_it_says(stack: Stack, scale_stack: Stack) 
     base, scaled = stack.compose["services"], scale_stack.compose["services"]
     assert stack_lint.replicas(base["receiver"]) == 1
     assert stack_lint.replicas(scaled["receiver"]) == 3
-    assert base["receiver"]["volumes"] == ["receiver-data:/data"]
-    assert scaled["receiver"]["volumes"] == [{"type": "volume", "target": "/data"}]
+    logs = {"type": "bind", "source": "${PWD}/logs", "target": "${PWD}/logs", "read_only": True,
+            "bind": {"create_host_path": False}}  # the log-artifact root, read-only, on both
+    assert base["receiver"]["volumes"] == ["receiver-data:/data", logs]
+    assert scaled["receiver"]["volumes"] == [{"type": "volume", "target": "/data"}, logs]
     assert stack_lint.mlflow_workers(base["mlflow"]) == 2
     assert stack_lint.mlflow_workers(scaled["mlflow"]) == 4
     for s, exporter in ((stack, "otlp_http/receiver"), (scale_stack, "loadbalancing/receiver")):
@@ -341,18 +345,18 @@ MUTATIONS: dict[str, tuple[Callable[[Stack], None], str]] = {
     ),
     "collector OTLP port not published": (
         lambda s: _svc(s, "collector").update(
-            ports=[p for p in _svc(s, "collector")["ports"] if not str(p).startswith("4318")]
+            ports=[p for p in _svc(s, "collector")["ports"] if ":4318:" not in str(p)]
         ),
         "collector port 4318 (otlp receiver) is not published",
     ),
     "prometheus port not published": (
         lambda s: _svc(s, "collector").update(
-            ports=[p for p in _svc(s, "collector")["ports"] if not str(p).startswith("8889")]
+            ports=[p for p in _svc(s, "collector")["ports"] if ":8889:" not in str(p)]
         ),
         "collector port 8889 (prometheus) is not published",
     ),
     "host port clash": (
-        lambda s: _svc(s, "phoenix")["ports"].append("4317:4317"),
+        lambda s: _svc(s, "phoenix")["ports"].append("${INSPECT_OTEL_BIND:-127.0.0.1}:4317:4317"),
         "host port 4317 is published by both",
     ),
     "config mounted at wrong path": (
@@ -392,6 +396,51 @@ MUTATIONS: dict[str, tuple[Callable[[Stack], None], str]] = {
     "metrics not to prometheus": (
         lambda s: s.collector["service"]["pipelines"]["metrics"].update(exporters=["debug"]),
         "metrics are not exported to Prometheus",
+    ),
+    "port published on every interface": (
+        lambda s: _svc(s, "mlflow").update(ports=["5000:5000"]),
+        "service 'mlflow' publishes '5000:5000'",
+    ),
+    "port published on a fixed address": (
+        lambda s: _svc(s, "jaeger").update(ports=["0.0.0.0:16686:16686"]),
+        "service 'jaeger' publishes '0.0.0.0:16686:16686'",
+    ),
+    "port published on another variable": (
+        lambda s: _svc(s, "phoenix").update(ports=["${BIND:-127.0.0.1}:6006:6006"]),
+        "service 'phoenix' publishes",
+    ),
+    "publishing service does not wait for the guard": (
+        lambda s: _svc(s, "jaeger").pop("depends_on"),
+        "service 'jaeger' publishes ports but does not wait for 'expose-guard'",
+    ),
+    "guard only started, not completed": (
+        lambda s: _svc(s, "mlflow")["depends_on"].update({"expose-guard": {"condition": "service_started"}}),
+        "service 'mlflow' publishes ports but does not wait for 'expose-guard'",
+    ),
+    "guard removed": (
+        lambda s: s.compose["services"].pop("expose-guard"),
+        "service 'expose-guard' is missing",
+    ),
+    "collector gets an empty auth token": (
+        lambda s: _svc(s, "collector")["environment"].update(
+            OTLP_AUTH_TOKEN="${INSPECT_OTEL_RECEIVER_TOKEN:-}"),
+        "'bearertokenauth/otlp' has an empty token",
+    ),
+    "receiver without log-artifact roots": (
+        lambda s: _svc(s, "receiver")["environment"].pop("INSPECT_OTEL_LOG_ARTIFACT_ROOTS"),
+        "gets no INSPECT_OTEL_LOG_ARTIFACT_ROOTS",
+    ),
+    "log root mounted elsewhere": (
+        lambda s: _svc(s, "receiver")["volumes"][1].update(target="/srv/logs"),
+        "is not bind-mounted read-only at the same path",
+    ),
+    "log root mounted writable": (
+        lambda s: _svc(s, "receiver")["volumes"][1].pop("read_only"),
+        "is not bind-mounted read-only at the same path",
+    ),
+    "log root in the short syntax (Docker creates it, root-owned)": (
+        lambda s: _svc(s, "receiver").update(volumes=["receiver-data:/data", "${PWD}/logs:${PWD}/logs:ro"]),
+        "without create_host_path",
     ),
     "undeclared named volume": (
         lambda s: s.compose["volumes"].pop("mlflow-data"),
@@ -515,3 +564,89 @@ def test_docs_name_every_variable_the_compose_files_read() -> None:
     for path in (stack_lint.COMPOSE_PATH, stack_lint.SCALE_COMPOSE_PATH):
         for var in set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", path.read_text())):
             assert f"`{var}`" in docs, f"{path.name} reads ${{{var}}}, docs/stack.md does not say"
+
+
+# ------------------------------------------------------------------- exposure (docs/security.md)
+
+TOKEN = {"INSPECT_OTEL_RECEIVER_TOKEN": "t0k3n-for-the-lint"}
+
+
+@pytest.mark.parametrize("scale", [False, True], ids=["base", "scale"])
+@pytest.mark.parametrize("env", [{}, TOKEN, {**TOKEN, "INSPECT_OTEL_BIND": "0.0.0.0"}],
+                         ids=["default", "token", "exposed-with-token"])
+def test_every_way_the_stack_is_run_has_no_problems(env: dict[str, str], scale: bool) -> None:
+    s = load_stack(scale=scale)
+    s.env = env
+    assert lint_stack(s) == []
+
+
+def test_published_ports_are_loopback_unless_named() -> None:
+    s = load_stack()
+    published = [(name, stack_lint.compose_default(p, {}), stack_lint.compose_default(
+                  p, {"INSPECT_OTEL_BIND": "0.0.0.0"}))
+                 for name, svc in s.compose["services"].items() for p in svc.get("ports") or []]
+    assert {name for name, _, _ in published} == {"collector", "mlflow", "jaeger", "phoenix"}
+    assert all(local.startswith("127.0.0.1:") and exposed.startswith("0.0.0.0:")
+               for _, local, exposed in published)
+
+
+def test_collector_requires_the_token_exactly_when_it_is_set() -> None:
+    s = load_stack()
+    cfg = stack_lint.collector_config(s)
+    assert cfg["service"]["pipelines"]["traces"]["receivers"] == ["otlp"]
+    assert stack_lint._token_receivers(cfg) == {"otlp": ["grpc", "http"]}  # open, on 127.0.0.1
+    s.env = TOKEN
+    cfg = stack_lint.collector_config(s)
+    for pipeline in ("traces", "logs", "metrics"):
+        assert cfg["service"]["pipelines"][pipeline]["receivers"] == ["otlp/token"]
+    assert stack_lint._token_receivers(cfg) == {}
+    assert cfg["extensions"]["bearertokenauth/otlp"]["token"] == TOKEN["INSPECT_OTEL_RECEIVER_TOKEN"]
+    # a receiver that forgets its authenticator is reported
+    s.collector["receivers"]["otlp/token"]["protocols"]["http"].pop("auth")
+    assert any("receiver 'otlp/token' still accepts http without the token" in p
+               for p in lint_stack(s))
+
+
+def _guard(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The guard's own command, as compose hands it to the container's sh, run by this machine's
+    sh (POSIX, like busybox's) with the environment compose gives it."""
+    guard = load_stack().compose["services"]["expose-guard"]
+    cmd = [stack_lint.compose_default(c, env) for c in stack_lint.command_args(guard)]
+    assert cmd[:2] == ["sh", "-c"]
+    container_env = stack_lint.service_env(guard, env)
+    assert "INSPECT_OTEL_RECEIVER_TOKEN" not in container_env  # never the token itself
+    return subprocess.run(cmd, env={"PATH": os.environ["PATH"], **container_env},
+                          capture_output=True, text=True, timeout=10)
+
+
+@pytest.mark.parametrize("env, starts", [
+    ({}, True),
+    ({"INSPECT_OTEL_BIND": "127.0.0.1"}, True),
+    ({"INSPECT_OTEL_BIND": "127.0.0.2"}, True),
+    ({"INSPECT_OTEL_BIND": "[::1]"}, True),
+    ({"INSPECT_OTEL_BIND": "0.0.0.0"}, False),
+    ({"INSPECT_OTEL_BIND": "192.168.10.5"}, False),
+    ({"INSPECT_OTEL_BIND": "0.0.0.0", "INSPECT_OTEL_RECEIVER_TOKEN": ""}, False),
+    ({"INSPECT_OTEL_BIND": "0.0.0.0", **TOKEN}, True),
+    ({"INSPECT_OTEL_BIND": "192.168.10.5", **TOKEN}, True),
+])
+def test_the_stack_refuses_to_start_exposed_without_a_token(env: dict[str, str], starts: bool) -> None:
+    result = _guard(env)
+    assert (result.returncode == 0) is starts, result
+    if not starts:
+        assert "set INSPECT_OTEL_RECEIVER_TOKEN first" in result.stderr
+        assert env["INSPECT_OTEL_BIND"] in result.stderr
+
+
+@pytest.mark.parametrize("text, env, expected", [
+    ("${A:-d}", {}, "d"), ("${A:-d}", {"A": ""}, "d"), ("${A-d}", {"A": ""}, ""),
+    ("x${A:+/y}", {}, "x"), ("x${A:+/y}", {"A": ""}, "x"), ("x${A:+/y}", {"A": "1"}, "x/y"),
+    ("x${A+/y}", {"A": ""}, "x/y"), ("$$A ${A}", {"A": "1"}, "$A 1"),
+])
+def test_compose_interpolation(text: str, env: dict[str, str], expected: str) -> None:
+    assert stack_lint.compose_default(text, env) == expected
+
+
+def test_compose_interpolation_required_variable() -> None:
+    with pytest.raises(stack_lint.InterpolationError, match="A: set it"):
+        stack_lint.compose_default("${A:?set it}", {"A": ""})

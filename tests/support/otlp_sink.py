@@ -73,7 +73,7 @@ class Sink:
     logs: list[LogRecord] = field(default_factory=list)
     metrics: dict[str, list[Any]] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
-    bodies: list[bytes] = field(default_factory=list)  # every request body as exported (unzipped)
+    bodies: list[bytes] = field(default_factory=list)  # every request body as it arrived (gunzipped)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_traces(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
@@ -142,7 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         self.sink.requests.append(self.path)
-        self.sink.bodies.append(body)
+        with self.sink.lock:
+            self.sink.bodies.append(body)
         if self.path == "/v1/traces":
             req = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
             self.sink.add_traces(req)

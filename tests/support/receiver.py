@@ -28,6 +28,7 @@ class ReceiverProc:
     grpc_port: int
     data_dir: Path
     log_path: Path
+    token: str | None = None  # INSPECT_OTEL_RECEIVER_TOKEN it was started with: /health sends it
 
     @property
     def url(self) -> str:
@@ -39,7 +40,8 @@ class ReceiverProc:
                              headers={"Content-Type": ctype, **headers}, timeout=30)
 
     def health(self) -> dict[str, Any]:
-        return requests.get(self.url + "/health", timeout=10).json()
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return requests.get(self.url + "/health", headers=headers, timeout=10).json()
 
     def wait_idle(self, timeout: float = 120.0) -> dict[str, Any]:
         return wait_for(lambda: (h := self.health())["idle"] and h["mlflow"]["writer_ok"] and h,
@@ -73,7 +75,8 @@ def start_receiver(mlflow_uri: str, data_dir: Path, experiment: str, *extra: str
             stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=str(ROOT),
             start_new_session=True,
         )
-    rp = ReceiverProc(proc, port, gport, data_dir, log_path)
+    rp = ReceiverProc(proc, port, gport, data_dir, log_path,
+                      token=full_env.get("INSPECT_OTEL_RECEIVER_TOKEN") or None)
 
     def up() -> bool:
         if proc.poll() is not None:

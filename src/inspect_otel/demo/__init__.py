@@ -19,12 +19,13 @@ from typing import Any, TextIO
 from inspect_otel import ids
 from inspect_otel.stack import (
     CAPTURE_ENV,
-    TOKEN_ENV,
     EmbeddedStack,
     StackError,
     _Terminate,
     add_stack_arguments,
     install_sigterm_handler,
+    otlp_headers,
+    running_stack_token,
     stack_from_args,
     wait_forever,
 )
@@ -55,15 +56,14 @@ class EvalFacts:
     log_location: str
 
 
-def configure_hook_env(stack: EmbeddedStack) -> None:
+def configure_hook_env(stack: EmbeddedStack, token: str | None) -> None:
     """Point the hook at the stack, the way a user's shell would after `inspect-otel up`."""
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = stack.otlp_http_url
     os.environ.pop("OTEL_SDK_DISABLED", None)
     os.environ.pop("INSPECT_OTEL_ENABLED", None)
     os.environ.setdefault(CAPTURE_ENV, "true")
-    token = os.environ.get(TOKEN_ENV)
-    if token and "OTEL_EXPORTER_OTLP_HEADERS" not in os.environ:
-        os.environ["OTEL_EXPORTER_OTLP_HEADERS"] = f"authorization=Bearer%20{token}"
+    if token:
+        os.environ["OTEL_EXPORTER_OTLP_HEADERS"] = otlp_headers(token)
 
 
 def run_demo_eval(log_dir: str) -> EvalFacts:
@@ -235,7 +235,9 @@ def main(args: argparse.Namespace) -> int:
                 return 1
             started = True
 
-        configure_hook_env(stack)
+        # A stack already running (`inspect-otel up` of the same data directory) left its token
+        # there; a stack started here has its own.
+        configure_hook_env(stack, stack.token if started else running_stack_token(stack.data_dir))
         out.write("Running the demo eval (calculator agent, scripted mockllm/model, 5 samples, "
                   "content capture on) ...\n")
         facts = run_demo_eval(str((stack.data_dir / "eval-logs").resolve()))

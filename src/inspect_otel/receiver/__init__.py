@@ -7,15 +7,19 @@ Modules, in the order data flows through them:
 - ``_server``: the HTTP and gRPC front ends; ``cli``: the command.
 - ``_decode``: request bodies -> protobuf, 4xx for bad input; ``_values``: OTLP values as
   python; ``_validation``: what is checked before anything is stored.
-- ``_spool``: the durable sqlite state (ack after commit).
+- ``_spool``: the durable sqlite state (ack after commit); ``_spool_drain``: its writer side
+  (what is pending, marking it applied). ``_ownership``: which traces this receiver may write
+  (absent, or in its experiment).
 - ``_writer``: applies the spool to MLflow; ``_claims``: one MLflow run per Inspect id across
-  several receivers.
+  several receivers; ``_eval_logs``: a task's eval log as an artifact, only from under the
+  operator's roots.
 - Pure mappings (attributes -> MLflow), one concern each: ``_run_params`` (what becomes a param),
   ``_run_metrics`` (task metrics), ``_run_tags`` (run tags, names, status), ``_samples`` (sample
   summaries and step metrics), ``_forward`` (what a span takes to MLflow: span type, root
   inputs/outputs, trace tags), ``_evaluations`` (results -> assessments), ``_finalize`` (a
-  task's tables and aggregates), ``_tables`` (artifact tables), ``_secrets`` (what never becomes a
-  param), ``_mlflow_names`` (the tag names and limits on the MLflow side).
+  task's tables and aggregates), ``_tables`` (artifact tables), ``_mlflow_names`` (the tag names
+  and limits on the MLflow side). What looks secret is ``inspect_otel.redaction``, the policy the
+  hook uses too.
 """
 
 from __future__ import annotations

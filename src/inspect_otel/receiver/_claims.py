@@ -9,8 +9,12 @@ API, on sqlite and PostgreSQL alike (no receiver-to-receiver protocol):
   names are unique, deleted experiments included) created with the claimed run id as a tag, in
   the same transaction. It is deleted right after (hidden from MLflow's experiment list; a deleted
   experiment keeps its name and tags, so the claim stays readable and reserved);
-- a task run: the param ``inspect.otel.task_run.<eval id>`` on the agreed parent run (params are
-  insert-once per run and key; another value is refused with INVALID_PARAMETER_VALUE).
+- a task run: the param ``inspect.otel.task_run.<hash of the eval id>`` on the agreed parent run
+  (params are insert-once per run and key; another value is refused with
+  INVALID_PARAMETER_VALUE).
+
+Keys and names carry a fixed-length hash of the Inspect id (``id_hash``), never the id itself:
+ids of up to 256 characters fit MLflow's 250-character keys, and distinct ids never share a key.
 
 A claimer first creates a *candidate* run (tagged only with its claim key), then tries to
 register it. A loser deletes its candidate and uses the registered run.
@@ -22,6 +26,7 @@ receivers) are adopted as the candidate instead of creating a new one.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
@@ -33,17 +38,29 @@ from . import _mlflow_names
 
 log = logging.getLogger("inspect_otel.receiver")
 
-TAG_CLAIM = "inspect.otel.claim"  # on candidate runs (and kept by the winner): the claim key
+# On candidate runs (and kept by the winner): the claim key. Under MLflow's own prefix, which its
+# UI leaves out of a run's tags (bookkeeping, not the user's).
+TAG_CLAIM = _mlflow_names.HIDDEN_TAG_PREFIX + "claim"
 TAG_CLAIMED_RUN = "inspect.otel.claimed_run_id"  # on a claim experiment: the registered run
 TASK_RUN_PARAM_PREFIX = "inspect.otel.task_run."
 
 
+def id_hash(inspect_id: str) -> str:
+    """A fixed-length stand-in for an Inspect id in keys and names: 128 bits of BLAKE2b."""
+    return hashlib.blake2b(inspect_id.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def claim_key(kind: str, inspect_id: str) -> str:
+    """The value of TAG_CLAIM on a candidate: ``run/<hash>`` or ``task/<hash>``."""
+    return f"{kind}/{id_hash(inspect_id)}"
+
+
 def claim_experiment_name(experiment_id: str, run_id: str) -> str:
-    return f"inspect-otel claim: experiment {experiment_id}, inspect run {run_id}"
+    return f"inspect-otel claim: experiment {experiment_id}, inspect run {id_hash(run_id)}"
 
 
 def task_run_param(eval_id: str) -> str:
-    return TASK_RUN_PARAM_PREFIX + _mlflow_names.metric_key(eval_id)
+    return TASK_RUN_PARAM_PREFIX + id_hash(eval_id)
 
 
 def _code(exc: BaseException) -> str:
@@ -96,7 +113,7 @@ class Claims:
             self._later(self._hide, claim_id)
 
         return self._claim(
-            f"run/{run_id}", tags, start_ms, run_name,
+            claim_key("run", run_id), tags, start_ms, run_name,
             read=lambda: self._read_experiment_claim(name),
             legacy=lambda: self._find_legacy(sc.INSPECT_RUN_ID, run_id, _mlflow_names.ROLE_RUN),
             register=register, taken_code="RESOURCE_ALREADY_EXISTS")
@@ -126,7 +143,7 @@ class Claims:
             return self.client.get_run(parent_mlflow_id).data.params.get(param)
 
         return self._claim(
-            f"task/{eval_id}", tags, start_ms, run_name, read=read,
+            claim_key("task", eval_id), tags, start_ms, run_name, read=read,
             legacy=lambda: self._find_legacy(sc.INSPECT_EVAL_ID, eval_id, _mlflow_names.ROLE_TASK),
             register=lambda candidate: self.client.log_param(parent_mlflow_id, param, candidate),
             taken_code="INVALID_PARAMETER_VALUE")

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import re
 
+# Bookkeeping tags go under MLflow's own prefix: its UI leaves tags starting with "mlflow." out of
+# a run's tag list (isUserFacingTag in MLflow 3.17's JS), so they do not crowd the run page.
+HIDDEN_TAG_PREFIX = "mlflow.inspect_otel."
+
 # Tags the receiver itself writes on MLflow runs (not span attributes).
 TAG_ROLE = "inspect.otel.role"  # "run" (parent) or "task" (nested child)
 
@@ -34,7 +38,7 @@ TAG_SOURCE_NAME = "mlflow.source.name"
 
 # The finalization a task run holds: "<samples>/<assessments>/<digest of its tables and
 # aggregates>". Receivers compare it with what they see in MLflow before writing again.
-TAG_FINALIZED = "inspect.otel.finalized"
+TAG_FINALIZED = HIDDEN_TAG_PREFIX + "finalized"
 
 
 # The eval log stored under the task run's artifacts (LOG_ARTIFACT_DIR): its location, or why not.

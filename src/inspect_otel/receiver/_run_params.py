@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from inspect_otel import semconv as sc
+from inspect_otel.redaction import DEFAULT as REDACTOR
+from inspect_otel.redaction import is_secret_attribute
 
 from ._mlflow_names import PARAM_VALUE_MAX, metric_key, mlflow_text
-from ._secrets import looks_secret
 from ._values import UNPARSED, as_text, json_value
 
 # (attribute, param name). Values are rendered as text; lists are comma-joined.
@@ -66,15 +67,17 @@ GENERATE_CONFIG_PARAM_PREFIX = "generate_config."
 
 
 def task_params(attrs: Mapping[str, Any]) -> dict[str, str]:
-    """Params of the task's MLflow run. Secret-looking keys or values are dropped."""
+    """Params of the task's MLflow run. A param under a secret name (``task_args.api_key``) is
+    dropped; secrets inside a value (a URL's credentials, a key in free text) are redacted. The
+    sender's own redaction is not trusted: any OTLP sender can reach this."""
     out: dict[str, str] = {}
 
     def put(key: str, value: Any) -> None:
         if value is None or value == "" or value == [] or value == {}:
             return
-        text = as_text(value)
-        if looks_secret(key, text):
+        if is_secret_attribute(key):
             return
+        text = REDACTOR.text(as_text(value))
         out[metric_key(key)] = mlflow_text(text, PARAM_VALUE_MAX)
 
     for attr, name in TASK_PARAMS:

@@ -12,6 +12,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
@@ -19,13 +20,17 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from ..config import data_dir
+from ..stack import redact_uri
 from . import _decode as dec
+from ._eval_logs import DEFAULT_MAX_LOG_BYTES, Root
+from ._ownership import FOREIGN_MESSAGE
 from ._spool import ORPHAN_TTL_S, IngestResult, Spool, SpoolFull
 from ._writer import Writer
 
 log = logging.getLogger("inspect_otel.receiver")
 
 RETRY_AFTER_S = 5
+BUSY_RETRY_AFTER_S = 1  # too many requests in flight: they finish within milliseconds
 STORE_FAILED = "receiver could not store the data (details in its log); retry later"
 
 # OTLP/gRPC service (full name) by signal; each has one method, Export.
@@ -53,7 +58,10 @@ class ReceiverConfig:
     max_body_bytes: int = 32 << 20  # per request, compressed and decompressed
     max_spool_bytes: int = 1 << 30  # pending (not yet in MLflow) data before backpressure
     settle_s: float = 10.0  # quiet time after which an incomplete task is finalized anyway
-    log_artifacts: bool = True  # store each task's eval log under its run (when readable here)
+    # eval logs are stored only from under these (see _eval_logs.py); none: off
+    log_artifact_roots: tuple[Root, ...] = ()
+    max_log_artifact_bytes: int = DEFAULT_MAX_LOG_BYTES
+    max_concurrent_requests: int = 64  # OTLP requests in flight, per front end; more: 503
     orphan_ttl_s: float = ORPHAN_TTL_S  # evaluation results whose trace never arrives expire
 
     @property
@@ -85,7 +93,8 @@ class Receiver:
         self.spool = Spool(config.spool_path, max_bytes=config.max_spool_bytes,
                            orphan_ttl_s=config.orphan_ttl_s)
         self.writer = Writer(self.spool, config.mlflow_uri, config.experiment_name,
-                             settle_s=config.settle_s, log_artifacts=config.log_artifacts)
+                             settle_s=config.settle_s, log_roots=config.log_artifact_roots,
+                             max_log_bytes=config.max_log_artifact_bytes)
         self._uvicorn: Any = None
         self._http_thread: threading.Thread | None = None
         self._grpc: Any = None
@@ -96,11 +105,35 @@ class Receiver:
 
     # --- shared ingest path ---------------------------------------------------------------------
     def ingest(self, signal: str, msg: Any) -> IngestResult:
-        if signal == "traces":
-            return self.spool.ingest_traces(msg)
-        if signal == "logs":
-            return self.spool.ingest_logs(msg)
-        return IngestResult()  # metrics: accepted, not mapped (the writer derives its own)
+        if signal == "metrics":
+            return IngestResult()  # accepted, not mapped (the writer derives its own)
+        refused = self._drop_foreign(signal, msg)
+        res = (self.spool.ingest_traces if signal == "traces" else self.spool.ingest_logs)(msg)
+        if refused:
+            res.reject(refused, FOREIGN_MESSAGE)
+        return res
+
+    def _drop_foreign(self, signal: str, msg: Any) -> int:
+        """Remove the spans or log records of traces the writer found in another MLflow
+        experiment from ``msg``; returns how many. From the cache only: the acknowledgement
+        never waits on MLflow (a trace seen for the first time is checked by the writer, before
+        anything of it is written)."""
+        groups = ([ss.spans for rs in msg.resource_spans for ss in rs.scope_spans]
+                  if signal == "traces" else
+                  [sl.log_records for rl in msg.resource_logs for sl in rl.scope_logs])
+        ids = {item.trace_id.hex() for items in groups for item in items
+               if len(item.trace_id) == 16}
+        foreign = self.writer.ownership.known_foreign(ids) if ids else set()
+        refused = 0
+        for items in groups if foreign else ():
+            kept = [item for item in items if item.trace_id.hex() not in foreign]
+            if len(kept) < len(items):
+                refused += len(items) - len(kept)
+                del items[:]
+                items.extend(kept)
+        if refused:
+            self.writer.ownership.rejected += refused
+        return refused
 
     def authorized(self, header: str | None) -> bool:
         token = self.config.token
@@ -129,30 +162,48 @@ class Receiver:
                    if k.startswith("pending_") and k != "pending_bytes") \
             and not self.writer.logs_pending()
 
-    def health(self) -> dict[str, Any]:
-        stats = self.spool.stats()
+    def health(self, detailed: bool = True) -> dict[str, Any]:
+        """The receiver's state. Not ``detailed`` (a caller without the token, when one is
+        set): only ``status``. Never the spool's path or the tracking URI's credentials."""
         reachable, probe_error = self.probe_mlflow()
+        status = "ok" if reachable else "degraded"
+        if not detailed:
+            return {"status": status}
+        stats = self.spool.stats()
         st = self.writer.status
         return {
-            "status": "ok" if reachable else "degraded",
+            "status": status,
             # busy: tasks still polled until complete (finalization from MLflow's state)
             "idle": self._nothing_pending(stats) and not self.writer.busy(),
-            "spool": {**stats, "full": self.spool.is_full(), "path": str(self.spool.path)},
+            "spool": {**stats, "full": self.spool.is_full()},
             "orphaned": {"waiting": stats["orphaned_results"], "expired": stats["expired_results"],
                          "ttl_seconds": self.spool.orphan_ttl_s},
+            # identities whose MLflow run MLflow refused for good (their data goes on without it)
+            "failed_runs": [{**f, "error": self._scrub(f["error"])}
+                            for f in self.spool.failed_identities()],
             "mlflow": {
-                "tracking_uri": self.config.mlflow_uri,
+                "tracking_uri": redact_uri(self.config.mlflow_uri),
                 "experiment_name": self.config.experiment_name,
                 "reachable": reachable,
                 "probe_error": probe_error,
                 "writer_ok": st.mlflow_ok,
-                "last_error": st.last_error,
+                "last_error": self._scrub(st.last_error),
                 "last_error_at": st.last_error_at,
                 "last_success_at": st.last_success_at,
             },
-            "writer": {"passes": st.passes, "dropped": st.dropped, "applied": dict(st.applied)},
+            "writer": {"passes": st.passes, "dropped": st.dropped, "applied": dict(st.applied),
+                       # spans and results of traces in another experiment, never written
+                       "foreign_rejected": self.writer.ownership.rejected},
             "ports": {"http": self.http_port, "grpc": self.grpc_port},
         }
+
+    def _scrub(self, text: str | None) -> str | None:
+        """``text`` without the tracking URI's password (an error may quote the URI)."""
+        if text is None:
+            return None
+        password = urlsplit(self.config.mlflow_uri).password
+        text = text.replace(self.config.mlflow_uri, redact_uri(self.config.mlflow_uri))
+        return text.replace(password, "***") if password else text
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> "Receiver":
@@ -162,9 +213,12 @@ class Receiver:
             self._start_grpc()
         self._start_http()
         log.info("inspect-otel receiver: OTLP/HTTP on %s:%s, OTLP/gRPC on %s, MLflow %s "
-                 "(experiment %r), spool %s", self.config.host, self.http_port,
-                 self.grpc_port if self.grpc_port else "off", self.config.mlflow_uri,
-                 self.config.experiment_name, self.spool.path)
+                 "(experiment %r), spool %s, eval logs %s", self.config.host, self.http_port,
+                 self.grpc_port if self.grpc_port else "off",
+                 redact_uri(self.config.mlflow_uri), self.config.experiment_name,
+                 self.spool.path,
+                 "from " + ", ".join(map(str, self.config.log_artifact_roots))
+                 if self.config.log_artifact_roots else "off (no --log-artifact-root)")
         return self
 
     def stop(self, drain_s: float = DRAIN_S) -> None:
@@ -231,6 +285,8 @@ class Receiver:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="inspect-otel-grpc"),
             options=[("grpc.max_receive_message_length", self.config.max_body_bytes)],
+            # beyond it grpc answers RESOURCE_EXHAUSTED itself (retried by OTLP exporters)
+            maximum_concurrent_rpcs=self.config.max_concurrent_requests,
         )
         # Requests arrive as raw bytes (no request_deserializer) and are parsed by the same decoder
         # as HTTP: a malformed message is then INVALID_ARGUMENT, not grpc's INTERNAL.
@@ -257,6 +313,7 @@ def build_app(receiver: Receiver) -> Any:
     from starlette.routing import Route
 
     cfg = receiver.config
+    in_flight = 0  # OTLP requests between arrival and answer (this event loop is their only thread)
 
     def error(status: int, message: str, mt: str = dec.JSON,
               headers: dict[str, str] | None = None) -> Response:
@@ -294,6 +351,19 @@ def build_app(receiver: Receiver) -> Any:
         return dec.encode_response(_response(signal, res), mt), mt
 
     async def otlp(request: Request) -> Response:
+        nonlocal in_flight
+        if in_flight >= cfg.max_concurrent_requests:
+            mt = dec.media_type(request.headers.get("content-type"))
+            return error(503, f"more than {cfg.max_concurrent_requests} requests in flight, "
+                         "retry later", mt if mt in dec.CONTENT_TYPES else dec.JSON,
+                         {"Retry-After": str(BUSY_RETRY_AFTER_S)})
+        in_flight += 1
+        try:
+            return await handle_otlp(request)
+        finally:
+            in_flight -= 1
+
+    async def handle_otlp(request: Request) -> Response:
         signal = dec.PATHS[request.url.path]
         mt = dec.media_type(request.headers.get("content-type"))
         mt = mt if mt in dec.CONTENT_TYPES else dec.JSON
@@ -325,7 +395,8 @@ def build_app(receiver: Receiver) -> Any:
         return Response(out, status_code=200, media_type=rmt)
 
     async def health(request: Request) -> Response:
-        data = await asyncio.get_running_loop().run_in_executor(None, receiver.health)
+        detailed = receiver.authorized(request.headers.get("authorization"))
+        data = await asyncio.get_running_loop().run_in_executor(None, receiver.health, detailed)
         return JSONResponse(data, status_code=200)
 
     async def not_found(request: Request, exc: Exception) -> Response:

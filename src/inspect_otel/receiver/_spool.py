@@ -4,8 +4,9 @@ Incoming OTLP data is normalised into tables keyed by the deterministic ids (tra
 Inspect run/eval ids, evaluation (trace, name, span)), committed with WAL + ``synchronous=FULL``
 before the HTTP/gRPC answer. Redelivered data hits the same keys, so it is absorbed here; rows
 whose content changed are marked pending again. The writer (``_writer.py``) applies pending rows
-to MLflow and marks them done. Everything the task aggregates need (per-sample summaries, span
-categories) stays in this database, so a restart or a replay gives the same result.
+to MLflow and marks them done (``_spool_drain.py``, the writer's side: what MLflow holds leaves
+the spool, or keeps only its key). Task aggregates are computed from what MLflow holds, so
+nothing applied needs to stay here for them.
 
 Each span or log record is validated before it writes anything, and stored on its own: one with
 values that cannot be stored is rejected alone and reported in the OTLP partial success, the rest
@@ -21,7 +22,6 @@ result comes back to pending if its trace arrives after all.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sqlite3
@@ -38,6 +38,16 @@ from inspect_otel import semconv as sc
 
 from . import _evaluations, _forward, _mlflow_names, _run_tags, _samples, _validation, _values
 
+from ._spool_drain import (  # noqa: F401 - PendingSpan, RESULT_*: part of the spool's API
+    RESULT_APPLIED,
+    RESULT_EXPIRED,
+    RESULT_PENDING,
+    TRACE_HERE,
+    PendingSpan,
+    SpoolDrain,
+    _digest,
+)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS resources(hash TEXT PRIMARY KEY, payload BLOB NOT NULL);
@@ -51,7 +61,7 @@ CREATE TABLE IF NOT EXISTS spans(
 CREATE INDEX IF NOT EXISTS spans_pending ON spans(pending) WHERE pending = 1;
 CREATE TABLE IF NOT EXISTS identities(
     key TEXT PRIMARY KEY, role TEXT NOT NULL, run_id TEXT NOT NULL, eval_id TEXT,
-    attrs TEXT NOT NULL, start_ns INTEGER NOT NULL, mlflow_run_id TEXT);
+    attrs TEXT NOT NULL, start_ns INTEGER NOT NULL, mlflow_run_id TEXT, failed TEXT);
 CREATE TABLE IF NOT EXISTS samples(
     trace_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, eval_id TEXT NOT NULL, task TEXT,
     sample_id TEXT, epoch INTEGER, ordinal INTEGER, status TEXT, start_ns INTEGER,
@@ -68,6 +78,7 @@ CREATE TABLE IF NOT EXISTS results(
     data TEXT NOT NULL, applied INTEGER NOT NULL, received REAL NOT NULL,
     PRIMARY KEY(trace_id, name, span_id));
 CREATE INDEX IF NOT EXISTS results_pending ON results(applied) WHERE applied = 0;
+CREATE TABLE IF NOT EXISTS traces(trace_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS evals(
     eval_id TEXT PRIMARY KEY, data_rev INTEGER NOT NULL, final_rev INTEGER NOT NULL,
     changed REAL NOT NULL);
@@ -76,8 +87,6 @@ CREATE TABLE IF NOT EXISTS evals(
 RUN_KEY = "run:"
 EVAL_KEY = "eval:"
 
-# results.applied
-RESULT_PENDING, RESULT_APPLIED, RESULT_EXPIRED = 0, 1, 2
 ORPHAN_TTL_S = 3600.0
 ORPHAN_CHECK_INTERVAL_S = 1.0
 
@@ -90,12 +99,6 @@ def run_key(run_id: str) -> str:
 
 def eval_key(eval_id: str) -> str:
     return EVAL_KEY + eval_id
-
-
-def _digest(data: bytes | str) -> str:
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _dumps(obj: Any) -> str:
@@ -116,21 +119,6 @@ class IngestResult:
     @property
     def message(self) -> str:
         return "; ".join(self.reasons)
-
-
-@dataclass
-class PendingSpan:
-    trace_id: str
-    span_id: str
-    parent_id: str
-    resource: bytes
-    scope_name: str
-    scope_version: str
-    payload: bytes
-    digest: str
-    link_key: str | None
-    enrich: dict[str, str]
-    nbytes: int
 
 
 class SpoolFull(Exception):
@@ -158,7 +146,7 @@ def _trace_flags_sampled(flags: int) -> bool:
     return bool(flags & 0x01)
 
 
-class Spool:
+class Spool(SpoolDrain):
     """Durable receiver state. Thread-safe: one sqlite connection per thread, one writer lock."""
 
     def __init__(self, path: str | Path, max_bytes: int = 1 << 30,
@@ -181,6 +169,9 @@ class Spool:
             for column in ("category", "is_error"):
                 if column in columns:
                     db.execute(f"ALTER TABLE spans DROP COLUMN {column}")
+            # spools before per-identity failures
+            if "failed" not in {r[1] for r in db.execute("PRAGMA table_info(identities)")}:
+                db.execute("ALTER TABLE identities ADD COLUMN failed TEXT")
         self._pending_bytes = self._count_pending_bytes()
         # whether a new trace may revive expired results (saves a query per new span otherwise)
         self._maybe_expired = bool(self._read(
@@ -241,9 +232,12 @@ class Spool:
 
     # --- size / backpressure -------------------------------------------------------------------
     def _count_pending_bytes(self) -> int:
+        """Spans not yet forwarded, the resources they travel with, results not yet applied
+        (forwarded spans are deleted, applied results keep only their key)."""
         (n,) = self._read("SELECT COALESCE(SUM(nbytes), 0) FROM spans WHERE pending = 1")[0]
         (r,) = self._read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM results WHERE applied = 0")[0]
-        return int(n) + int(r)
+        (c,) = self._read("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM resources")[0]
+        return int(n) + int(r) + int(c)
 
     def _adjust(self, delta: int) -> None:
         if delta:
@@ -310,8 +304,7 @@ class Spool:
         for rs in req.resource_spans:
             rpayload = rs.resource.SerializeToString()
             rhash = _digest(rpayload)
-            db.execute("INSERT OR IGNORE INTO resources(hash, payload) VALUES(?, ?)",
-                       (rhash, rpayload))
+            accepted = res.accepted
             for ss in rs.scope_spans:
                 scope_name, scope_version = ss.scope.name, ss.scope.version
                 for span in ss.spans:
@@ -344,6 +337,11 @@ class Spool:
                     if n is not None:
                         added += n
                         res.accepted += 1
+            if res.accepted > accepted:  # a resource is stored only with a span that uses it
+                cur = db.execute("INSERT OR IGNORE INTO resources(hash, payload) VALUES(?, ?)",
+                                 (rhash, rpayload))
+                if cur.rowcount > 0:
+                    added += len(rpayload)
         return added
 
     def _ingest_span(self, db: sqlite3.Connection, span: Any, attrs: dict[str, Any], rhash: str,
@@ -577,9 +575,9 @@ class Spool:
             now = time.time()
         with self._tx() as db:
             rows = db.execute(
-                """SELECT r.rowid, LENGTH(r.data) FROM results r
+                f"""SELECT r.rowid, LENGTH(r.data) FROM results r
                    WHERE r.applied = ? AND NOT EXISTS (
-                       SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)
+                       {TRACE_HERE})
                    AND (r.received <= ? OR (
                        json_extract(r.data, '$.trace_sampled') = 0 AND EXISTS (
                            SELECT 1 FROM evals e JOIN tasks t ON t.eval_id = e.eval_id
@@ -614,195 +612,3 @@ class Spool:
         return [(k, v) for k, v in self._read(
             "SELECT key, value FROM meta WHERE key >= ? AND key < ? ORDER BY key",
             (prefix, prefix + "\uffff"))]
-
-    # --- writer side: runs ---------------------------------------------------------------------
-    def identities_without_run(self) -> list[dict[str, Any]]:
-        rows = self._read(
-            """SELECT key, role, run_id, eval_id, attrs, start_ns FROM identities
-               WHERE mlflow_run_id IS NULL ORDER BY role = 'task', start_ns, key""")
-        return [dict(key=r[0], role=r[1], run_id=r[2], eval_id=r[3], attrs=json.loads(r[4]),
-                     start_ns=r[5]) for r in rows]
-
-    def mlflow_run_id(self, key: str) -> str | None:
-        rows = self._read("SELECT mlflow_run_id FROM identities WHERE key = ?", (key,))
-        return rows[0][0] if rows else None
-
-    def set_mlflow_run_id(self, key: str, mlflow_run_id: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE identities SET mlflow_run_id = ? WHERE key = ?",
-                       (mlflow_run_id, key))
-
-    def pending_tasks(self) -> list[dict[str, Any]]:
-        rows = self._read(
-            """SELECT t.eval_id, t.run_id, t.attrs, t.start_ns, t.end_ns, t.digest, i.mlflow_run_id
-               FROM tasks t JOIN identities i ON i.key = 'eval:' || t.eval_id
-               WHERE t.applied = 0 AND i.mlflow_run_id IS NOT NULL ORDER BY t.end_ns""")
-        return [dict(eval_id=r[0], run_id=r[1], attrs=json.loads(r[2]), start_ns=r[3],
-                     end_ns=r[4], digest=r[5], mlflow_run_id=r[6]) for r in rows]
-
-    def mark_task_applied(self, eval_id: str, digest: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE tasks SET applied = 1 WHERE eval_id = ? AND digest = ?",
-                       (eval_id, digest))
-
-    def pending_runs(self) -> list[dict[str, Any]]:
-        rows = self._read(
-            """SELECT r.run_id, r.attrs, r.start_ns, r.end_ns, r.digest, i.mlflow_run_id
-               FROM runs r JOIN identities i ON i.key = 'run:' || r.run_id
-               WHERE r.applied = 0 AND i.mlflow_run_id IS NOT NULL""")
-        return [dict(run_id=r[0], attrs=json.loads(r[1]), start_ns=r[2], end_ns=r[3],
-                     digest=r[4], mlflow_run_id=r[5]) for r in rows]
-
-    def mark_run_applied(self, run_id: str, digest: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE runs SET applied = 1 WHERE run_id = ? AND digest = ?",
-                       (run_id, digest))
-
-    # --- writer side: spans --------------------------------------------------------------------
-    def pending_spans(self, max_spans: int, max_bytes: int) -> list[PendingSpan]:
-        rows = self._read(
-            """SELECT s.trace_id, s.span_id, s.parent_id, r.payload, s.scope_name,
-                      s.scope_version, s.payload, s.digest, s.link_key, s.enrich, s.nbytes
-               FROM spans s JOIN resources r ON r.hash = s.resource
-               WHERE s.pending = 1 ORDER BY s.rowid LIMIT ?""", (max_spans,))
-        out, total = [], 0
-        for r in rows:
-            if out and total + r[10] > max_bytes:
-                break
-            total += r[10]
-            out.append(PendingSpan(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
-                                   json.loads(r[9]) if r[9] else {}, r[10]))
-        return out
-
-    def mark_spans_forwarded(self, spans: Iterable[PendingSpan]) -> None:
-        freed = 0
-        with self._tx() as db:
-            for s in spans:
-                cur = db.execute(
-                    """UPDATE spans SET pending = 0, payload = NULL
-                       WHERE trace_id = ? AND span_id = ? AND digest = ? AND pending = 1""",
-                    (s.trace_id, s.span_id, s.digest))
-                if cur.rowcount > 0:
-                    freed += s.nbytes
-        self._adjust(-freed)
-
-    # --- writer side: per-sample step metrics ------------------------------------------------
-    def pending_sample_metrics(self, limit: int = 500) -> list[dict[str, Any]]:
-        rows = self._read(
-            """SELECT s.trace_id, s.eval_id, s.ordinal, s.end_ns, s.vals, s.digest, i.mlflow_run_id
-               FROM samples s JOIN identities i ON i.key = 'eval:' || s.eval_id
-               WHERE s.metrics_applied = 0 AND i.mlflow_run_id IS NOT NULL
-               ORDER BY s.eval_id, s.ordinal LIMIT ?""", (limit,))
-        return [dict(trace_id=r[0], eval_id=r[1], ordinal=r[2], end_ns=r[3],
-                     values=json.loads(r[4]), digest=r[5], mlflow_run_id=r[6]) for r in rows]
-
-    def mark_sample_metrics_applied(self, rows: Iterable[dict[str, Any]]) -> None:
-        with self._tx() as db:
-            for r in rows:
-                db.execute("UPDATE samples SET metrics_applied = 1 WHERE trace_id = ? AND digest = ?",
-                           (r["trace_id"], r["digest"]))
-
-    # --- writer side: assessments --------------------------------------------------------------
-    def pending_results(self, limit: int = 500) -> list[dict[str, Any]]:
-        """Unapplied evaluation results whose trace this receiver already forwarded to MLflow."""
-        rows = self._read(
-            """SELECT r.trace_id, r.name, r.span_id, r.data, LENGTH(r.data), r.eval_id
-               FROM results r
-               WHERE r.applied = 0 AND EXISTS (
-                   SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id AND s.pending = 0)
-               ORDER BY r.trace_id, r.name LIMIT ?""", (limit,))
-        return [dict(trace_id=r[0], name=r[1], span_id=r[2], nbytes=r[4], eval_id=r[5],
-                     **json.loads(r[3])) for r in rows]
-
-    def results_awaiting_trace(self, limit: int = 2000) -> list[dict[str, Any]]:
-        """Unapplied evaluation results none of whose trace's spans reached this receiver: with
-        several receivers another one may have forwarded the trace to MLflow (not those whose
-        log record said the trace was not sampled: it never comes). Newest first: the likeliest
-        to have a trace in MLflow by now."""
-        rows = self._read(
-            """SELECT r.trace_id, r.name, r.span_id, r.data, LENGTH(r.data), r.eval_id,
-                      r.received
-               FROM results r
-               WHERE r.applied = 0 AND NOT EXISTS (
-                   SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)
-                 AND COALESCE(json_extract(r.data, '$.trace_sampled'), 1) != 0
-               ORDER BY r.received DESC, r.trace_id, r.name LIMIT ?""", (limit,))
-        return [dict(trace_id=r[0], name=r[1], span_id=r[2], nbytes=r[4], eval_id=r[5],
-                     received=r[6], **json.loads(r[3])) for r in rows]
-
-    def mark_results_applied(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Applied results count as new data of their task: its finalization is checked again
-        (a result applied late, once another receiver forwarded its trace, changes the scores)."""
-        freed = 0
-        with self._tx() as db:
-            evals = set()
-            for r in rows:
-                cur = db.execute(
-                    """UPDATE results SET applied = 1
-                       WHERE trace_id = ? AND name = ? AND span_id = ? AND applied = 0""",
-                    (r["trace_id"], r["name"], r["span_id"]))
-                if cur.rowcount:
-                    freed += int(r.get("nbytes") or 0)
-                    if r.get("eval_id"):
-                        evals.add(r["eval_id"])
-            for eval_id in sorted(evals):
-                self._bump(db, eval_id)
-        self._adjust(-freed)
-
-    # --- writer side: task finalization (aggregates and tables) --------------------------------
-    def evals_to_check(self, also: Iterable[str] = ()) -> list[dict[str, Any]]:
-        """Tasks whose finalization should be checked against MLflow: their local data changed
-        since the last check (or they are in ``also``: polled), and all of it is in MLflow (no
-        pending spans of their samples, sample metrics, task span, or results whose trace was
-        forwarded here). ``holder``: this receiver applied the task's task span."""
-        also = sorted(set(also))
-        rows = self._read(
-            f"""SELECT e.eval_id, e.data_rev, i.mlflow_run_id,
-                      t.eval_id IS NOT NULL AND t.applied = 1
-               FROM evals e JOIN identities i ON i.key = 'eval:' || e.eval_id
-               LEFT JOIN tasks t ON t.eval_id = e.eval_id
-               WHERE i.mlflow_run_id IS NOT NULL
-                 AND (e.final_rev < e.data_rev
-                      OR e.eval_id IN ({",".join("?" * len(also))}))
-                 AND (t.eval_id IS NULL OR t.applied = 1)
-                 AND NOT EXISTS (SELECT 1 FROM samples s
-                                 WHERE s.eval_id = e.eval_id AND s.metrics_applied = 0)
-                 AND NOT EXISTS (SELECT 1 FROM samples s JOIN spans sp ON sp.trace_id = s.trace_id
-                                 WHERE s.eval_id = e.eval_id AND sp.pending = 1)
-                 AND NOT EXISTS (SELECT 1 FROM results r
-                                 WHERE r.eval_id = e.eval_id AND r.applied = 0 AND EXISTS (
-                                     SELECT 1 FROM spans sp WHERE sp.trace_id = r.trace_id))
-               ORDER BY e.changed""", also)
-        return [dict(eval_id=r[0], rev=r[1], mlflow_run_id=r[2], holder=bool(r[3]))
-                for r in rows]
-
-    def mark_finalized(self, eval_id: str, rev: int) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE evals SET final_rev = MAX(final_rev, ?) WHERE eval_id = ?",
-                       (rev, eval_id))
-
-    # --- health --------------------------------------------------------------------------------
-    def stats(self) -> dict[str, int]:
-        q = {
-            "pending_spans": "SELECT COUNT(*) FROM spans WHERE pending = 1",
-            # results whose trace is in the spool: the writer applies them once it is forwarded
-            "pending_results": "SELECT COUNT(*) FROM results r WHERE r.applied = 0 AND EXISTS "
-                               "(SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)",
-            # results whose trace has not arrived (yet): nothing the writer can apply now
-            "orphaned_results": "SELECT COUNT(*) FROM results r WHERE r.applied = 0 AND NOT "
-                                "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id)",
-            "expired_results": f"SELECT COUNT(*) FROM results WHERE applied = {RESULT_EXPIRED}",
-            "pending_runs": "SELECT COUNT(*) FROM identities WHERE mlflow_run_id IS NULL",
-            "pending_tasks": "SELECT COUNT(*) FROM tasks WHERE applied = 0",
-            "pending_sample_metrics": "SELECT COUNT(*) FROM samples WHERE metrics_applied = 0",
-            # tasks whose finalization is still to be checked (those whose run is known here)
-            "pending_finalizations": "SELECT COUNT(*) FROM evals e JOIN identities i ON "
-                                     "i.key = 'eval:' || e.eval_id WHERE e.final_rev < e.data_rev",
-            "spans": "SELECT COUNT(*) FROM spans",
-            "samples": "SELECT COUNT(*) FROM samples",
-            "results": "SELECT COUNT(*) FROM results",
-        }
-        out = {k: int(self._read(sql)[0][0]) for k, sql in q.items()}
-        out["pending_bytes"] = self._pending_bytes
-        out["max_bytes"] = self.max_bytes
-        return out

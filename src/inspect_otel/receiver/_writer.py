@@ -16,7 +16,7 @@ One pass, in the order that makes finished samples visible first:
    it. Whichever receiver applied the last piece of a task sees it complete and writes; the
    receiver holding the task span also polls until the task is complete, or writes what there is
    once nothing changed for ``settle_s``. A write happens only when the content differs from
-   the finalization the task run already records (tag ``inspect.otel.finalized``).
+   the finalization the task run already records (tag ``mlflow.inspect_otel.finalized``).
 
 Every MLflow write is keyed by Inspect ids with deterministic timestamps and steps, so applying
 the same data again (crash, redelivery, another receiver) changes nothing: metrics repeat exactly
@@ -59,6 +59,8 @@ from . import (
     _values,
 )
 from ._claims import Claims
+from ._eval_logs import DEFAULT_MAX_LOG_BYTES, EvalLogStore, Root
+from ._ownership import OwnershipUnknown, TraceOwnership
 from ._spool import EVAL_KEY, RUN_KEY, PendingSpan, Spool, eval_key, run_key
 
 log = logging.getLogger("inspect_otel.receiver")
@@ -87,7 +89,6 @@ PROBE_GRACE_S = 5.0
 AWAITING_SCAN = 2000  # results awaiting a trace looked at per pass (newest first)
 RECOVERY_PROBE_S = 1.0  # while backing off from an MLflow that does not answer: look this often
 CHECK_MIN_INTERVAL_S = 0.25  # between two finalization checks of one task
-LOG_ARTIFACT_META = "log_artifact:"  # spool meta: eval logs still to store
 
 # MLflow error codes that mean "this item is wrong", not "try again later".
 PERMANENT_ERROR_CODES = frozenset({
@@ -142,7 +143,8 @@ class WriterStatus:
 class Writer:
     def __init__(self, spool: Spool, tracking_uri: str, experiment_name: str,
                  settle_s: float = 10.0, max_backoff_s: float = 30.0,
-                 request_timeout_s: float = 60.0, log_artifacts: bool = True,
+                 request_timeout_s: float = 60.0, log_roots: tuple[Root, ...] = (),
+                 max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
                  assessment_workers: int = ASSESSMENT_WORKERS):
         self.spool = spool
         self.tracking_uri = tracking_uri.rstrip("/")
@@ -150,7 +152,6 @@ class Writer:
         self.settle_s = settle_s
         self.max_backoff_s = max_backoff_s
         self.request_timeout_s = request_timeout_s
-        self.log_artifacts = log_artifacts
         self.status = WriterStatus()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -173,8 +174,9 @@ class Writer:
         self._last_check: dict[str, float] = {}
         # eval id -> (marker of the MLflow view, when it last changed): the settle clock
         self._view: dict[str, tuple[str, float]] = {}
-        self._logs_thread: threading.Thread | None = None
-        self._logs_wake = threading.Event()
+        self.ownership = TraceOwnership(self._post_json, lambda: self._experiment_id)
+        self.eval_logs = EvalLogStore(spool, self._mlflow, log_roots, max_log_bytes, self._stop,
+                                      max_backoff_s, _classify, self._count_eval_log)
         spool.add_listener(self._wake.set)
         # set_terminated would print "View run ... / View experiment ..." (and read the run back
         # to do so) on every status write; a headless receiver wants neither.
@@ -184,18 +186,14 @@ class Writer:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="inspect-otel-writer", daemon=True)
         self._thread.start()
-        if self.log_artifacts:
-            self._logs_thread = threading.Thread(target=self._logs_loop, daemon=True,
-                                                 name="inspect-otel-eval-logs")
-            self._logs_thread.start()
+        self.eval_logs.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._wake.set()
-        self._logs_wake.set()
-        for t in (self._thread, self._logs_thread):
-            if t is not None:
-                t.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.eval_logs.stop(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._claim_pool.shutdown(wait=False, cancel_futures=True)
         self._claim_io.shutdown(wait=False, cancel_futures=True)
@@ -208,7 +206,10 @@ class Writer:
         return bool(self._poll) or self.logs_pending()
 
     def logs_pending(self) -> bool:
-        return bool(self.spool.meta_items(LOG_ARTIFACT_META))
+        return self.eval_logs.pending()
+
+    def _count_eval_log(self) -> None:
+        self.status.applied["eval_logs"] += 1
 
     def _loop(self) -> None:
         backoff = 0.5
@@ -287,6 +288,29 @@ class Writer:
         except requests.RequestException as e:
             raise Transient(f"{method} {endpoint}: {e}") from e
 
+    def _post_json(self, endpoint: str, body: dict[str, Any], timeout_s: float) -> Any:
+        from mlflow.utils.rest_utils import http_request
+
+        if self._creds is None:
+            raise OwnershipUnknown("MLflow client not ready")
+        return http_request(self._creds, endpoint, "POST", max_retries=0, retry_codes=(),
+                            timeout=timeout_s, json=body)
+
+    def _foreign(self, trace_ids: set[str]) -> set[str]:
+        """Traces of another experiment among ``trace_ids`` (see _ownership.py)."""
+        if not trace_ids:
+            return set()
+        self.experiment_id()
+        try:
+            return self.ownership.foreign(trace_ids, self.request_timeout_s)
+        except OwnershipUnknown as e:
+            raise Transient(f"checking trace ownership: {e}") from e
+
+    def _refuse_foreign(self, what: str, n: int, trace_ids: set[str]) -> None:
+        self.ownership.rejected += n
+        log.warning("%d %s of %d trace(s) of another MLflow experiment not written (e.g. tr-%s)",
+                    n, what, len(trace_ids), min(trace_ids))
+
     def experiment_id(self) -> str:
         if self._experiment_id is None:
             from mlflow.exceptions import MlflowException
@@ -354,26 +378,45 @@ class Writer:
 
     # --- runs ----------------------------------------------------------------------------------
     def _resolve_runs(self) -> bool:
+        """Claim the MLflow run of each new identity. One that MLflow refuses for good is marked
+        failed (reported in /health) and its data goes on without a run: it never holds up the
+        others, in this pass or after a restart."""
         did = False
-        assert self._claims is not None
         for ident in self.spool.identities_without_run():
-            attrs, start_ms = ident["attrs"], _ms(ident["start_ns"])
-            if ident["role"] == _mlflow_names.ROLE_RUN:
-                mlflow_id = self._claims.parent_run(
-                    ident["run_id"], _run_tags.parent_run_tags(ident["run_id"], attrs), start_ms,
-                    run_name=_run_tags.parent_run_name(ident["run_id"], attrs))
-            else:
-                parent = self.spool.mlflow_run_id(run_key(ident["run_id"]))
-                if parent is None:
-                    continue  # the parent identity is resolved first in the same pass
-                tags = dict(_run_tags.task_run_tags(ident["eval_id"], parent, attrs))
-                tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.task_run_name(attrs)
-                mlflow_id = self._claims.task_run(ident["eval_id"], parent, tags, start_ms,
-                                                  run_name=tags[_mlflow_names.TAG_RUN_NAME])
+            try:
+                mlflow_id = self._resolve_run(ident)
+            except Exception as e:  # noqa: BLE001
+                err = _classify(e)
+                if isinstance(err, Transient):
+                    raise err from e
+                self._permanent(f"the MLflow run of {ident['role']} {ident['key']}", err)
+                self.spool.fail_identity(ident["key"], str(err))
+                did = True
+                continue
+            if mlflow_id is None:
+                continue
             self.spool.set_mlflow_run_id(ident["key"], mlflow_id)
             self.status.applied["runs"] += 1
             did = True
         return did
+
+    def _resolve_run(self, ident: dict[str, Any]) -> str | None:
+        assert self._claims is not None
+        attrs, start_ms = ident["attrs"], _ms(ident["start_ns"])
+        if ident["role"] == _mlflow_names.ROLE_RUN:
+            return self._claims.parent_run(
+                ident["run_id"], _run_tags.parent_run_tags(ident["run_id"], attrs), start_ms,
+                run_name=_run_tags.parent_run_name(ident["run_id"], attrs))
+        parent_key = run_key(ident["run_id"])
+        parent = self.spool.mlflow_run_id(parent_key)
+        if parent is None:
+            if self.spool.identity_failed(parent_key):
+                raise Permanent("its Inspect run has no MLflow run")
+            return None  # the parent identity is resolved first in the same pass
+        tags = dict(_run_tags.task_run_tags(ident["eval_id"], parent, attrs))
+        tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.task_run_name(attrs)
+        return self._claims.task_run(ident["eval_id"], parent, tags, start_ms,
+                                     run_name=tags[_mlflow_names.TAG_RUN_NAME])
 
     def _log_batch(self, run_id: str, metrics: list[Any] = (), params: list[Any] = (),
                    tags: list[Any] = ()) -> None:
@@ -424,10 +467,8 @@ class Writer:
         if status:
             client.set_terminated(run_id, status, end_time=_ms(task["end_ns"]))
         location = attrs.get(sc.INSPECT_TASK_LOG_LOCATION)
-        if self.log_artifacts and isinstance(location, str) and location:
-            self.spool.set_meta(LOG_ARTIFACT_META + task["eval_id"],
-                                json.dumps({"run_id": run_id, "location": location}))
-            self._logs_wake.set()
+        if isinstance(location, str) and location:
+            self.eval_logs.enqueue(task["eval_id"], run_id, location)
 
     def _apply_runs(self) -> bool:
         from mlflow.entities import RunTag
@@ -457,22 +498,36 @@ class Writer:
             spans = self.spool.pending_spans(FORWARD_MAX_SPANS, FORWARD_MAX_BYTES)
             if not spans:
                 break
+            foreign = self._foreign({s.trace_id for s in spans})
+            if foreign:  # never written: done with them here
+                refused = [s for s in spans if s.trace_id in foreign]
+                self.spool.mark_spans_forwarded(refused)
+                self._refuse_foreign("span(s)", len(refused), foreign)
+                spans = [s for s in spans if s.trace_id not in foreign]
+                did = True
             # One request per run to link (MLflow links the traces whose root is in a request to
             # its x-mlflow-run-id); spans that link nothing ride along with the largest group:
             # MLflow's per-request cost is high, its per-span cost low.
             groups: dict[str | None, list[PendingSpan]] = defaultdict(list)
             unlinked: list[PendingSpan] = []
             runs = {k: self.spool.mlflow_run_id(k) for k in {s.link_key for s in spans} if k}
+            # roots whose identity MLflow refused: no run will ever come, they go in a request
+            # of their own (riding along with another run's they would be linked to it)
+            failed = {k for k, v in runs.items() if v is None and self.spool.identity_failed(k)}
             for s in spans:
-                if s.link_key and runs[s.link_key] is None:
+                if s.link_key in failed:
+                    groups[None].append(s)
+                elif s.link_key and runs[s.link_key] is None:
                     continue  # a root whose run is not resolved yet: next pass
-                (groups[runs[s.link_key]] if s.link_key else unlinked).append(s)
+                else:
+                    (groups[runs[s.link_key]] if s.link_key else unlinked).append(s)
             carrier = max(groups, key=lambda k: len(groups[k]), default=None)
             groups[carrier].extend(unlinked)
             sent = [s for group in groups.values() for s in group]
             for run, group in groups.items():
                 if group:
                     self._post_spans(group, run)
+            self.ownership.mark_ours({s.trace_id for s in sent})
             self.spool.mark_spans_forwarded(sent)
             self.status.applied["spans"] += len(sent)
             did = did or bool(sent)
@@ -540,9 +595,16 @@ class Writer:
             if self._probe.get(r["trace_id"], (0.0, 0.0))[0] <= now and (
                     r["trace_id"] in by_trace or len(by_trace) < PROBE_TRACES_PER_PASS):
                 by_trace[r["trace_id"]].append(r)
+        foreign = self._foreign({r["trace_id"] for r in ready} | set(by_trace))
+        if foreign:  # never written: done with them here
+            refused = [r for r in ready if r["trace_id"] in foreign] + [
+                r for t in foreign for r in by_trace.pop(t, [])]
+            self.spool.mark_results_applied(refused)
+            self._refuse_foreign("evaluation result(s)", len(refused), foreign)
+            ready = [r for r in ready if r["trace_id"] not in foreign]
         probes = [rows[0] for rows in by_trace.values()]
         if not ready and not probes:
-            return False
+            return bool(foreign)
         applied, transient = [], None
 
         def settle(rows: list[dict[str, Any]], probing: bool) -> list[str]:
@@ -741,70 +803,6 @@ class Writer:
                 with open(local, "w", encoding="utf-8") as f:
                     json.dump(_tables.split_table(data), f, ensure_ascii=False, allow_nan=False)
             self._mlflow().log_artifacts(run_id, tmp)
-
-    # --- the eval log as an artifact -----------------------------------------------------------
-    def _logs_loop(self) -> None:
-        backoff = 1.0
-        while not self._stop.is_set():
-            items = self.spool.meta_items(LOG_ARTIFACT_META)
-            if not items:
-                self._logs_wake.wait(5.0)
-                self._logs_wake.clear()
-                continue
-            try:
-                for key, value in items:
-                    job = json.loads(value)
-                    self._store_eval_log(job["run_id"], job["location"])
-                    self.spool.delete_meta(key)
-                backoff = 1.0
-            except Exception as e:  # noqa: BLE001 - MLflow unreachable: try again later
-                log.warning("storing an eval log in MLflow failed (%s); retrying in %.0fs",
-                            _classify(e), backoff)
-                self._stop.wait(backoff)
-                backoff = min(self.max_backoff_s, backoff * 2)
-
-    def _store_eval_log(self, run_id: str, location: str) -> None:
-        """Store the task's eval log under the task run's artifacts (LOG_ARTIFACT_DIR). A log
-        this receiver cannot read (another machine's path, no credentials for the bucket) is
-        recorded in a tag, never an error. MLflow failures raise (retried)."""
-        from inspect_ai._util.file import basename, filesystem
-
-        client = self._mlflow()
-        with tempfile.TemporaryDirectory(prefix="inspect-otel-log-") as tmp:
-            try:
-                fs = filesystem(location)
-                if fs.is_local() and os.path.isfile(_local_path(location)):
-                    local = _local_path(location)
-                else:
-                    local = os.path.join(tmp, basename(location))
-                    fs.get_file(location, local)
-                if not os.path.isfile(local):
-                    raise FileNotFoundError(location)
-            except Exception as e:  # noqa: BLE001 - unreadable here: say so on the run
-                reason = f"{type(e).__name__}: {e}"[:500]
-                log.info("eval log %s not stored in MLflow: %s", location, reason)
-                error = _mlflow_names.mlflow_text(f"{location}: {reason}", _mlflow_names.TAG_VALUE_MAX)
-                client.log_batch(run_id, tags=_tags({_mlflow_names.TAG_LOG_ARTIFACT_ERROR: error}))
-                return
-            client.log_artifact(run_id, local, artifact_path=_mlflow_names.LOG_ARTIFACT_DIR)
-            stored = f"{_mlflow_names.LOG_ARTIFACT_DIR}/{os.path.basename(local)}"
-            client.log_batch(run_id, tags=_tags({
-                _mlflow_names.TAG_LOG_ARTIFACT: _mlflow_names.mlflow_text(stored, _mlflow_names.TAG_VALUE_MAX)}))
-            try:
-                client.delete_tag(run_id, _mlflow_names.TAG_LOG_ARTIFACT_ERROR)
-            except Exception:  # noqa: BLE001 - there was none
-                pass
-        self.status.applied["eval_logs"] += 1
-
-
-def _local_path(location: str) -> str:
-    return location[len("file://"):] if location.startswith("file://") else location
-
-
-def _tags(tags: dict[str, str]) -> list[Any]:
-    from mlflow.entities import RunTag
-
-    return [RunTag(k, v) for k, v in sorted(tags.items())]
 
 
 def _covers(final: _finalize.TaskFinal, recorded: str) -> bool:

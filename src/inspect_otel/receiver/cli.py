@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from ..config import DATA_DIR_ENV, data_dir
+from ..config import DATA_DIR_ENV, LOG_ARTIFACT_ROOTS_ENV, data_dir, log_artifact_roots
 
 ENV_TOKEN = "INSPECT_OTEL_RECEIVER_TOKEN"
 DEFAULT_MLFLOW_URI = "http://127.0.0.1:5000"
@@ -35,13 +35,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-spool-mb", type=float, default=1024.0,
                         help="pending data kept while MLflow is behind before answering 503 "
                              "with Retry-After (default 1024)")
+    parser.add_argument("--max-concurrent-requests", type=int, default=64,
+                        help="OTLP requests handled at once (HTTP and gRPC each); more are "
+                             "answered 503 with Retry-After (gRPC RESOURCE_EXHAUSTED) (default 64)")
     parser.add_argument("--settle-seconds", type=float, default=10.0,
                         help="finalize a task's aggregates and tables this long after its last "
                              "data when not all expected samples arrived (default 10)")
+    parser.add_argument("--log-artifact-root", action="append", default=[], metavar="PATH_OR_URL",
+                        help="store each task's eval log (inspect.task.log_location) under its "
+                             "run's artifacts inspect/logs/ when it lies under this directory or "
+                             "object-store prefix (s3://bucket/prefix) and is an Inspect log of "
+                             "that eval; repeatable (env "
+                             f"{LOG_ARTIFACT_ROOTS_ENV}, comma-separated). Off without any")
+    parser.add_argument("--max-log-artifact-mb", type=float, default=512.0,
+                        help="largest eval log stored (default 512)")
     parser.add_argument("--no-log-artifacts", action="store_true",
-                        help="do not store each task's eval log (inspect.task.log_location, when "
-                             "this receiver can read it) under the task run's artifacts "
-                             "inspect/logs/")
+                        help="store no eval logs, whatever roots are set")
     parser.add_argument("--orphan-ttl-seconds", type=float, default=3600.0,
                         help="an evaluation result whose trace never arrives (e.g. sampled out) "
                              "stops counting as pending this long after it arrived; sooner when "
@@ -61,11 +70,22 @@ def main(args: argparse.Namespace) -> int:
     # MLflow's client prints "View run ... / View experiment ..." for every run status write.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
+    from ._eval_logs import RootError, parse_roots
     from ._server import Receiver, ReceiverConfig
 
     if not args.orphan_ttl_seconds > 0:
         print("inspect-otel receiver: --orphan-ttl-seconds must be a positive number of seconds "
               f"(got {args.orphan_ttl_seconds})", file=sys.stderr)
+        return 2
+    if args.max_concurrent_requests < 1:
+        print("inspect-otel receiver: --max-concurrent-requests must be at least 1 "
+              f"(got {args.max_concurrent_requests})", file=sys.stderr)
+        return 2
+    try:
+        roots = () if args.no_log_artifacts else parse_roots(
+            [*args.log_artifact_root, *log_artifact_roots()])
+    except RootError as e:
+        print(f"inspect-otel receiver: {e}", file=sys.stderr)
         return 2
     uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
     if not uri.startswith(("http://", "https://")):
@@ -83,7 +103,9 @@ def main(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
         max_spool_bytes=int(args.max_spool_mb * (1 << 20)),
         settle_s=args.settle_seconds,
-        log_artifacts=not args.no_log_artifacts,
+        log_artifact_roots=roots,
+        max_log_artifact_bytes=int(args.max_log_artifact_mb * (1 << 20)),
+        max_concurrent_requests=args.max_concurrent_requests,
         orphan_ttl_s=args.orphan_ttl_seconds,
     )
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.token:

@@ -102,18 +102,21 @@ async def otlp_transcripts(
     to_time: datetime | None = None,
     exclude: Iterable[str] = (),
     report: ImportReport | None = None,
+    max_record_mb: float | None = None,
 ) -> AsyncIterator[Transcript]:
     """Transcripts from OTLP files as the Collector's ``file`` exporter writes them (JSON lines or
     length-prefixed protobuf, optionally zstd), with ``gen_ai.evaluation.result`` log records in
     the same files. Files are read in two streaming passes (bounded memory); records that cannot
     be read are skipped and listed in ``report.problems``. Raises ``OtlpFileError`` for a file
     that cannot be opened. ``from_time``/``to_time`` select traces by start time; ``exclude``
-    holds transcript ids to leave out (e.g. those already in the database)."""
-    from ._otlp_file import OtlpFiles
+    holds transcript ids to leave out (e.g. those already in the database). ``max_record_mb``
+    bounds one record (default 64): a longer one is skipped and reported, never held."""
+    from ._otlp_file import DEFAULT_MAX_RECORD_MB, OtlpFiles
     from ._transcript import SOURCE_OTLP
 
     report = report if report is not None else ImportReport()
-    files = OtlpFiles([paths] if isinstance(paths, (str, Path)) else list(paths))
+    files = OtlpFiles([paths] if isinstance(paths, (str, Path)) else list(paths),
+                      max_record_mb=max_record_mb or DEFAULT_MAX_RECORD_MB)
     index = files.index()
     report.problems.extend(index.problems)
     for transcript in _transcripts(files.traces(index), index.tasks, SOURCE_OTLP, report,

@@ -18,7 +18,11 @@ soon as its last record has been read. Memory holds only the traces still open a
 the file, not the file.
 
 A record that cannot be read (malformed JSON, an unknown request, a truncated frame) is reported
-with its place in the file and skipped; every other record is still read.
+with its place in the file and skipped; every other record is still read. Nothing in a file is
+trusted: a record (a JSON line, a protobuf frame, a decompressed zstd frame) over
+``max_record_mb`` is skipped without being held in memory; a length prefix that announces more
+bytes than the file holds is reported, not read; JSON nested deeper than the receiver accepts is a
+bad record, not a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import semconv as sc
+from ..receiver._decode import MAX_JSON_DEPTH, json_depth_exceeds
 from ._spans import LogRecord, Span, SpanEvent, TaskInfo, Trace, hex_id
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -41,6 +46,11 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # A length prefix whose first byte is '{' would announce a record of 2 GB or more.
 _JSON_START = (ord("{"), ord(" "), ord("\n"), ord("\r"), ord("\t"))
 _STATUS_ERROR = 2
+# The largest record read (`inspect-otel scout-import --max-record-mb`). The Collector's batches are
+# a few MiB at most (its gRPC receiver's default limit is 4 MiB per request).
+DEFAULT_MAX_RECORD_MB = 64
+_MB = 1024 * 1024
+_CHUNK = _MB  # skipped records are read through in chunks of this size
 
 
 class OtlpFileError(Exception):
@@ -82,6 +92,12 @@ class FileIndex:
 # --- framing -------------------------------------------------------------------------------------
 
 def _open(path: Path) -> IO[bytes]:
+    return _open_stream(path)[0]
+
+
+def _open_stream(path: Path) -> tuple[IO[bytes], bool]:
+    """The file's decompressed byte stream, and whether it is compressed (then the file's size
+    says nothing about the stream's)."""
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except FileNotFoundError:
@@ -92,10 +108,10 @@ def _open(path: Path) -> IO[bytes]:
         raise OtlpFileError(f"{path}: cannot open ({ex.strerror or ex})") from None
     head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
     if head.startswith(_GZIP_MAGIC):
-        return gzip.open(raw)  # type: ignore[return-value]
+        return gzip.open(raw), True  # type: ignore[return-value]
     if head == _ZSTD_MAGIC:
-        return _zstd_stream(raw, path)
-    return raw
+        return _zstd_stream(raw, path), True
+    return raw, False
 
 
 def _zstandard(path: Path) -> Any:
@@ -112,16 +128,33 @@ def _zstd_stream(raw: IO[bytes], path: Path) -> IO[bytes]:
     return io.BufferedReader(reader)  # type: ignore[arg-type]
 
 
-def _records(path: Path) -> Iterator[tuple[str, bytes | None, str | None, bool]]:
+def _skip(stream: IO[bytes], size: int) -> int:
+    """Read past ``size`` bytes in bounded chunks; how many there were."""
+    skipped = 0
+    while skipped < size:
+        chunk = stream.read(min(_CHUNK, size - skipped))
+        if not chunk:
+            break
+        skipped += len(chunk)
+    return skipped
+
+
+def _records(path: Path, max_bytes: int = DEFAULT_MAX_RECORD_MB * _MB,
+             ) -> Iterator[tuple[str, bytes | None, str | None, bool]]:
     """(where, payload, problem, proto) for each record of one file, in order."""
-    with _open(path) as stream:
+    limit = f"--max-record-mb {max_bytes / _MB:g}"
+    stream, compressed = _open_stream(path)
+    file_size = None if compressed else path.stat().st_size
+    with stream:
         first = stream.read(1)
         if not first:
             return
         if first[0] in _JSON_START:
             line_no = 1
-            for line in _lines(first, stream):
-                if line.strip():
+            for line in _lines(first, stream, max_bytes):
+                if line is None:
+                    yield f"line {line_no}", None, f"line longer than {limit}: skipped", False
+                elif line.strip():
                     yield f"line {line_no}", line, None, False
                 line_no += 1
             return
@@ -133,6 +166,22 @@ def _records(path: Path) -> Iterator[tuple[str, bytes | None, str | None, bool]]
                 yield where, None, "truncated length prefix (the file ends mid-record)", True
                 return
             (size,) = struct.unpack(">I", head)
+            # A length prefix is only believed as far as the file and the limit go: a corrupt or
+            # hostile one would otherwise make a single read of up to 4 GiB.
+            left = None if file_size is None else file_size - offset - 4
+            if left is not None and size > left:
+                yield where, None, (f"truncated record: {left} of {size} bytes "
+                                    "(the file ends mid-record)"), True
+                return
+            if size > max_bytes:
+                skipped = _skip(stream, size)
+                if skipped < size:
+                    yield where, None, (f"truncated record: {skipped} of {size} bytes "
+                                        "(the file ends mid-record)"), True
+                    return
+                yield where, None, f"record of {size} bytes is over {limit}: skipped", True
+                offset, number, head = offset + 4 + size, number + 1, stream.read(4)
+                continue
             payload = stream.read(size)
             if len(payload) < size:
                 yield where, None, (f"truncated record: {len(payload)} of {size} bytes "
@@ -141,21 +190,28 @@ def _records(path: Path) -> Iterator[tuple[str, bytes | None, str | None, bool]]
             if payload[:4] == _ZSTD_MAGIC:  # per-record compression
                 try:
                     payload = _zstandard(path).ZstdDecompressor().decompress(
-                        payload, max_output_size=1 << 31)
+                        payload, max_output_size=max_bytes)
                 except OtlpFileError:
                     raise
                 except Exception as ex:  # noqa: BLE001 - any zstd error is this record's
-                    yield where, None, f"invalid zstd record ({ex})", True
+                    yield where, None, f"invalid zstd record, or over {limit} ({ex})", True
                     offset, number, head = offset + 4 + size, number + 1, stream.read(4)
                     continue
             yield where, payload, None, True
             offset, number, head = offset + 4 + size, number + 1, stream.read(4)
 
 
-def _lines(first: bytes, stream: IO[bytes]) -> Iterator[bytes]:
-    rest = stream.readline()
-    yield first + rest
-    yield from stream
+def _lines(first: bytes, stream: IO[bytes], max_bytes: int) -> Iterator[bytes | None]:
+    """The file's lines, each read only up to ``max_bytes`` (None: a longer line, read past)."""
+    line = first + stream.readline(max_bytes)
+    while line:
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = stream.readline(_CHUNK)
+            yield None
+        else:
+            yield line
+        line = stream.readline(max_bytes + 1)
 
 
 # --- decoding --------------------------------------------------------------------------------------
@@ -166,8 +222,14 @@ _JSON_KINDS = {"resourceSpans": "traces", "resourceLogs": "logs", "resourceMetri
 def _decode(path: str, where: str, payload: bytes, proto: bool) -> _Record:
     """Parse one record; raises ValueError with a message for the user."""
     if not proto:
+        # Measured before json.loads, which recurses: a deep line must be a bad record, not a
+        # RecursionError that ends the import.
+        if json_depth_exceeds(payload, MAX_JSON_DEPTH):
+            raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             body = json.loads(payload)
+        except RecursionError:
+            raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
         except (ValueError, UnicodeDecodeError) as ex:
             raise ValueError(f"malformed JSON ({ex})") from None
         if not isinstance(body, dict):
@@ -365,15 +427,16 @@ def _task_spans(record: _Record) -> Iterator[Span]:
 class OtlpFiles:
     """One or more OTLP files read as one stream (rotated files: pass them in order)."""
 
-    def __init__(self, paths: list[str | Path]) -> None:
+    def __init__(self, paths: list[str | Path], max_record_mb: float = DEFAULT_MAX_RECORD_MB) -> None:
         self.paths = [Path(p) for p in paths]
+        self.max_record_bytes = int(max_record_mb * _MB)
         for path in self.paths:  # fail fast on files that cannot be opened at all
             _open(path).close()
 
     def _read(self, problems: list[Problem] | None) -> Iterator[_Record | None]:
         """Every record of every file in order; None for a record that could not be read."""
         for path in self.paths:
-            for where, payload, problem, proto in _records(path):
+            for where, payload, problem, proto in _records(path, self.max_record_bytes):
                 if problem is None and payload is not None:
                     try:
                         yield _decode(str(path), where, payload, proto)

@@ -40,6 +40,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_mb(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 4096:  # a length prefix cannot announce more than 4 GiB anyway
+        raise argparse.ArgumentTypeError(f"not a size in MB between 0 and 4096: {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--otlp", nargs="+", metavar="FILE",
@@ -59,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only traces that started at or after this time")
     parser.add_argument("--to", dest="to_time", type=_when, metavar="ISO",
                         help="only traces that started before this time")
+    parser.add_argument("--max-record-mb", type=_positive_mb, default=None, metavar="MB",
+                        help="largest OTLP file record (JSON line or protobuf frame) read; "
+                             "longer ones are skipped and reported (default 64)")
 
 
 def _missing_extra() -> str | None:
@@ -94,7 +107,8 @@ async def _run(args: argparse.Namespace, report: Any, show_progress: bool) -> No
         existing = set(await db.transcript_ids())
         if args.otlp:
             source = otlp_transcripts(args.otlp, limit=args.limit, from_time=args.from_time,
-                                      to_time=args.to_time, exclude=existing, report=report)
+                                      to_time=args.to_time, exclude=existing, report=report,
+                                      max_record_mb=args.max_record_mb)
         else:
             experiment = args.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
             source = mlflow_transcripts(experiment, args.mlflow_uri, args.run, args.from_time,
