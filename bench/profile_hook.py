@@ -59,11 +59,10 @@ def profile_log(log: str, rounds: int = 3, top: int = 20, cpu: bool = False) -> 
     from inspect_otel.replay import iter_samples, read_header
 
     header = read_header(Path(log))
-    ctx = task_context(header.eval)
+    ctx = task_context(header.eval, os.environ)
     samples = list(iter_samples(Path(log)))
     settings = load_settings()
-    policy = ContentPolicy(capture=settings.content, max_length=settings.max_attribute_length,
-                           extra_patterns=settings.redact_patterns)
+    policy = ContentPolicy.from_settings(settings)  # as the hook builds it
     pipeline = TelemetryPipeline(settings)
 
     map_us: list[float] = []

@@ -22,6 +22,9 @@ Configurations (``--configs``):
                   records) instead of the hook's 500 ms: what sending each sample promptly costs
   otel-sink-content  optional: otel-sink with content capture on spans and events (prompts,
                   outputs, tool I/O: the most strings to redact)
+  otel-sink-provider-call  optional: otel-sink-content plus INSPECT_OTEL_CAPTURE_PROVIDER_CALL=true
+                  (mockllm records a raw call too: Inspect keeps the first 5 per model and sample,
+                  i.e. every call of this workload)
 
 Results: one table on stdout, raw JSON in bench/results/<timestamp>.json and latest.json.
 
@@ -61,7 +64,8 @@ DEPS = BENCH / ".deps"
 PY = sys.executable
 _SCRUB = ("OTEL_", "INSPECT_OTEL_", "MLFLOW_", "INSPECT_MLFLOW_")
 ALL_CONFIGS = ("baseline", "inspect-otel", "inspect-mlflow", "otel-sink", "otel-sink-spans-only",
-               "otel-sink-sdk-delays", "otel-sink-content", "otel-sink-end-only")
+               "otel-sink-sdk-delays", "otel-sink-content", "otel-sink-end-only",
+               "otel-sink-provider-call")
 MB = 1024 * 1024
 
 
@@ -285,6 +289,10 @@ def config_env(stack: Stack, config: str) -> dict[str, str] | None:
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url,
                          OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="SPAN_AND_EVENT"
                          ) if stack.sink_url else None
+    if config == "otel-sink-provider-call":  # content plus the raw provider call on chat spans
+        return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url,
+                         OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="SPAN_AND_EVENT",
+                         INSPECT_OTEL_CAPTURE_PROVIDER_CALL="true") if stack.sink_url else None
     if config == "inspect-mlflow":
         if stack.mlflow is None or stack.mlflow_plugin_path is None:
             return None
@@ -510,7 +518,8 @@ def table(result: dict[str, Any]) -> str:
              "otel-sink-spans-only": "inspect-otel (sink, spans only)",
              "otel-sink-sdk-delays": "inspect-otel (sink, SDK delays)",
              "otel-sink-content": "inspect-otel (sink, content on)",
-             "otel-sink-end-only": "inspect-otel (sink, at sample end)"}
+             "otel-sink-end-only": "inspect-otel (sink, at sample end)",
+             "otel-sink-provider-call": "inspect-otel (sink, content + raw call)"}
     head = ["measure"] + [names.get(c, c) for c in configs]
     lines: list[list[str]] = []
     S = result["overhead_summary"]

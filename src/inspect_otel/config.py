@@ -26,6 +26,13 @@ LOG_ARTIFACT_ROOTS_ENV = "INSPECT_OTEL_LOG_ARTIFACT_ROOTS"
 DEFAULT_FLUSH_TIMEOUT_S = 5.0
 DEFAULT_MAX_ATTRIBUTE_LENGTH = 16384
 
+PROVIDER_CALL_ENV = "INSPECT_OTEL_CAPTURE_PROVIDER_CALL"
+PROVIDER_CALL_WITHOUT_CONTENT = (
+    f"{PROVIDER_CALL_ENV}=true does nothing without content capture on spans "
+    "(OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true, SPAN_ONLY or SPAN_AND_EVENT): "
+    "the raw provider request and response are not sent"
+)
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -66,6 +73,9 @@ class Settings:
     max_attribute_length: int
     redact_patterns: tuple[str, ...]
     sample_metadata_keys: tuple[str, ...]  # sent even without content capture
+    # INSPECT_OTEL_CAPTURE_PROVIDER_CALL: the provider's raw request/response on chat spans (only
+    # with content capture on spans; otherwise a warning says it does nothing).
+    capture_provider_call: bool
     service_name_default: str
     # INSPECT_OTEL_LIVE: spans leave as each completes (default); false: a sample at its end.
     live: bool
@@ -221,6 +231,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     if content_warning:
         warnings.append(content_warning)
+    provider_call = _flag(env, PROVIDER_CALL_ENV) is True
+    if provider_call and not content.on_spans:
+        warnings.append(PROVIDER_CALL_WITHOUT_CONTENT)
 
     # Our own truncation adds a visible marker; honour a stricter standard SDK limit with it.
     max_len = _int(env, "INSPECT_OTEL_MAX_ATTRIBUTE_LENGTH") or DEFAULT_MAX_ATTRIBUTE_LENGTH
@@ -244,6 +257,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_attribute_length=max_len,
         redact_patterns=_redact_patterns(env, warnings),
         sample_metadata_keys=_keys(env, "INSPECT_OTEL_SAMPLE_METADATA_KEYS"),
+        capture_provider_call=provider_call and content.on_spans,
         service_name_default=DEFAULT_SERVICE_NAME,
         live=_flag(env, "INSPECT_OTEL_LIVE") is not False,
         warnings=tuple(warnings),

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ContentCapture
+from .config import ContentCapture, Settings
 from .redaction import REDACTED, Redacted, Redactor  # noqa: F401 (REDACTED: part of this module's API)
 
 TRUNCATION_MARKER = "...[truncated {n} chars]"
@@ -32,6 +32,8 @@ class ContentPolicy:
     extra_patterns: tuple[str, ...] = ()
     # Sample metadata keys sent even without content capture (INSPECT_OTEL_SAMPLE_METADATA_KEYS).
     metadata_keys: tuple[str, ...] = ()
+    # INSPECT_OTEL_CAPTURE_PROVIDER_CALL: the provider's raw request and response on chat spans.
+    provider_call: bool = False
     redactor: Redactor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -44,6 +46,21 @@ class ContentPolicy:
     @property
     def on_events(self) -> bool:
         return self.capture.on_events
+
+    @property
+    def raw_provider_call(self) -> bool:
+        """The provider's own request and response go on chat spans (content on spans only)."""
+        return self.provider_call and self.capture.on_spans
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ContentPolicy:
+        return cls(
+            capture=settings.content,
+            max_length=settings.max_attribute_length,
+            extra_patterns=settings.redact_patterns,
+            metadata_keys=settings.sample_metadata_keys,
+            provider_call=settings.capture_provider_call,
+        )
 
     def redact(self, text: str) -> str:
         return self.redactor.text(text)

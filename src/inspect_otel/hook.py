@@ -64,6 +64,7 @@ logger = logging.getLogger("inspect_otel")
 
 T = TypeVar("T")
 _ENV_PREFIXES = ("OTEL_", "INSPECT_OTEL_")
+_WARNED_SETTINGS: set[str] = set()
 
 
 def _never_raise(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
@@ -137,7 +138,9 @@ class OtelHooks(Hooks):
             if self._pipeline is None or fingerprint != self._fingerprint:
                 settings = load_settings()
                 for warning in settings.warnings:
-                    logger.warning("inspect-otel: %s", warning)
+                    if warning not in _WARNED_SETTINGS:  # once per process, not per rebuild
+                        _WARNED_SETTINGS.add(warning)
+                        logger.warning("inspect-otel: %s", warning)
                 old = self._pipeline
                 if old is not None:
                     threading.Thread(target=old.close, daemon=True).start()
@@ -165,7 +168,7 @@ class OtelHooks(Hooks):
         if run is None:  # hook enabled mid-run: adopt the run from here on
             run = self._runs[data.run_id] = _RunState(data.run_id, data.eval_set_id, [], _now_ns())
         run.tasks[data.eval_id] = _TaskState(
-            data.spec, data.plan, task_context(data.spec), _now_ns()
+            data.spec, data.plan, task_context(data.spec, os.environ), _now_ns()
         )
 
     # --- samples --------------------------------------------------------------------------------
@@ -331,12 +334,7 @@ class OtelHooks(Hooks):
 
 
 def _policy(settings: Settings) -> ContentPolicy:
-    return ContentPolicy(
-        capture=settings.content,
-        max_length=settings.max_attribute_length,
-        extra_patterns=settings.redact_patterns,
-        metadata_keys=settings.sample_metadata_keys,
-    )
+    return ContentPolicy.from_settings(settings)
 
 
 def _is_cancellation(ex: BaseException) -> bool:

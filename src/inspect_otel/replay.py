@@ -104,7 +104,7 @@ def replay_log(path: Path, pipeline: Any | None, policy: ContentPolicy,
     # working directory) reads it from there.
     header = read_header(path.resolve())
     spec = header.eval
-    ctx = task_context(spec)
+    ctx = task_context(spec, os.environ)
     errored = 0
     for sample in iter_samples(path):
         telemetry = map_sample(sample, ctx, policy)
@@ -154,9 +154,7 @@ def export_logs(paths: Iterable[str | Path], *, dry_run: bool = False,
     """Send the logs over OTLP, or with ``to_file`` write them as the Collector's file exporter
     does (OTLP/JSON lines, appended), the same spans and results without a Collector."""
     settings = load_settings()
-    policy = ContentPolicy(capture=settings.content, max_length=settings.max_attribute_length,
-                           extra_patterns=settings.redact_patterns,
-                           metadata_keys=settings.sample_metadata_keys)
+    policy = ContentPolicy.from_settings(settings)
     files, problems = find_logs(paths)
     summary = ReplaySummary(failed_files=list(problems))
     pipeline = None
@@ -259,6 +257,8 @@ def main(args: argparse.Namespace) -> int:
         print("inspect-otel export: no endpoint; pass --endpoint or set "
               "OTEL_EXPORTER_OTLP_ENDPOINT (or use --dry-run)", file=sys.stderr)
         return 2
+    for warning in load_settings().warnings:
+        print(f"inspect-otel export: {warning}", file=sys.stderr)
     summary = export_logs(args.paths, dry_run=args.dry_run, show_progress=sys.stderr.isatty(),
                           to_file=args.to_file)
     verb = "would send" if args.dry_run else (f"wrote to {args.to_file}" if args.to_file

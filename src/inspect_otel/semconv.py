@@ -19,6 +19,10 @@ GEN_AI_AGENT_NAME = "gen_ai.agent.name"
 GEN_AI_AGENT_ID = "gen_ai.agent.id"
 GEN_AI_WORKFLOW_NAME = "gen_ai.workflow.name"
 ERROR_TYPE = "error.type"
+# Where a model call went (general semconv, Recommended on GenAI client spans): the host and port
+# of the model's base URL, never its credentials.
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
 
 # gen_ai.operation.name values
 OP_CHAT = "chat"
@@ -183,6 +187,11 @@ INSPECT_MODEL_ROLE = "inspect.model.role"
 INSPECT_MODEL_RETRIES = "inspect.model.retries"
 INSPECT_MODEL_CACHE = "inspect.model.cache"  # read | write
 INSPECT_USAGE_COST = "inspect.usage.cost"
+# The provider's own request and response JSON of a model call (Inspect's ModelEvent.call), on
+# chat spans with INSPECT_OTEL_CAPTURE_PROVIDER_CALL=true and content capture on spans; headers
+# dropped, secrets redacted.
+INSPECT_MODEL_CALL_REQUEST = "inspect.model.call.request"
+INSPECT_MODEL_CALL_RESPONSE = "inspect.model.call.response"
 INSPECT_TOOL_TRUNCATED = "inspect.tool.truncated"
 INSPECT_TOOL_AGENT = "inspect.tool.agent"
 INSPECT_TOOL_ERROR_MESSAGE = "inspect.tool.error.message"
@@ -231,5 +240,5 @@ JSON_ATTRIBUTES: tuple[str, ...] = (
     GEN_AI_TOOL_DEFINITIONS, GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT,
     INSPECT_SAMPLE_MESSAGES, INSPECT_TASK_ARGS, INSPECT_TASK_MODEL_ARGS, INSPECT_TASK_METADATA,
     INSPECT_TASK_PLAN, INSPECT_TASK_RESULTS, INSPECT_TASK_MODEL_USAGE, INSPECT_SCORE_VALUE_JSON,
-    INSPECT_MESSAGE,
+    INSPECT_MESSAGE, INSPECT_MODEL_CALL_REQUEST, INSPECT_MODEL_CALL_RESPONSE,
 )

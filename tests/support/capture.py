@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,10 @@ def _settled(sink: Sink, samples: int) -> bool:
     return len(roots) >= samples and bool(run)
 
 
-def capture(tmp: Path, env: dict[str, str], **eval_kwargs: Any) -> Iterator[CapturedRun]:
+def capture(tmp: Path, env: dict[str, str], run: Callable[..., Any] = run_calculator,
+            **eval_kwargs: Any) -> Iterator[CapturedRun]:
+    """``run(log_dir, **eval_kwargs)`` (default: the calculator eval) with the hook exporting
+    to a fresh sink, held until every sample root and the run span arrived."""
     server = HttpSink()
     with pytest.MonkeyPatch.context() as mp:
         for name in list(os.environ):  # another module-scoped capture may still be open
@@ -42,7 +45,7 @@ def capture(tmp: Path, env: dict[str, str], **eval_kwargs: Any) -> Iterator[Capt
         mp.setenv("OTEL_METRIC_EXPORT_INTERVAL", "500")
         for key, value in env.items():
             mp.setenv(key, value)
-        log = run_calculator(tmp, **eval_kwargs)
+        log = run(tmp, **eval_kwargs)
         expected = len(log.samples or [])
         assert server.sink.wait_for(lambda s: _settled(s, expected), timeout=30)
         yield CapturedRun(log, server.sink)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from .. import semconv as sc
 from ..content import ContentPolicy, finish_reason, output_messages, split_system, tool_definitions
 from ._common import error_type, generate_config_attributes, split_model, to_ns, usage_attributes
+from ._server import ModelEndpoints, base_url, server_attributes
 from ._types import Kind, ModelCallMeasure, SpanData
+
+# Keys of a provider call that hold HTTP headers (GenerateConfig.extra_headers reaches the SDK as
+# extra_headers): dropped whole, whatever they hold, before redaction sees the rest.
+_HEADER_KEY = re.compile(r"(?i)headers?$")
+_NO_ENDPOINTS = ModelEndpoints()
 
 
 def _response_model(response_model: str, model: str) -> str:
@@ -16,9 +24,47 @@ def _response_model(response_model: str, model: str) -> str:
     return split_model(response_model)[1] if response_model.startswith(prefix) else response_model
 
 
+def _without_headers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_headers(v) for k, v in value.items() if not _HEADER_KEY.search(str(k))}
+    if isinstance(value, list):
+        return [_without_headers(v) for v in value]
+    return value
+
+
+def _resolved(call: Any, attachments: Mapping[str, str]) -> Any:
+    """``call`` with Inspect's ``attachment://`` references replaced by their content.
+
+    At sample end Inspect holds each ModelEvent.call condensed (strings over 100 characters moved
+    to the sample's attachments); a log read with ``resolve_attachments="full"`` has it whole."""
+    if not attachments:
+        return call
+    from inspect_ai.log._condense import WalkContext, resolve_attachment_fn, walk_model_call
+
+    return walk_model_call(call, resolve_attachment_fn(attachments),
+                           WalkContext(message_cache={}, only_core=False))
+
+
+def provider_call_attributes(
+    call: Any, attachments: Mapping[str, str], policy: ContentPolicy
+) -> dict[str, Any]:
+    """The provider's own request and response (Inspect's ModelEvent.call), opt-in: headers
+    dropped, then the redaction and JSON-safe truncation of every JSON attribute."""
+    if call is None or not policy.raw_provider_call:
+        return {}
+    call = _resolved(call, attachments)
+    attrs = {sc.INSPECT_MODEL_CALL_REQUEST: policy.clean_json(_without_headers(call.request))}
+    if call.response is not None:
+        attrs[sc.INSPECT_MODEL_CALL_RESPONSE] = policy.clean_json(_without_headers(call.response))
+    return attrs
+
+
 def model_span(
-    event: Any, trace_id: int, span_id: int, parent_span_id: int, policy: ContentPolicy
+    event: Any, trace_id: int, span_id: int, parent_span_id: int, policy: ContentPolicy,
+    endpoints: ModelEndpoints = _NO_ENDPOINTS, attachments: Mapping[str, str] | None = None,
 ) -> tuple[SpanData, ModelCallMeasure]:
+    """``endpoints``: the task's model base URLs; ``attachments``: the sample's (for a
+    ModelEvent.call condensed in memory)."""
     provider, request_model = split_model(event.model)
     output = event.output
     attrs: dict[str, Any] = {
@@ -26,6 +72,7 @@ def model_span(
         sc.GEN_AI_PROVIDER_NAME: provider,
         sc.GEN_AI_REQUEST_MODEL: request_model,
         sc.INSPECT_MODEL: event.model,
+        **server_attributes(base_url(event.model, event.role, endpoints)),
     }
     if event.uuid:
         attrs[sc.INSPECT_EVENT_UUID] = event.uuid
@@ -61,6 +108,7 @@ def model_span(
             attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.clean_json(output_messages(output))
         if event.tools:
             attrs[sc.GEN_AI_TOOL_DEFINITIONS] = policy.clean_json(tool_definitions(event.tools))
+        attrs.update(provider_call_attributes(event.call, attachments or {}, policy))
 
     start = to_ns(event.timestamp) or 0
     end = to_ns(event.completed)
@@ -85,6 +133,8 @@ def model_span(
             sc.GEN_AI_PROVIDER_NAME,
             sc.GEN_AI_REQUEST_MODEL,
             sc.GEN_AI_RESPONSE_MODEL,
+            sc.SERVER_ADDRESS,
+            sc.SERVER_PORT,
             sc.ERROR_TYPE,
         )
         if k in attrs

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import ids
 from .. import semconv as sc
 from ..content import ContentPolicy, to_json
 from ._common import attribute_value, error_type, generate_config_attributes, model_attributes, to_ns
+from ._server import model_endpoints
 from ._types import Kind, SpanData, TaskContext
 
 RUN_WORKFLOW_NAME = "inspect.run"
 
 
-def task_context(spec: Any) -> TaskContext:
+def task_context(spec: Any, environ: Mapping[str, str] | None = None) -> TaskContext:
+    """What every sample of a task needs; ``environ``: the eval's environment (provider base
+    URLs; none given means each provider's default)."""
     dataset = spec.dataset
     sample_ids = tuple(str(i) for i in (getattr(dataset, "sample_ids", None) or ()))
     return TaskContext(
@@ -26,6 +29,7 @@ def task_context(spec: Any) -> TaskContext:
         sample_ids=sample_ids,
         epochs=int(getattr(spec.config, "epochs", None) or 1),
         retries=int(getattr(spec.config, "retry_on_error", None) or 0),
+        endpoints=model_endpoints(spec, environ or {}),
     )
 
 

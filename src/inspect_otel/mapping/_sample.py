@@ -67,10 +67,12 @@ def _sample_times(sample: Any) -> tuple[int, int]:
 def sample_mapper(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleMapper:
     """A mapper for a finished sample read from a log (its final attempt)."""
     start, end = _sample_times(sample)
-    return SampleMapper(
+    mapper = SampleMapper(
         ctx, policy, identity=sample_identity(sample, ctx), uuid=sample_uuid(sample, ctx),
         start_ns=start, end_ns=end, attempt=len(sample.error_retries or []) + 1, live=False,
     )
+    mapper.attachments = getattr(sample, "attachments", None)
+    return mapper
 
 
 def map_sample(sample: Any, ctx: TaskContext, policy: ContentPolicy) -> SampleTelemetry:
@@ -101,6 +103,7 @@ def finish_sample(mapper: SampleMapper, sample: Any) -> SampleTelemetry:
     results: list[EvaluationResult] = []
     if mapper.live:
         mapper.log_order = True
+        mapper.attachments = getattr(sample, "attachments", None)
         for index, event in enumerate(sample.events or []):
             done = mapper.feed(event, index)
             if done:

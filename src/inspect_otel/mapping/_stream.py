@@ -12,7 +12,11 @@ Pure: no I/O, no clock. Inspect's live-stream quirks are handled here, keyed by 
 - an event whose enclosing Inspect span is not known yet (the ``init`` span and what it holds
   never reach ``on_sample_event``) waits for the finished transcript at sample end;
 - a tool span completes when both its span end and its ToolEvent are in (live, the ToolEvent
-  comes after the span end; in a log, right after the span begins).
+  comes after the span end; in a log, right after the span begins);
+- a handoff is one span: Inspect wraps the handoff tool's [tool] span (the agent runs inside it)
+  in a [handoff] span and records the ToolEvent under the handoff's parent. The [tool] span takes
+  the [handoff] span's place (its parent, its start, its end, its children and events) and
+  becomes the handoff's ``execute_tool`` span; the [handoff] span itself never leaves.
 """
 
 from __future__ import annotations
@@ -76,6 +80,9 @@ class _Span:
     inspect_parent: str | None = None
     tool_matched: bool = False
     emitted: bool = False
+    # A [tool] span that took a [handoff] span's place: it waits for the handoff's end too.
+    handoff_id: str | None = None
+    handoff_open: bool = False
 
     def freeze(self, trace_id: int, default_end: int) -> SpanData:
         end = self.end_ns if self.end_ns is not None else default_end
@@ -160,6 +167,9 @@ class SampleMapper:
         self.start_ns = start_ns
         self._fallback_end = end_ns if end_ns is not None else start_ns
         self._seen: set[str] = set()  # uuids of events already mapped (live redelivery)
+        # The sample's attachments, for ModelEvent.call condensed in a transcript (a finished
+        # sample's); live events carry their call inline.
+        self.attachments: dict[str, str] | None = None
         self.attempt = self._new_attempt(attempt)
 
     # --- identity -----------------------------------------------------------------------------
@@ -249,8 +259,11 @@ class SampleMapper:
             span.attributes[sc.INSPECT_SCORER_MODEL_GRADED] = False
         a.spans[event.id] = span
         a.by_otel_id[span.span_id] = span
+        if event.type == "tool" and parent is not None and parent.inspect_type == "handoff" \
+                and parent.handoff_id is None:
+            self._fold_handoff(span, parent, event.parent_id)
         if event.type == "tool":
-            key = (event.parent_id, event.name)
+            key = (span.inspect_parent, event.name)
             waiting = a.waiting_tool_events.get(key)
             if waiting:
                 self._apply_tool(span, *waiting.popleft())
@@ -258,13 +271,37 @@ class SampleMapper:
                 a.open_tools[key].append(span)
         return NOTHING
 
+    def _fold_handoff(self, tool: _Span, handoff: _Span, handoff_id: str) -> None:
+        """The [tool] span takes the place of the [handoff] span around it (module docstring)."""
+        a = self.attempt
+        tool.parent_span_id = handoff.parent_span_id
+        tool.inspect_parent = handoff.inspect_parent
+        tool.start_ns = min(tool.start_ns, handoff.start_ns)
+        tool.attributes.update({k: v for k, v in handoff.attributes.items()
+                                if k == sc.INSPECT_SAMPLE_ATTEMPT})
+        tool.events[:0] = handoff.events
+        tool.handoff_id, tool.handoff_open = handoff_id, True
+        for other in a.spans.values():
+            if other.parent_span_id == handoff.span_id and not other.emitted:
+                other.parent_span_id = tool.span_id
+        a.spans[handoff_id] = tool  # its end, its children and its events now find the tool span
+        del a.by_otel_id[handoff.span_id]
+
     def _span_end(self, event: Any, index: int) -> Completed:
         span = self.attempt.spans.get(event.id)
         if span is None or span.emitted:
             return NOTHING
-        span.end_ns = to_ns(event.timestamp)
+        end = to_ns(event.timestamp)
+        if span.handoff_id is not None:
+            if event.id == span.handoff_id:
+                span.handoff_open = False
+            if end is not None and span.end_ns is not None:
+                end = max(end, span.end_ns)
+        span.end_ns = end
         if span.inspect_type == "tool" and not span.tool_matched:
             return NOTHING  # completes with its ToolEvent
+        if span.handoff_open:
+            return NOTHING  # completes with the handoff's end
         if self.live and span.parent_span_id == self.root_id and \
                 self.attempt.number <= self.ctx.retries:
             # An attempt that may be retried keeps its top-level spans (solvers, scorers) until
@@ -282,7 +319,7 @@ class SampleMapper:
         parent = self._enclosing(event)
         span, measure = model_span(
             event, self.trace_id, ids.span_id(self.trace_id, event_key(event, index)),
-            parent.span_id, self.policy,
+            parent.span_id, self.policy, self.ctx.endpoints, self.attachments,
         )
         a.model_calls.append(measure)
         if sc.ERROR_TYPE in span.attributes:
@@ -314,7 +351,9 @@ class SampleMapper:
             a.waiting_tool_events[key].append((index, event))
             return NOTHING
         self._apply_tool(target, index, event)
-        return self._emit(target) if target.end_ns is not None else NOTHING
+        if target.end_ns is None or target.handoff_open:
+            return NOTHING
+        return self._emit(target)
 
     def _apply_tool(self, target: _Span, index: int, event: Any) -> None:
         attrs, error = tool_attributes(event, self.policy)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Union
 
+from ._server import ModelEndpoints
+
 AttributeValue = Union[str, bool, int, float, tuple[str, ...], tuple[int, ...], tuple[float, ...]]
 Attributes = Mapping[str, AttributeValue]
 
@@ -88,6 +90,7 @@ class TaskContext:
     sample_ids: tuple[str, ...] = ()
     epochs: int = 1
     retries: int = 0  # retry_on_error: attempts a sample may be retried after the first
+    endpoints: ModelEndpoints = field(default_factory=ModelEndpoints)  # base URLs of its models
 
     def sample_index(self, sample_id: str) -> int | None:
         try:

@@ -43,6 +43,7 @@ from inspect_ai.model import (
     ChatCompletionChoice,
     ChatMessage,
     GenerateConfig,
+    ModelCall,
     ModelOutput,
     ModelUsage,
 )
@@ -299,6 +300,16 @@ def _inspect_span_name(span: Span) -> str:
     return span.name
 
 
+def _model_call(attrs: Mapping[str, Any]) -> ModelCall | None:
+    """The provider's raw request and response (``INSPECT_OTEL_CAPTURE_PROVIDER_CALL``), where
+    Scout and Inspect's viewer keep them: ``ModelEvent.call``. Headers were never exported."""
+    request = json_value(attrs.get(sc.INSPECT_MODEL_CALL_REQUEST))
+    if not isinstance(request, dict):
+        return None
+    response = json_value(attrs.get(sc.INSPECT_MODEL_CALL_RESPONSE))
+    return ModelCall(request=request, response=response if isinstance(response, dict) else None)
+
+
 def _model_event(span: Span, parent: str | None, ctx: _Context) -> ModelEvent:
     attrs = span.attributes
     seed = f"{ctx.trace_id}/{span.span_id}"
@@ -321,6 +332,7 @@ def _model_event(span: Span, parent: str | None, ctx: _Context) -> ModelEvent:
     )
     cache = attrs.get(sc.INSPECT_MODEL_CACHE)
     return ModelEvent(
+        call=_model_call(attrs),
         uuid=_str(attrs.get(sc.INSPECT_EVENT_UUID)) or stable_id(seed, "model"),
         span_id=parent, timestamp=_time(span.start_ns), completed=_time(span.end_ns),
         working_start=ctx.working_start(span.start_ns), working_time=duration,
