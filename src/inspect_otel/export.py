@@ -104,37 +104,49 @@ _CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
 def export_cause(messages: Sequence[str], endpoint: str) -> str | None:
     """Why an export failed, in words a user can act on, from the exporters' log messages
     (refused, timeout, an HTTP status with the URL, a protocol mismatch); None if unknown."""
-    for message in reversed(messages):
+    # The SDK's summaries ("... due to timeout, max retries or shutdown", "already shutdown") name
+    # no cause: whether a transient error was logged before them is a race with the flush.
+    useful = [m for m in messages if not _NO_CAUSE.search(m)]
+    for message in reversed(useful):
         status = _HTTP_STATUS.search(message)
         if status:
             return f"HTTP {status.group(1)} {status.group(2).strip()} from {endpoint}"
-    text = "\n".join(messages)
+    text = "\n".join(useful)
     for pattern, cause in _CAUSES:
         if pattern.search(text):
             return cause.format(endpoint=endpoint)
-    useful = [m for m in messages if "already shutdown" not in m]
-    return useful[-1][:300] if useful else None
+    if useful:
+        return useful[-1][:300]
+    if any("due to timeout" in m for m in messages):  # no answer in time (or none at all: a
+        return _CAUSES[-1][1].format(endpoint=endpoint)  # probe tells refused apart)
+    return None
+
+
+_NO_CAUSE = re.compile(r"due to timeout, max retries or shutdown|already shutdown", re.I)
 
 
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
-def _speaks_http2(url: str, timeout_s: float = 1.0) -> bool:
-    """Whether the server at ``url`` answers an HTTP/2 connection preface with HTTP/2 frames."""
+def _probe(url: str, timeout_s: float = 1.0) -> str | None:
+    """One bounded look at the endpoint: "refused" when nothing listens, "http2" when the server
+    answers an HTTP/2 connection preface with HTTP/2 frames (a gRPC port), else None."""
     import socket
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
-        return False
+        return None
     try:
         with socket.create_connection((parts.hostname, parts.port or 80), timeout_s) as conn:
             conn.settimeout(timeout_s)
             conn.sendall(_HTTP2_PREFACE)
             head = conn.recv(9)
+    except ConnectionRefusedError:
+        return "refused"
     except OSError:
-        return False
-    return len(head) == 9 and head[3] == 4  # a SETTINGS frame: the server speaks HTTP/2
+        return None
+    return "http2" if len(head) == 9 and head[3] == 4 else None  # 4: a SETTINGS frame
 
 
 def traces_url(settings: Settings) -> str:
@@ -503,10 +515,14 @@ class TelemetryPipeline:
         apart by asking the endpoint whether it speaks HTTP/2 (one bounded probe)."""
         url = traces_url(self.settings)
         cause = export_cause(list(_EXPORT_ERRORS.recent), url)
-        if (self.settings.traces_protocol is Protocol.HTTP_PROTOBUF
-                and (cause is None or cause.startswith("timeout")) and _speaks_http2(url)):
-            return ("protocol mismatch: the endpoint speaks HTTP/2 only, as a gRPC port does "
-                    "(use --protocol grpc, or the OTLP/HTTP port 4318)")
+        if self.settings.traces_protocol is Protocol.HTTP_PROTOBUF and (
+                cause is None or cause.startswith("timeout")):
+            probe = _probe(url)
+            if probe == "refused":
+                return export_cause(["Connection refused"], url)
+            if probe == "http2":
+                return ("protocol mismatch: the endpoint speaks HTTP/2 only, as a gRPC port does "
+                        "(use --protocol grpc, or the OTLP/HTTP port 4318)")
         return cause
 
     def close(self) -> None:
