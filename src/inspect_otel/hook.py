@@ -211,6 +211,8 @@ class OtelHooks(Hooks):
     async def on_sample_event(self, data: SampleEvent) -> None:
         live = self._live.get(data.sample_id)
         if live is not None:
+            if self._policy.raw_provider_call and live.mapper.attachments is None:
+                live.mapper.attachments = _sample_attachments()
             self._emit_live(live, live.mapper.feed(data.event))
 
     @_never_raise
@@ -343,3 +345,18 @@ def _is_cancellation(ex: BaseException) -> bool:
     return isinstance(ex, (KeyboardInterrupt, asyncio.CancelledError)) or (
         type(ex).__name__ in ("Cancelled", "CancelledError")
     )
+
+
+def _sample_attachments() -> dict[str, str] | None:
+    """The running sample's attachments (a live dict), for ModelEvent.call payloads Inspect
+    condensed into ``attachment://`` references before the event reached this hook (it condenses
+    right after notifying its own subscribers; hooks get events through a stream). The emitter
+    task runs in the sample's context, where Inspect's active sample is set."""
+    try:
+        from inspect_ai.log._samples import sample_active
+
+        active = sample_active()
+        return active.transcript.attachments if active is not None else None
+    except Exception:  # a private API of Inspect: without it the call stays condensed
+        return None
+

@@ -195,7 +195,7 @@ def test_export_says_the_switch_does_nothing_without_content(monkeypatch, capsys
     from inspect_otel import replay
 
     monkeypatch.setenv("INSPECT_OTEL_CAPTURE_PROVIDER_CALL", "true")
-    args = argparse.Namespace(paths=[str(tmp_path / "none.eval")], endpoint=None, protocol=None,
+    args = argparse.Namespace(paths=[str(tmp_path / "none.eval")], endpoint=None, protocol=None, to_file=None,
                               dry_run=True)
     assert replay.main(args) == 1  # the missing file
     err = capsys.readouterr().err
