@@ -636,7 +636,7 @@ class Spool(SpoolDrain):
             """SELECT g.trace_id, i.mlflow_run_id FROM running g
                JOIN identities i ON i.key = 'eval:' || g.eval_id
                WHERE i.mlflow_run_id IS NOT NULL AND EXISTS (
-                   SELECT 1 FROM spans s WHERE s.trace_id = g.trace_id AND s.pending = 0)
+                   SELECT 1 FROM traces t WHERE t.trace_id = g.trace_id)
                ORDER BY g.received LIMIT ?""", (limit,))]
 
     def forget_running(self, trace_ids: Iterable[str]) -> None:
