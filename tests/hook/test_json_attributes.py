@@ -7,7 +7,6 @@ inside ``gen_ai.output.messages`` (and the next call's ``gen_ai.input.messages``
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
@@ -18,6 +17,7 @@ from inspect_ai.scorer import match
 from inspect_ai.solver import generate
 
 from inspect_otel.content import ContentPolicy, truncate_json
+from tests.support.capture import hook_env
 from tests.support.otlp_sink import HttpSink
 
 MODEL = "mockllm/model"
@@ -50,12 +50,8 @@ def long_answers():
 def spans(tmp_path_factory):
     server = HttpSink()
     with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith(("OTEL_", "INSPECT_OTEL_")):
-                mp.delenv(name)
-        mp.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
-        mp.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
-        mp.setenv("OTEL_METRICS_EXPORTER", "none")
+        hook_env(mp, server.endpoint, {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true",
+                                       "OTEL_METRICS_EXPORTER": "none"})
         eval(long_answers(), model=MODEL, model_args={"custom_outputs": _long_answer},
              display="none", log_dir=str(tmp_path_factory.mktemp("long-answers")))
         assert server.sink.wait_for(lambda s: any(

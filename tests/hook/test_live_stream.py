@@ -16,6 +16,7 @@ import pytest
 
 from inspect_otel.mapping._common import to_ns
 from inspect_otel.replay import export_logs
+from tests.support.capture import hook_env
 from tests.support.evals import run_slow
 from tests.support.otlp_sink import HttpSink
 
@@ -26,12 +27,7 @@ STATUS_ERROR = 2
 def _run(tmp, env: dict[str, str], **kwargs):
     server = HttpSink()
     with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith(("OTEL_", "INSPECT_OTEL_")):
-                mp.delenv(name)
-        mp.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
-        for key, value in env.items():
-            mp.setenv(key, value)
+        hook_env(mp, server.endpoint, env)
         log = run_slow(tmp, seconds=STEP_S, **kwargs)
         assert server.sink.wait_for(
             lambda s: any(x.attributes.get("inspect.span.kind") == "run" for x in s.spans), 30)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from inspect_ai.scorer import match
 from inspect_ai.solver import Generate, TaskState, generate, solver, use_tools
 from inspect_ai.tool import ToolError, tool
 
+from tests.support.capture import hook_env
 from tests.support.evals import MODEL, USAGE
 from tests.support.otlp_sink import HttpSink, Sink
 
@@ -114,11 +114,7 @@ class Leaky:
 def _run(tmp: Path, env: dict[str, str]) -> Iterator[Leaky]:
     server = HttpSink()
     with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith(("OTEL_", "INSPECT_OTEL_")):
-                mp.delenv(name)
-        mp.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
-        mp.setenv("OTEL_METRIC_EXPORT_INTERVAL", "500")
+        hook_env(mp, server.endpoint, {"OTEL_METRIC_EXPORT_INTERVAL": "500"})
         mp.setenv("OTEL_RESOURCE_ATTRIBUTES", ",".join((
             "service.namespace=evals-team",
             f"deployment.token={S['resource: deployment.token']}",

@@ -26,6 +26,17 @@ class CapturedRun:
         return [s for s in self.sink.spans if s.attributes.get("inspect.span.kind") == "sample"]
 
 
+def hook_env(mp: pytest.MonkeyPatch, endpoint: str, env: dict[str, str]) -> None:
+    """The hook's environment for one test eval: none of the caller's OTEL_*/INSPECT_OTEL_*
+    (another module-scoped capture may still be open), the endpoint, then ``env``."""
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "INSPECT_OTEL_")):
+            mp.delenv(name)
+    mp.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    for key, value in env.items():
+        mp.setenv(key, value)
+
+
 def _settled(sink: Sink, samples: int) -> bool:
     roots = [s for s in sink.spans if s.attributes.get("inspect.span.kind") == "sample"]
     run = [s for s in sink.spans if s.attributes.get("inspect.span.kind") == "run"]
@@ -38,13 +49,7 @@ def capture(tmp: Path, env: dict[str, str], run: Callable[..., Any] = run_calcul
     to a fresh sink, held until every sample root and the run span arrived."""
     server = HttpSink()
     with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):  # another module-scoped capture may still be open
-            if name.startswith(("OTEL_", "INSPECT_OTEL_")):
-                mp.delenv(name)
-        mp.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.endpoint)
-        mp.setenv("OTEL_METRIC_EXPORT_INTERVAL", "500")
-        for key, value in env.items():
-            mp.setenv(key, value)
+        hook_env(mp, server.endpoint, {"OTEL_METRIC_EXPORT_INTERVAL": "500", **env})
         log = run(tmp, **eval_kwargs)
         expected = len(log.samples or [])
         assert server.sink.wait_for(lambda s: _settled(s, expected), timeout=30)
