@@ -51,6 +51,21 @@ def is_secret_key(name: str) -> bool:
     return bool(_SECRET_KEY.search(_CAMEL.sub("_", name).lower()))
 
 
+# Keys of a provider call that hold HTTP headers (GenerateConfig.extra_headers reaches the SDK as
+# extra_headers): dropped whole, whatever they hold, before the rest is scanned.
+_HEADER_KEY = re.compile(r"(?i)headers?$")
+
+
+def without_headers(value: Any) -> Any:
+    """JSON data without any ``*headers`` key, at any depth (a raw provider call's headers
+    carry credentials under names no key rule knows, e.g. ``X-Client-Tag``)."""
+    if isinstance(value, dict):
+        return {k: without_headers(v) for k, v in value.items() if not _HEADER_KEY.search(str(k))}
+    if isinstance(value, list):
+        return [without_headers(v) for v in value]
+    return value
+
+
 _SECRET_ATTRIBUTES: dict[str, bool] = {}  # attribute names repeat on every span: a plain dict
 
 

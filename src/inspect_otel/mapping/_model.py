@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from .. import semconv as sc
 from ..content import ContentPolicy, finish_reason, output_messages, split_system, tool_definitions
+from ..redaction import without_headers
 from ._common import error_type, generate_config_attributes, split_model, to_ns, usage_attributes
 from ._server import ModelEndpoints, base_url, server_attributes
 from ._types import Kind, ModelCallMeasure, SpanData
 
-# Keys of a provider call that hold HTTP headers (GenerateConfig.extra_headers reaches the SDK as
-# extra_headers): dropped whole, whatever they hold, before redaction sees the rest.
-_HEADER_KEY = re.compile(r"(?i)headers?$")
 _NO_ENDPOINTS = ModelEndpoints()
 
 
@@ -22,14 +19,6 @@ def _response_model(response_model: str, model: str) -> str:
     # Providers answer with their own model name; mock and proxy providers echo Inspect's name.
     prefix = model.split("/", 1)[0] + "/"
     return split_model(response_model)[1] if response_model.startswith(prefix) else response_model
-
-
-def _without_headers(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_headers(v) for k, v in value.items() if not _HEADER_KEY.search(str(k))}
-    if isinstance(value, list):
-        return [_without_headers(v) for v in value]
-    return value
 
 
 def _resolved(call: Any, attachments: Mapping[str, str]) -> Any:
@@ -53,9 +42,9 @@ def provider_call_attributes(
     if call is None or not policy.raw_provider_call:
         return {}
     call = _resolved(call, attachments)
-    attrs = {sc.INSPECT_MODEL_CALL_REQUEST: policy.clean_json(_without_headers(call.request))}
+    attrs = {sc.INSPECT_MODEL_CALL_REQUEST: policy.clean_json(without_headers(call.request))}
     if call.response is not None:
-        attrs[sc.INSPECT_MODEL_CALL_RESPONSE] = policy.clean_json(_without_headers(call.response))
+        attrs[sc.INSPECT_MODEL_CALL_RESPONSE] = policy.clean_json(without_headers(call.response))
     return attrs
 
 
