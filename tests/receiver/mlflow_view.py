@@ -29,6 +29,16 @@ def read_table(client: Any, run_id: str, path: str) -> Any:
         return pd.read_json(client.download_artifacts(run_id, path, tmp), orient="split")
 
 
+def run_page_metric_order(client: Any, run_id: str) -> list[str]:
+    """A run's metric keys in the order MLflow's run page lists them (its REST ``runs/get``)."""
+    import requests
+
+    r = requests.get(f"{client.tracking_uri.rstrip('/')}/api/2.0/mlflow/runs/get",
+                     params={"run_id": run_id}, timeout=30)
+    r.raise_for_status()
+    return [m["key"] for m in r.json()["run"]["data"].get("metrics", [])]
+
+
 def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
     """Everything MLflow holds for one Inspect run, with MLflow's own ids normalised away."""
     exp = client.get_experiment_by_name(experiment)
@@ -75,6 +85,8 @@ def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
             == parents[0].info.run_id,
             "params": dict(child.data.params),
             "metrics": dict(child.data.metrics),
+            # the order the run page lists them in: MLflow's REST runs/get, as the UI reads it
+            "metric_order": run_page_metric_order(client, cid),
             "history": history,
             "tables": tables,
             "traces": traces,

@@ -63,6 +63,19 @@ def test_runs_params_metrics(hook_run):
     assert "sample_latency/p95" in m and any(k.startswith("usage/") for k in m)
 
 
+def test_the_task_results_lead_the_run_page(hook_run):
+    """MLflow's run page lists a run's metrics in the order MLflow returns them (the order they
+    were first logged): the task's own results come first, in Inspect's order, the per-sample
+    step metrics (the last sample's values on that page) after everything task-level."""
+    log, snap, _, _ = hook_run
+    order = snap["tasks"][log.eval.task]["metric_order"]
+    results = [f"{s.name}/{name}" for s in log.results.scores for name in s.metrics]
+    assert order[:len(results)] == results, order
+    first_step = min(i for i, k in enumerate(order) if k.startswith("sample/"))
+    assert all(k.startswith("sample/") for k in order[first_step:]), order
+    assert {"samples/total", "samples/received", "sample_latency/p95"} <= set(order[:first_step])
+
+
 def test_step_metrics_tables_traces_assessments(hook_run):
     log, snap, _, _ = hook_run
     task = snap["tasks"][log.eval.task]

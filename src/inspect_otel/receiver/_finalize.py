@@ -1,5 +1,5 @@
-"""A task's tables and aggregates, computed from the sample records MLflow holds (whichever
-receiver got which sample)."""
+"""A task's tables, aggregates and per-sample step metrics, computed from the sample records
+MLflow holds (whichever receiver got which sample)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._samples import sample_step_metrics
 from ._tables import samples_table, scores_table
 from ._values import as_int, as_num, compact_json
 
@@ -21,6 +22,7 @@ class SampleRecord:
     trace_id: str  # MLflow trace id ("tr-...")
     summary: Mapping[str, Any]
     assessments: tuple[Mapping[str, Any], ...]
+    end_ms: int | None = None  # when the sample ended (the step metrics' timestamp)
 
 
 
@@ -34,10 +36,15 @@ class TaskFinal:
     n_samples: int
     n_assessments: int
     complete: bool
+    # (metric key, value, timestamp ms, step): sample/<scorer>, sample/total_time, ... per
+    # sample x epoch, step = its ordinal. Written here, after the task's own results, because
+    # MLflow's run page lists a run's metrics in the order they were first logged.
+    step_metrics: tuple[tuple[str, float, int, int], ...] = ()
 
     @property
     def digest(self) -> str:
-        body = compact_json([self.samples, self.scores, sorted(self.aggregates.items())])
+        body = compact_json([self.samples, self.scores, sorted(self.aggregates.items()),
+                             list(self.step_metrics)])
         return hashlib.blake2b(body.encode("utf-8"), digest_size=12).hexdigest()
 
     @property
@@ -61,7 +68,7 @@ def task_final(records: Iterable[SampleRecord], expected_samples: int | None) ->
     recs = sorted(unique.values(), key=lambda r: (as_int(r.summary.get("ordinal")) or 0,
                                           as_int(r.summary.get("epoch")) or 0,
                                           str(r.summary.get("sample_id")), r.trace_id))
-    sample_rows, score_rows, latencies = [], [], []
+    sample_rows, score_rows, latencies, steps = [], [], [], []
     counts: dict[str, int] = {}
     complete = isinstance(expected_samples, int) and len(recs) >= expected_samples
     n_assessments = 0
@@ -72,6 +79,10 @@ def task_final(records: Iterable[SampleRecord], expected_samples: int | None) ->
                "ordinal": s.get("ordinal"), "status": s.get("status"), "trace_id": r.trace_id}
         row.update(values)
         sample_rows.append(row)
+        ordinal = as_int(s.get("ordinal"))
+        if ordinal is not None:
+            steps.extend((key, v, r.end_ms or 0, ordinal)
+                         for key, v in sorted(sample_step_metrics(values).items()))
         t = as_num(values.get("total_time"))
         if t is not None:
             latencies.append(t)
@@ -97,7 +108,8 @@ def task_final(records: Iterable[SampleRecord], expected_samples: int | None) ->
             complete = False
     return TaskFinal(samples=samples_table(sample_rows), scores=scores_table(score_rows),
                      aggregates=aggregate_metrics(latencies, counts, len(recs)),
-                     n_samples=len(recs), n_assessments=n_assessments, complete=complete)
+                     n_samples=len(recs), n_assessments=n_assessments, complete=complete,
+                     step_metrics=tuple(steps))
 
 
 

@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS identities(
 CREATE TABLE IF NOT EXISTS samples(
     trace_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, eval_id TEXT NOT NULL, task TEXT,
     sample_id TEXT, epoch INTEGER, ordinal INTEGER, status TEXT, start_ns INTEGER,
-    end_ns INTEGER, vals TEXT NOT NULL, digest TEXT NOT NULL, metrics_applied INTEGER NOT NULL);
+    end_ns INTEGER, digest TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS samples_eval ON samples(eval_id);
 CREATE TABLE IF NOT EXISTS tasks(
     eval_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, attrs TEXT NOT NULL, start_ns INTEGER,
@@ -193,6 +193,12 @@ class Spool(SpoolDrain):
             for column in ("category", "is_error"):
                 if column in columns:
                     db.execute(f"ALTER TABLE spans DROP COLUMN {column}")
+            # Spools written before step metrics came from MLflow at finalization kept each
+            # sample's values until written (vals, metrics_applied NOT NULL).
+            columns = {r[1] for r in db.execute("PRAGMA table_info(samples)")}
+            for column in ("vals", "metrics_applied"):
+                if column in columns:
+                    db.execute(f"ALTER TABLE samples DROP COLUMN {column}")
             # spools before per-identity failures
             if "failed" not in {r[1] for r in db.execute("PRAGMA table_info(identities)")}:
                 db.execute("ALTER TABLE identities ADD COLUMN failed TEXT")
@@ -439,22 +445,23 @@ class Spool(SpoolDrain):
             summary = _samples.sample_summary(trace_id, start_ns, end_ns, attrs)
             if summary is not None:
                 self._register_identity(db, summary.run_id, summary.eval_id, attrs, start_ns)
-                vals = _dumps(summary.values)
-                sdigest = _digest(vals + f"|{summary.ordinal}|{summary.status}|{end_ns}")
+                # the values themselves go to MLflow on the root span (its summary tag), where
+                # finalization reads them: the digest only tells a changed sample
+                sdigest = _digest(_dumps(summary.values)
+                                  + f"|{summary.ordinal}|{summary.status}|{end_ns}")
                 cur = db.execute(
                     """INSERT INTO samples(trace_id, run_id, eval_id, task, sample_id, epoch,
-                           ordinal, status, start_ns, end_ns, vals, digest, metrics_applied)
-                       VALUES(?,?,?,?,?,?,?,?,?,?,?,?,0)
+                           ordinal, status, start_ns, end_ns, digest)
+                       VALUES(?,?,?,?,?,?,?,?,?,?,?)
                        ON CONFLICT(trace_id) DO UPDATE SET run_id=excluded.run_id,
                            eval_id=excluded.eval_id, task=excluded.task,
                            sample_id=excluded.sample_id, epoch=excluded.epoch,
                            ordinal=excluded.ordinal, status=excluded.status,
-                           start_ns=excluded.start_ns, end_ns=excluded.end_ns, vals=excluded.vals,
-                           digest=excluded.digest, metrics_applied=0
+                           start_ns=excluded.start_ns, end_ns=excluded.end_ns,
+                           digest=excluded.digest
                        WHERE samples.digest != excluded.digest""",
                     (trace_id, summary.run_id, summary.eval_id, summary.task, summary.sample_id,
-                     summary.epoch, summary.ordinal, summary.status, start_ns, end_ns, vals,
-                     sdigest),
+                     summary.epoch, summary.ordinal, summary.status, start_ns, end_ns, sdigest),
                 )
                 if cur.rowcount > 0:
                     self._bump(db, summary.eval_id)

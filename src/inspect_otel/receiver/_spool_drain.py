@@ -146,23 +146,6 @@ class SpoolDrain:
                     freed += int(row[0])
         self._adjust(-freed)
 
-    # --- writer side: per-sample step metrics ------------------------------------------------
-    def pending_sample_metrics(self, limit: int = 500) -> list[dict[str, Any]]:
-        rows = self._read(
-            """SELECT s.trace_id, s.eval_id, s.ordinal, s.end_ns, s.vals, s.digest, i.mlflow_run_id
-               FROM samples s JOIN identities i ON i.key = 'eval:' || s.eval_id
-               WHERE s.metrics_applied = 0 AND i.mlflow_run_id IS NOT NULL
-               ORDER BY s.eval_id, s.ordinal LIMIT ?""", (limit,))
-        return [dict(trace_id=r[0], eval_id=r[1], ordinal=r[2], end_ns=r[3],
-                     values=json.loads(r[4]), digest=r[5], mlflow_run_id=r[6]) for r in rows]
-
-    def mark_sample_metrics_applied(self, rows: Iterable[dict[str, Any]]) -> None:
-        with self._tx() as db:
-            for r in rows:
-                db.execute("UPDATE samples SET metrics_applied = 1, vals = '{}' "
-                           "WHERE trace_id = ? AND digest = ?",
-                           (r["trace_id"], r["digest"]))
-
     # --- writer side: assessments --------------------------------------------------------------
     def pending_results(self, limit: int = 500) -> list[dict[str, Any]]:
         """Unapplied evaluation results whose trace this receiver already forwarded to MLflow."""
@@ -214,7 +197,7 @@ class SpoolDrain:
     def evals_to_check(self, also: Iterable[str] = ()) -> list[dict[str, Any]]:
         """Tasks whose finalization should be checked against MLflow: their local data changed
         since the last check (or they are in ``also``: polled), and all of it is in MLflow (no
-        pending spans of their samples, sample metrics, task span, or results whose trace was
+        pending spans of their samples, task span, or results whose trace was
         forwarded here). ``holder``: this receiver applied the task's task span."""
         also = sorted(set(also))
         rows = self._read(
@@ -226,8 +209,6 @@ class SpoolDrain:
                  AND (e.final_rev < e.data_rev
                       OR e.eval_id IN ({",".join("?" * len(also))}))
                  AND (t.eval_id IS NULL OR t.applied = 1)
-                 AND NOT EXISTS (SELECT 1 FROM samples s
-                                 WHERE s.eval_id = e.eval_id AND s.metrics_applied = 0)
                  AND NOT EXISTS (SELECT 1 FROM samples s JOIN spans sp ON sp.trace_id = s.trace_id
                                  WHERE s.eval_id = e.eval_id AND sp.pending = 1)
                  AND NOT EXISTS (SELECT 1 FROM results r
@@ -258,8 +239,6 @@ class SpoolDrain:
                             "AND failed IS NULL",
             "pending_tasks": "SELECT COUNT(*) FROM tasks t WHERE applied = 0 AND NOT EXISTS "
                              f"({_FAILED_EVAL.format('t')})",
-            "pending_sample_metrics": "SELECT COUNT(*) FROM samples s WHERE metrics_applied = 0 "
-                                      f"AND NOT EXISTS ({_FAILED_EVAL.format('s')})",
             # tasks whose finalization is still to be checked (those whose run is known here)
             "pending_finalizations": "SELECT COUNT(*) FROM evals e JOIN identities i ON "
                                      "i.key = 'eval:' || e.eval_id WHERE e.final_rev < e.data_rev "

@@ -175,6 +175,9 @@ class Writer:
         self._last_check: dict[str, float] = {}
         # eval id -> (marker of the MLflow view, when it last changed): the settle clock
         self._view: dict[str, tuple[str, float]] = {}
+        # MLflow run id -> step metrics written (key, value, ts, step): a task finalized more
+        # than once writes only what is new (forgotten with the task's view)
+        self._stepped: dict[str, set[tuple[str, float, int, int]]] = {}
         self.ownership = TraceOwnership(self._post_json, lambda: self._experiment_id)
         self.eval_logs = EvalLogStore(spool, self._mlflow, log_roots, max_log_bytes, self._stop,
                                       max_backoff_s, _classify, self._count_eval_log)
@@ -373,7 +376,6 @@ class Writer:
         # finalization reads both, after both.
         assessing = self._results_pool.submit(self._apply_results)
         try:
-            did |= self._apply_sample_metrics()
             did |= self._apply_tasks()
             did |= self._apply_runs()
         finally:
@@ -457,7 +459,9 @@ class Writer:
         run_id, attrs = task["mlflow_run_id"], task["attrs"]
         ts = _ms(task["end_ns"]) or 0
         params = [Param(k, v) for k, v in sorted(_run_params.task_params(attrs).items())]
-        metrics = [Metric(k, v, ts, 0) for k, v in sorted(_run_metrics.task_metrics(attrs).items())]
+        # in task_metrics' order (the scorers' results first): MLflow's run page lists a run's
+        # metrics in the order they were first logged
+        metrics = [Metric(k, v, ts, 0) for k, v in _run_metrics.task_metrics(attrs).items()]
         parent = self.spool.mlflow_run_id(run_key(task["run_id"])) or ""
         tags = dict(_run_tags.task_run_tags(task["eval_id"], parent, attrs))
         tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.task_run_name(attrs)
@@ -584,25 +588,6 @@ class Writer:
             return
         for group in by_trace.values():
             self._post_spans(group, mlflow_run_id)
-
-    # --- per-sample step metrics ---------------------------------------------------------------
-    def _apply_sample_metrics(self) -> bool:
-        from mlflow.entities import Metric
-
-        rows = self.spool.pending_sample_metrics()
-        if not rows:
-            return False
-        by_run: dict[str, list[Any]] = defaultdict(list)
-        for r in rows:
-            ts = _ms(r["end_ns"]) or 0
-            for k, v in sorted(_samples.sample_step_metrics(r["values"]).items()):
-                by_run[r["mlflow_run_id"]].append(Metric(k, v, ts, int(r["ordinal"])))
-        for run_id, metrics in by_run.items():
-            self._guard(f"sample metrics of run {run_id}", self._log_batch, run_id, metrics,
-                        n=len(metrics))
-        self.spool.mark_sample_metrics_applied(rows)
-        self.status.applied["sample_metrics"] += len(rows)
-        return True
 
     # --- assessments ---------------------------------------------------------------------------
     def _apply_results(self) -> bool:
@@ -739,6 +724,7 @@ class Writer:
             if done:
                 self.spool.mark_finalized(eval_id, ev["rev"])
                 self._view.pop(eval_id, None)
+                self._stepped.pop(ev["mlflow_run_id"], None)
             else:
                 self._poll[eval_id] = time.monotonic() + self._poll_interval()
             did = True
@@ -810,7 +796,10 @@ class Writer:
                         "source_id": a.source.source_id if a.source else None,
                         "span_id": span,
                     })
-                out.append(_finalize.SampleRecord(info.trace_id, summary, tuple(ours)))
+                end_ms = (info.request_time + info.execution_duration
+                          if info.request_time is not None and info.execution_duration is not None
+                          else None)
+                out.append(_finalize.SampleRecord(info.trace_id, summary, tuple(ours), end_ms))
             if not token:
                 return out
 
@@ -826,12 +815,19 @@ class Writer:
             self._mlflow().link_traces_to_run(chunk, run_id)
         logged = [{"path": p, "type": "table"}
                   for p in (_mlflow_names.SAMPLES_TABLE, _mlflow_names.SCORES_TABLE, _mlflow_names.MODEL_USAGE_TABLE)]
-        # the marker last, in the same batch as the aggregates: it says what is written
+        # The aggregates, then the per-sample step metrics this receiver has not written yet
+        # (after the task span's results, which lead the run page); the marker last, alone: it
+        # says what is written.
+        stepped = self._stepped.setdefault(run_id, set())
+        steps = [m for m in final.step_metrics if m not in stepped]
         self._log_batch(run_id,
                         [Metric(k, v, ts, final.n_samples)
-                         for k, v in sorted(final.aggregates.items())],
-                        tags=[RunTag(_mlflow_names.TAG_LOGGED_ARTIFACTS, json.dumps(logged)),
-                              RunTag(_mlflow_names.TAG_FINALIZED, final.marker)])
+                         for k, v in sorted(final.aggregates.items())]
+                        + [Metric(k, v, t, step) for k, v, t, step in steps])
+        stepped.update(steps)
+        self.status.applied["sample_metrics"] += len(steps)
+        self._log_batch(run_id, tags=[RunTag(_mlflow_names.TAG_LOGGED_ARTIFACTS, json.dumps(logged)),
+                                      RunTag(_mlflow_names.TAG_FINALIZED, final.marker)])
         self.status.applied["finalizations"] += 1
 
     def _write_tables(self, run_id: str, tables: dict[str, dict[str, list[Any]]]) -> None:
