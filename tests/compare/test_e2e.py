@@ -148,7 +148,7 @@ def _cli(*args: str) -> subprocess.Popen:
 def test_bad_input_through_the_cli(world):
     """Each bad input of the issue: exit 2, one line on stderr, no traceback (run concurrently:
     each process imports Inspect)."""
-    tmp, base, runs, url = world["tmp"], world["base"], world["runs"], world["url"]
+    tmp, base, url = world["tmp"], world["base"], world["url"]
     garbage = tmp / "garbage.eval"
     garbage.write_bytes(b"this is not a zip archive")
     cases = {

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.stack.conftest import Proc, http_ok, kill_mentioning, spawn, wait_for
+from tests.stack.conftest import Proc, http_ok, kill_mentioning, wait_for
 from tests.support.mlflow_server import free_port
 
 

@@ -15,7 +15,7 @@ from inspect_ai import Task, eval, eval_set, task
 from inspect_ai.dataset import Sample
 from inspect_ai.log import EvalLog
 from inspect_ai.model import ChatMessageTool, ModelOutput, ModelUsage, get_model
-from inspect_ai.scorer import Score, Target, accuracy, includes, match, mean, scorer
+from inspect_ai.scorer import Score, Target, includes, match, mean, scorer
 from inspect_ai.solver import Generate, TaskState, generate, solver, use_tools
 from inspect_ai.tool import ToolError, tool
 from inspect_ai.util import sandbox, span

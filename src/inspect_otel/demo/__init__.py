@@ -209,7 +209,7 @@ def report(stack: EmbeddedStack, facts: EvalFacts, landed: Landed) -> str:
         lines.append("  task run: not found in MLflow")
     lines.append(f"  traces in MLflow:      {len(landed.traces)} of {len(facts.sample_uuids)} samples")
     lines.append(f"  assessments in MLflow: {landed.assessments} (scores in the eval: {facts.scores})")
-    lines.append(f"  Inspect's own metrics: "
+    lines.append("  Inspect's own metrics: "
                  + ", ".join(f"{k}={v:g}" for k, v in sorted(facts.metrics.items())))
     return "\n".join(lines) + "\n"
 
