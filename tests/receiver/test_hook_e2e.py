@@ -10,6 +10,7 @@ import pytest
 
 from inspect_otel import ids
 from inspect_otel import semconv as sc
+from inspect_otel.mapping._common import to_ns
 from inspect_otel.receiver import _mlflow_names
 from tests.receiver.mlflow_view import snapshot
 
@@ -49,6 +50,9 @@ def test_runs_params_metrics(hook_run):
     task = snap["tasks"][log.eval.task]
     assert task["count"] == 1 and task["parent_ok"]
     assert task["status"] == "FINISHED"
+    # Inspect's task stats have whole seconds; the run still ends after its last sample
+    last_sample_ms = max(to_ns(s.completed_at) for s in log.samples) // 1_000_000
+    assert task["start_time"] <= task["end_time"] and task["end_time"] >= last_sample_ms - 1
     p = task["params"]
     assert p["task"] == log.eval.task and p["model"] == log.eval.model
     assert not any(secret in v for v in p.values()), "a secret became a param"

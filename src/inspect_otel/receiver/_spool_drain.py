@@ -146,6 +146,11 @@ class SpoolDrain:
                     freed += int(row[0])
         self._adjust(-freed)
 
+    def latest_sample_end(self, eval_id: str) -> int | None:
+        """When the last sample of a task held here ended (ns)."""
+        row = self._read("SELECT MAX(end_ns) FROM samples WHERE eval_id = ?", (eval_id,))
+        return int(row[0][0]) if row and row[0][0] is not None else None
+
     # --- writer side: assessments --------------------------------------------------------------
     def pending_results(self, limit: int = 500) -> list[dict[str, Any]]:
         """Unapplied evaluation results whose trace this receiver already forwarded to MLflow."""

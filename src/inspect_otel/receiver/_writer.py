@@ -479,7 +479,11 @@ class Writer:
         self._write_tables(run_id, {_mlflow_names.MODEL_USAGE_TABLE: _tables.model_usage_table(attrs)})
         status = _run_tags.run_status(attrs.get(sc.INSPECT_TASK_STATUS))
         if status:
-            client.set_terminated(run_id, status, end_time=_ms(task["end_ns"]))
+            # Inspect's log stats (the task span's times) have whole seconds: the task would end
+            # before its last samples, and its run page would show a negative duration
+            last_sample = self.spool.latest_sample_end(task["eval_id"]) or 0
+            client.set_terminated(run_id, status,
+                                  end_time=_ms(max(task["end_ns"] or 0, last_sample)) or None)
         location = attrs.get(sc.INSPECT_TASK_LOG_LOCATION)
         if isinstance(location, str) and location:
             self.eval_logs.enqueue(task["eval_id"], run_id, location)
