@@ -239,3 +239,40 @@ def test_sample_metadata_only_on_opt_in():
                           p + "api_key": "[REDACTED]", p + "note": "token [REDACTED]"}
     settings = load_settings({"INSPECT_OTEL_SAMPLE_METADATA_KEYS": " topic, level,,topic "})
     assert settings.sample_metadata_keys == ("topic", "level")
+
+
+def test_the_resource_hashes_once_and_like_the_sdks(monkeypatch):
+    """The OTLP encoders group every span by resource: ours computes its hash once, and equals
+    (and hashes like) the SDK's own Resource of the same attributes."""
+    from opentelemetry.sdk.resources import Resource
+
+    from inspect_otel.export import build_resource
+
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci,team=evals")
+    ours = build_resource()
+    plain = Resource(ours.attributes, ours.schema_url)
+    assert ours == plain and hash(ours) == hash(plain)
+    assert {ours: 1}[plain] == 1
+    assert ours.attributes["team"] == "evals" and ours.attributes["service.name"] == "inspect-ai"
+
+
+@pytest.mark.parametrize("env, expected", [
+    (None, "AlwaysOffExemplarFilter"),  # recorded outside any span: the default could keep none
+    ("always_on", "AlwaysOnExemplarFilter"),  # the standard variable wins
+    ("trace_based", "TraceBasedExemplarFilter"),
+])
+def test_exemplar_filter(monkeypatch, env, expected):
+    from inspect_otel.export import TelemetryPipeline
+
+    for name in ("OTEL_METRICS_EXEMPLAR_FILTER", "OTEL_METRICS_EXPORTER", "OTEL_SDK_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    if env is not None:
+        monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", env)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    pipeline = TelemetryPipeline(load_settings())
+    try:
+        providers = [p for p in pipeline._owned if type(p).__name__ == "MeterProvider"]
+        assert len(providers) == 1
+        assert type(providers[0]._sdk_config.exemplar_filter).__name__ == expected
+    finally:
+        pipeline.close()
