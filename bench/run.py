@@ -189,6 +189,7 @@ class Stack:
     sink_url: str | None = None
     notes: list[str] = field(default_factory=list)
     mlflow_plugin_path: str | None = None  # PYTHONPATH entry holding inspect-mlflow, "" = in env
+    code_path: str | None = None  # --code: an inspect_otel source tree measured instead of ours
 
     def stop(self) -> None:
         for child in (self.receiver, self.sink):
@@ -327,6 +328,9 @@ def run_workload(stack: Stack, config: str, samples: int, tag: str, probe: bool,
                  keep_log: bool = False) -> dict[str, Any]:
     env = config_env(stack, config)
     assert env is not None
+    if stack.code_path and config != "inspect-mlflow":
+        # every process of the run, the baseline too (Inspect imports the hook's entry point)
+        env["PYTHONPATH"] = stack.code_path
     run_dir = stack.work / "runs" / tag
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [PY, str(BENCH / "workload.py"), "--samples", str(samples),
@@ -672,6 +676,9 @@ def main() -> int:
     parser.add_argument("--no-install", action="store_true",
                         help="do not install inspect-mlflow into bench/.deps")
     parser.add_argument("--work-dir", help="keep run logs here (default: a temp dir, removed)")
+    parser.add_argument("--code", help="measure this inspect_otel source tree instead of the "
+                        "installed one (a directory holding inspect_otel/, e.g. the src/ of "
+                        "`git archive <commit> src`): the before of a before/after")
     parser.add_argument("--results-dir", default=str(BENCH / "results"))
     args = parser.parse_args()
 
@@ -686,6 +693,11 @@ def main() -> int:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="inspect-otel-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     stack = Stack(work)
+    if args.code:
+        code = Path(args.code).resolve()
+        if not (code / "inspect_otel" / "__init__.py").is_file():
+            parser.error(f"--code {args.code}: no inspect_otel package there")
+        stack.code_path = str(code)
     started = time.time()
     result: dict[str, Any] = {"started": dt.datetime.now(dt.timezone.utc).isoformat(),
                               "machine": machine_facts(), "args": vars(args), "configs": configs}

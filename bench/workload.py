@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss": peak_rss_bytes(),
         "rss_points": points,
         "hook_times": {k: v for k, v in hook_times.items() if v[0]},
+        # which inspect_otel ran (bench/run.py --code measures another tree)
+        "inspect_otel_file": getattr(sys.modules.get("inspect_otel"), "__file__", None),
         "hooks_env": {
             "inspect_otel": bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")),
             "inspect_mlflow": bool(os.environ.get("MLFLOW_TRACKING_URI")),
