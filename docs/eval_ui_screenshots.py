@@ -8,7 +8,9 @@ takes screenshots with headless Chromium (Debian's ``chromium``) of:
 - the runs list (``runs-list.png``): the two evals told apart by name and tags;
 - a sample trace (``trace.png``): it opens with its scores;
 - MLflow's side-by-side comparison of the two evaluation runs (``compare-runs.png``): the same
-  sample paired across baseline and candidate.
+  sample paired across baseline and candidate;
+- the candidate's run page (``run-overview.png``): its overview opens with the task's own results
+  (``match/accuracy``, ...), the per-sample step metrics after them.
 
     .venv/bin/python docs/eval_ui_screenshots.py [--out docs/img] [--keep]
 
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from inspect_otel.demo.task import scripted_model
-    from inspect_otel.stack import EmbeddedStack
+    from inspect_otel.stack import EmbeddedStack, otlp_headers
 
     work = Path(tempfile.mkdtemp(prefix="inspect-otel-ui-"))
     experiment = "baseline-vs-candidate"
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in [k for k in os.environ if k.startswith(("OTEL_", "INSPECT_OTEL_"))]:
             os.environ.pop(key)
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = stack.otlp_http_url
+        os.environ["OTEL_EXPORTER_OTLP_HEADERS"] = otlp_headers(stack.token)  # the receiver's token
         os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true"
         os.environ["MLFLOW_TRACKING_URI"] = stack.mlflow_url
         baseline = run_eval(work / "logs", ["baseline"], scripted_model)
@@ -148,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                    args.out / "trace.png", profile, budget_ms=30000)
         screenshot(chromium, f"{ui}/evaluation-runs?selectedRunUuid={cand_run}"
                    f"&compareToRunUuid={base_run}", args.out / "compare-runs.png", profile)
+        screenshot(chromium, f"{ui}/runs/{cand_run}", args.out / "run-overview.png", profile)
         if args.keep:
             print(f"stack left running: {ui} (data in {work})")
             return 0
