@@ -53,6 +53,7 @@ _QUEUE_SIZE = 16384
 # nothing more to batch in most evals. OTEL_BSP_SCHEDULE_DELAY / OTEL_BLRP_SCHEDULE_DELAY win.
 _SCHEDULE_DELAY_MS = 500
 _DRAIN_EVERY_SPANS = 512
+_METRIC_ATTRIBUTE_SETS = 1024  # distinct model-call attribute sets remembered (models x errors)
 # What a sampler sees of a trace's root: the identity known when the trace starts, also in replay.
 _SAMPLING_ATTRIBUTES = frozenset({
     sc.INSPECT_RUN_ID, sc.INSPECT_EVAL_ID, sc.INSPECT_EVAL_SET_ID, sc.INSPECT_TASK_NAME,
@@ -292,6 +293,7 @@ class TelemetryPipeline:
         # wait for it a second time (the run end already waited INSPECT_OTEL_FLUSH_TIMEOUT).
         self._failing = False
         self._redactor = Redactor(settings.redact_patterns)
+        self._metric_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
 
         global_tp = trace.get_tracer_provider()
         if isinstance(global_tp, SdkTracerProvider) and exporters is None:
@@ -484,19 +486,38 @@ class TelemetryPipeline:
             return
         redact = self._redactor.attributes
         for call in telemetry.model_calls:
-            attrs: Attributes = redact(call.attributes)
+            attrs, input_attrs, output_attrs = self._call_attributes(call.attributes)
             instruments["duration"].record(call.duration_s, attrs)
-            base = {k: v for k, v in attrs.items() if k != sc.ERROR_TYPE}
             if call.input_tokens is not None:
-                instruments["tokens"].record(call.input_tokens, {**base, sc.GEN_AI_TOKEN_TYPE: "input"})
+                instruments["tokens"].record(call.input_tokens, input_attrs)
             if call.output_tokens is not None:
-                instruments["tokens"].record(call.output_tokens, {**base, sc.GEN_AI_TOKEN_TYPE: "output"})
+                instruments["tokens"].record(call.output_tokens, output_attrs)
         # One add per distinct attribute set: each SDK measurement has a fixed cost.
         tool_counts = Counter(tuple(sorted(a.items())) for a in telemetry.tool_calls)
         for tool_attrs, count in tool_counts.items():
             instruments["tools"].add(count, redact(dict(tool_attrs)))
         instruments["samples"].add(1, redact(
             {sc.INSPECT_TASK_NAME: task_name, sc.INSPECT_SAMPLE_STATUS: telemetry.status}))
+
+    def _call_attributes(self, attributes: Attributes) -> tuple[dict[str, Any], ...]:
+        """A model call's metric attributes, redacted: for its duration, its input tokens and its
+        output tokens. Calls of one model share them, so they are built once (the SDK copies
+        what it keeps)."""
+        key = tuple(attributes.items()) if attributes else ()
+        try:
+            found = self._metric_attributes.get(key)
+        except TypeError:  # a list value: not worth remembering
+            key, found = None, None
+        if found is None:
+            attrs = self._redactor.attributes(attributes or {})
+            base = {k: v for k, v in attrs.items() if k != sc.ERROR_TYPE}
+            found = (attrs, {**base, sc.GEN_AI_TOKEN_TYPE: "input"},
+                     {**base, sc.GEN_AI_TOKEN_TYPE: "output"})
+            if key is not None:
+                if len(self._metric_attributes) >= _METRIC_ATTRIBUTE_SETS:
+                    self._metric_attributes.clear()
+                self._metric_attributes[key] = found
+        return found
 
     def emit_sample(self, telemetry: SampleTelemetry, task_name: str, metrics_on: bool = True) -> None:
         sampled = bool(telemetry.spans) and self.sampled(telemetry.spans[0])
