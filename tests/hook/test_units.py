@@ -276,3 +276,22 @@ def test_exemplar_filter(monkeypatch, env, expected):
         assert type(providers[0]._sdk_config.exemplar_filter).__name__ == expected
     finally:
         pipeline.close()
+
+
+def test_live_batches_are_scheduled_on_asyncio_only():
+    """Live events are mapped by a timer on the running asyncio loop; without one (Inspect on
+    trio) the hook maps each event as it arrives."""
+    import asyncio
+
+    from inspect_otel.hook import LIVE_COALESCE_S, _call_later
+
+    assert 0 < LIVE_COALESCE_S <= 0.5  # well inside the 2 s span-to-endpoint promise
+    assert _call_later(0.01, lambda: None) is None
+
+    async def scheduled() -> bool:
+        fired = asyncio.Event()
+        assert _call_later(0.01, fired.set) is not None
+        await asyncio.wait_for(fired.wait(), 5)
+        return fired.is_set()
+
+    assert asyncio.run(scheduled())
