@@ -81,8 +81,6 @@ def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
         out["tasks"][task] = {
             "count": 1 + out["tasks"].get(task, {}).get("count", 0),
             "status": child.info.status,
-            "start_time": child.info.start_time,
-            "end_time": child.info.end_time,
             "parent_ok": bool(parents) and child.data.tags.get(_mlflow_names.TAG_PARENT_RUN_ID)
             == parents[0].info.run_id,
             "params": dict(child.data.params),

@@ -44,7 +44,7 @@ def hook_run(mlflow_backend, backend_client, tmp_path_factory):
         rp.kill()
 
 
-def test_runs_params_metrics(hook_run):
+def test_runs_params_metrics(hook_run, backend_client):
     log, snap, secret, _ = hook_run
     assert snap["parents"] == 1 and snap["parent"]["traces"] == 1
     task = snap["tasks"][log.eval.task]
@@ -52,7 +52,10 @@ def test_runs_params_metrics(hook_run):
     assert task["status"] == "FINISHED"
     # Inspect's task stats have whole seconds; the run still ends after its last sample
     last_sample_ms = max(to_ns(s.completed_at) for s in log.samples) // 1_000_000
-    assert task["start_time"] <= task["end_time"] and task["end_time"] >= last_sample_ms - 1
+    exp = backend_client.get_experiment_by_name(EXPERIMENT)
+    (run,) = backend_client.search_runs(
+        [exp.experiment_id], f"tags.`{sc.INSPECT_EVAL_ID}` = '{log.eval.eval_id}'")
+    assert run.info.start_time <= run.info.end_time and run.info.end_time >= last_sample_ms - 1
     p = task["params"]
     assert p["task"] == log.eval.task and p["model"] == log.eval.model
     assert not any(secret in v for v in p.values()), "a secret became a param"

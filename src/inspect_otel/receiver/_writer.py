@@ -481,9 +481,12 @@ class Writer:
         if status:
             # Inspect's log stats (the task span's times) have whole seconds: the task would end
             # before its last samples, and its run page would show a negative duration
+            # (the run's start: its first sample as the receiver that claimed it saw it)
             last_sample = self.spool.latest_sample_end(task["eval_id"]) or 0
-            client.set_terminated(run_id, status,
-                                  end_time=_ms(max(task["end_ns"] or 0, last_sample)) or None)
+            end_ms = _ms(max(task["end_ns"] or 0, last_sample))
+            if end_ms is not None:
+                end_ms = max(end_ms, client.get_run(run_id).info.start_time or 0)
+            client.set_terminated(run_id, status, end_time=end_ms)
         location = attrs.get(sc.INSPECT_TASK_LOG_LOCATION)
         if isinstance(location, str) and location:
             self.eval_logs.enqueue(task["eval_id"], run_id, location)
