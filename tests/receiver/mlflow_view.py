@@ -85,8 +85,6 @@ def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
             == parents[0].info.run_id,
             "params": dict(child.data.params),
             "metrics": dict(child.data.metrics),
-            # the order the run page lists them in: MLflow's REST runs/get, as the UI reads it
-            "metric_order": run_page_metric_order(client, cid),
             "history": history,
             "tables": tables,
             "traces": traces,

@@ -70,12 +70,17 @@ def test_runs_params_metrics(hook_run, backend_client):
     assert "sample_latency/p95" in m and any(k.startswith("usage/") for k in m)
 
 
-def test_the_task_results_lead_the_run_page(hook_run):
+def test_the_task_results_lead_the_run_page(hook_run, backend_client):
     """MLflow's run page lists a run's metrics in the order MLflow returns them (the order they
     were first logged): the task's own results come first, in Inspect's order, the per-sample
     step metrics (the last sample's values on that page) after everything task-level."""
-    log, snap, _, _ = hook_run
-    order = snap["tasks"][log.eval.task]["metric_order"]
+    from tests.receiver.mlflow_view import run_page_metric_order
+
+    log, _, _, _ = hook_run
+    exp = backend_client.get_experiment_by_name(EXPERIMENT)
+    (run,) = backend_client.search_runs(
+        [exp.experiment_id], f"tags.`{sc.INSPECT_EVAL_ID}` = '{log.eval.eval_id}'")
+    order = run_page_metric_order(backend_client, run.info.run_id)
     results = [f"{s.name}/{name}" for s in log.results.scores for name in s.metrics]
     assert order[:len(results)] == results, order
     first_step = min(i for i, k in enumerate(order) if k.startswith("sample/"))
