@@ -192,41 +192,54 @@ def test_postgres_and_mlflow_outages_mid_stream(pg_mlflow_server, receiver_facto
     check_eval(snap, ev, exact_history=False)
 
 
-def test_postgres_down_mid_stream_with_two_receivers(pg_mlflow_server, receiver_factory, tmp_path):
+def test_postgres_down_mid_stream_with_two_receivers(postgres_server, receiver_factory, tmp_path):
     """MLflow's PostgreSQL goes away while two receivers (trace-id split) are mid-stream: they
     keep acknowledging into their spools, retry, and once PostgreSQL is back everything lands
-    exactly once (one run per Inspect run and task, exact metric histories)."""
+    exactly once (one run per Inspect run and task, exact metric histories).
+
+    Its own MLflow (one worker), whose database engine exists before the fault: an MLflow worker
+    that first touches its database while PostgreSQL is down retries inside that request, with a
+    back-off that grows to minutes (``mlflow.store.db.utils.create_sqlalchemy_engine_with_retry``).
+    That is MLflow starting without its database, not the mid-stream fault tested here; with the
+    session's two-worker server it made this test time out whenever one worker was still cold."""
     from mlflow import MlflowClient
 
+    from tests.support.postgres import start_pg_mlflow
     from tests.support.router import split
 
-    client = MlflowClient(pg_mlflow_server.url)
-    ev = SynthEval(run_id="fault-pg-two", tasks=("task_a", "task_b"), samples=2, epochs=2,
-                   scorers=("match", "judge"), model_graded=("judge",)).build()
-    receivers = [receiver_factory(pg_mlflow_server.url, "faults-pg-two", tmp_path / f"r{i}",
-                                  "--settle-seconds", "30") for i in range(2)]
-    batches = ev.batches(size=9, shuffle_seed=13)
-    half = len(batches) // 2
-
-    def deliver(part):
-        for sig, body in part:
-            for i, piece in split(sig, body, 2).items():
-                assert receivers[i].post(sig, piece).status_code == 200
-
-    deliver(batches[:half])
-    postgres = pg_mlflow_server.postgres
-    postgres.stop()
+    pg_mlflow_server = start_pg_mlflow(tmp_path / "mlflow", postgres_server,
+                                       database="faults_pg_two", workers=1)
     try:
-        deliver(batches[half:])
-        wait_for(lambda: any(rp.health()["mlflow"]["writer_ok"] is False for rp in receivers)
-                 and all(not rp.health()["idle"] for rp in receivers), 60,
-                 what="receivers failing to write while PostgreSQL is down")
+        client = MlflowClient(pg_mlflow_server.url)
+        client.search_experiments(max_results=1)  # the worker's database engine exists from here
+        ev = SynthEval(run_id="fault-pg-two", tasks=("task_a", "task_b"), samples=2, epochs=2,
+                       scorers=("match", "judge"), model_graded=("judge",)).build()
+        receivers = [receiver_factory(pg_mlflow_server.url, "faults-pg-two", tmp_path / f"r{i}",
+                                      "--settle-seconds", "30") for i in range(2)]
+        batches = ev.batches(size=9, shuffle_seed=13)
+        half = len(batches) // 2
+
+        def deliver(part):
+            for sig, body in part:
+                for i, piece in split(sig, body, 2).items():
+                    assert receivers[i].post(sig, piece).status_code == 200
+
+        deliver(batches[:half])
+        postgres = pg_mlflow_server.postgres
+        postgres.stop()
+        try:
+            deliver(batches[half:])
+            wait_for(lambda: any(rp.health()["mlflow"]["writer_ok"] is False for rp in receivers)
+                     and all(not rp.health()["idle"] for rp in receivers), 60,
+                     what="receivers failing to write while PostgreSQL is down")
+        finally:
+            postgres.start()
+        for rp in receivers:
+            rp.wait_idle(240)
+        snap = wait_for(lambda: complete(s := snapshot(client, "faults-pg-two", ev.run_id), ev) and s,
+                        120, what="everything in MLflow", interval=1.0)
+        check_eval(snap, ev, exact_history=True)
+        exp = client.get_experiment_by_name("faults-pg-two")
+        assert len(client.search_runs([exp.experiment_id])) == 1 + len(ev.tasks)
     finally:
-        postgres.start()
-    for rp in receivers:
-        rp.wait_idle(240)
-    snap = wait_for(lambda: complete(s := snapshot(client, "faults-pg-two", ev.run_id), ev) and s,
-                    120, what="everything in MLflow", interval=1.0)
-    check_eval(snap, ev, exact_history=True)
-    exp = client.get_experiment_by_name("faults-pg-two")
-    assert len(client.search_runs([exp.experiment_id])) == 1 + len(ev.tasks)
+        pg_mlflow_server.stop()
