@@ -60,35 +60,51 @@ class ReceiverProc:
         return self.log_path.read_text(errors="replace")
 
 
+class _Exited(RuntimeError):
+    """The receiver process ended before it answered /health."""
+
+
+# A port free_port() returned can be taken (an outgoing connection's ephemeral port) before the
+# receiver binds it: the receiver exits "Address already in use" and is started on new ports.
+_PORT_ATTEMPTS = 3
+
+
 def start_receiver(mlflow_uri: str, data_dir: Path, experiment: str, *extra: str,
                    env: dict[str, str] | None = None, settle: float = 2.0) -> ReceiverProc:
-    port, gport = free_port(), free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / f"receiver-{port}.log"
     full_env = {**os.environ, "MLFLOW_EXPERIMENT_NAME": experiment, **(env or {})}
     full_env.pop("MLFLOW_TRACKING_URI", None)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "inspect_otel.cli", "receiver", "--mlflow-uri", mlflow_uri,
-             "--port", str(port), "--grpc-port", str(gport), "--data-dir", str(data_dir),
-             "--settle-seconds", str(settle), *extra],
-            stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=str(ROOT),
-            start_new_session=True,
-        )
-    rp = ReceiverProc(proc, port, gport, data_dir, log_path,
-                      token=full_env.get("INSPECT_OTEL_RECEIVER_TOKEN") or None)
+    for attempt in range(1, _PORT_ATTEMPTS + 1):
+        port, gport = free_port(), free_port()
+        log_path = data_dir / f"receiver-{port}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "inspect_otel.cli", "receiver", "--mlflow-uri", mlflow_uri,
+                 "--port", str(port), "--grpc-port", str(gport), "--data-dir", str(data_dir),
+                 "--settle-seconds", str(settle), *extra],
+                stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=str(ROOT),
+                start_new_session=True,
+            )
+        rp = ReceiverProc(proc, port, gport, data_dir, log_path,
+                          token=full_env.get("INSPECT_OTEL_RECEIVER_TOKEN") or None)
 
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"receiver exited {proc.returncode}:\n{rp.log()}")
+        def up(proc: subprocess.Popen = proc, rp: ReceiverProc = rp) -> bool:
+            if proc.poll() is not None:
+                raise _Exited(f"receiver exited {proc.returncode}:\n{rp.log()}")
+            try:
+                return requests.get(rp.url + "/health", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
         try:
-            return requests.get(rp.url + "/health", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(up, 60, what="receiver /health")
-    except BaseException:
-        rp.kill()
-        raise
-    return rp
+            wait_for(up, 60, what="receiver /health", fatal=(_Exited,))
+        except _Exited as exited:
+            rp.kill()
+            if "Address already in use" in str(exited) and attempt < _PORT_ATTEMPTS:
+                continue
+            raise
+        except BaseException:
+            rp.kill()
+            raise
+        return rp
+    raise AssertionError("unreachable")  # the last attempt returns or raises
