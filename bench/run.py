@@ -30,6 +30,8 @@ Results: one table on stdout, raw JSON in bench/results/<timestamp>.json and lat
 
     .venv/bin/python bench/run.py                      # defaults (about 15 minutes on 2 cores)
     .venv/bin/python bench/run.py --samples 200 --repeats 3 --memory-samples 500   # quicker
+    git archive <commit> src | tar -x -C /tmp/before          # a before/after: the old tree
+    .venv/bin/python bench/run.py --configs baseline,otel-sink --code /tmp/before/src
 """
 
 from __future__ import annotations
