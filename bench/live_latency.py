@@ -26,7 +26,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
+from bench.receiver_eval import ExperimentPoller  # noqa: E402
 from bench.receiver_ingest import _percentile  # noqa: E402
 
 
@@ -87,42 +87,22 @@ def run_endpoint(tmp: Path, step: float) -> list[float]:
     return [(arrived[sid] - end) / 1e9 for sid, end in _live_spans(log, rows)]
 
 
-class SpanPoller:
+class SpanPoller(ExperimentPoller):
     """Every ``interval``: the experiment's traces (IN_PROGRESS included) and their spans; when
     each span id was first seen."""
 
     def __init__(self, url: str, experiment: str, interval: float):
-        from mlflow import MlflowClient
-
-        self.client = MlflowClient(url)
-        self.experiment = experiment
-        self.interval = interval
+        super().__init__(url, experiment, interval)
         self.seen: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        exp_id = None
-        while not self._stop.is_set():
-            try:
-                if exp_id is None:
-                    exp = self.client.get_experiment_by_name(self.experiment)
-                    exp_id = exp.experiment_id if exp else None
-                if exp_id is not None:
-                    for t in self.client.search_traces(locations=[exp_id], max_results=100):
-                        if t.info.state.value == "IN_PROGRESS" or any(
-                                s.span_id not in self.seen for s in t.data.spans):
-                            now = time.time_ns()
-                            for s in self.client.get_trace(t.info.trace_id).data.spans:
-                                self.seen.setdefault(s.span_id, now)
-            except Exception:  # noqa: BLE001 - MLflow busy: next round
-                pass
-            self._stop.wait(self.interval)
+    def poll(self, experiment_id: str) -> None:
+        for t in self.client.search_traces(locations=[experiment_id], max_results=100):
+            if t.info.state.value == "IN_PROGRESS" or any(
+                    s.span_id not in self.seen for s in t.data.spans):
+                now = time.time_ns()
+                for s in self.client.get_trace(t.info.trace_id).data.spans:
+                    self.seen.setdefault(s.span_id, now)
 
 
 def run_mlflow(tmp: Path, step: float, server_url: str, tag: str, poll: float) -> list[float]:

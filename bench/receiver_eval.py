@@ -112,30 +112,29 @@ class TimingRouter(OtlpRouter):
         return ok
 
 
-class Poller:
-    """Reads MLflow's traces of the experiment every ``interval``: when each trace first showed
-    complete (not IN_PROGRESS: its root arrived), and when it first had ``n`` assessments."""
+class ExperimentPoller:
+    """A thread that looks at one MLflow experiment every ``interval`` (once it exists) and hands
+    its id to :meth:`poll`; MLflow errors (busy, not up yet) only wait for the next round."""
 
-    def __init__(self, url: str, experiment: str, interval: float = 0.2):
+    def __init__(self, url: str, experiment: str, interval: float):
         from mlflow import MlflowClient
-        from mlflow.tracing.client import TracingClient
 
         self.client = MlflowClient(url)
-        self.tracing = TracingClient(url)
         self.experiment = experiment
         self.interval = interval
-        self.seen: dict[str, float] = {}
-        self.assessed: dict[str, tuple[int, float]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "Poller":
+    def start(self):
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+
+    def poll(self, experiment_id: str) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
         exp_id = None
@@ -145,19 +144,35 @@ class Poller:
                     exp = self.client.get_experiment_by_name(self.experiment)
                     exp_id = exp.experiment_id if exp else None
                 if exp_id is not None:
-                    infos, _ = self.tracing.store.search_traces(experiment_ids=[exp_id],
-                                                                max_results=500)
-                    now = time.monotonic()
-                    for info in infos:
-                        # a live trace shows IN_PROGRESS first: seen = its root is in too
-                        if info.state.value != "IN_PROGRESS":
-                            self.seen.setdefault(info.trace_id, now)
-                        n = len(info.assessments or [])
-                        if self.assessed.get(info.trace_id, (-1, 0.0))[0] < n:
-                            self.assessed[info.trace_id] = (n, now)
+                    self.poll(exp_id)
             except Exception:  # noqa: BLE001 - MLflow busy: next round
                 pass
             self._stop.wait(self.interval)
+
+
+class Poller(ExperimentPoller):
+    """Reads MLflow's traces of the experiment every ``interval``: when each trace first showed
+    complete (not IN_PROGRESS: its root arrived), and when it first had ``n`` assessments."""
+
+    def __init__(self, url: str, experiment: str, interval: float = 0.2):
+        from mlflow.tracing.client import TracingClient
+
+        super().__init__(url, experiment, interval)
+        self.tracing = TracingClient(url)
+        self.seen: dict[str, float] = {}
+        self.assessed: dict[str, tuple[int, float]] = {}
+
+    def poll(self, experiment_id: str) -> None:
+        infos, _ = self.tracing.store.search_traces(experiment_ids=[experiment_id],
+                                                    max_results=500)
+        now = time.monotonic()
+        for info in infos:
+            # a live trace shows IN_PROGRESS first: seen = its root is in too
+            if info.state.value != "IN_PROGRESS":
+                self.seen.setdefault(info.trace_id, now)
+            n = len(info.assessments or [])
+            if self.assessed.get(info.trace_id, (-1, 0.0))[0] < n:
+                self.assessed[info.trace_id] = (n, now)
 
 
 def _timestamp(value) -> float | None:
