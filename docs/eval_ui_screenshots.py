@@ -10,7 +10,8 @@ takes screenshots with headless Chromium (Debian's ``chromium``) of:
 - MLflow's side-by-side comparison of the two evaluation runs (``compare-runs.png``): the same
   sample paired across baseline and candidate;
 - the candidate's run page (``run-overview.png``): its overview opens with the task's own results
-  (``match/accuracy``, ...), the per-sample step metrics after them.
+  (its description, then the metrics table: ``includes/accuracy``, ..., the per-sample step
+  metrics after them).
 
     .venv/bin/python docs/eval_ui_screenshots.py [--out docs/img] [--keep]
 

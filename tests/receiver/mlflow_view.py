@@ -39,6 +39,17 @@ def run_page_metric_order(client: Any, run_id: str) -> list[str]:
     return [m["key"] for m in r.json()["run"]["data"].get("metrics", [])]
 
 
+def run_page_note(client: Any, run_id: str) -> str:
+    """The description at the top of a run's page (``mlflow.note.content``, via ``runs/get``)."""
+    import requests
+
+    r = requests.get(f"{client.tracking_uri.rstrip('/')}/api/2.0/mlflow/runs/get",
+                     params={"run_id": run_id}, timeout=30)
+    r.raise_for_status()
+    tags = {t["key"]: t["value"] for t in r.json()["run"]["data"].get("tags", [])}
+    return tags.get(_mlflow_names.TAG_RUN_NOTE, "")
+
+
 def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
     """Everything MLflow holds for one Inspect run, with MLflow's own ids normalised away."""
     exp = client.get_experiment_by_name(experiment)

@@ -15,6 +15,7 @@ from inspect_otel.receiver import (
     _forward,
     _mlflow_names,
     _run_metrics,
+    _run_note,
     _run_params,
     _samples,
     _tables,
@@ -56,6 +57,39 @@ def test_task_metrics_from_results_and_usage():
     assert m["samples/total"] == 4 and m["samples/errored"] == 1
     assert m["usage/openai/gpt-4o/input_tokens"] == 10 and m["usage/openai/gpt-4o/cost"] == 0.5
     assert m["usage/input_tokens"] == 15 and m["usage/anthropic/claude/reasoning_tokens"] == 1
+
+
+def test_the_run_description_leads_with_the_results_and_escapes_names():
+    attrs = {
+        sc.INSPECT_TASK_RESULTS: json.dumps([
+            {"name": "match", "metric": "accuracy", "value": 0.5},
+            {"name": "match", "metric": "stderr", "value": 0.123456},
+            {"name": "judge|x", "metric": "accuracy", "value": 1},
+            {"name": "[click](http://example.test)`", "metric": "mean", "value": 2},
+            {"name": "no value", "metric": "accuracy", "value": "n/a"},
+        ]),
+        sc.INSPECT_TASK_SAMPLES_TOTAL: 4, sc.INSPECT_TASK_SAMPLES_COMPLETED: 3,
+        sc.INSPECT_TASK_SAMPLES_ERRORED: 1,
+    }
+    note = _run_note.task_run_note(attrs)
+    assert note.splitlines() == [
+        "**Inspect results** · 3 of 4 samples · 1 errored",
+        "",
+        "| score | `accuracy` | `stderr` | `mean` |",
+        "|---|---|---|---|",
+        "| `match` | 0.5 | 0.1235 |  |",
+        "| `judge\\|x` | 1 |  |  |",
+        "| `[click](http://example.test)'` |  |  | 2 |",
+    ]
+    assert _run_note.task_run_note({sc.INSPECT_TASK_SAMPLES_TOTAL: 4}) is None
+    many = json.dumps([{"name": f"s{i}", "metric": f"m{j}", "value": i}
+                       for i in range(50) for j in range(20)])
+    big = _run_note.task_run_note({sc.INSPECT_TASK_RESULTS: many})
+    assert len(big.splitlines()) == 4 + _run_note.MAX_SCORES
+    assert big.splitlines()[2].count("`m") == _run_note.MAX_METRICS
+    # a person's description is never replaced; the receiver's own is
+    assert _run_note.owned(None) and _run_note.owned("") and _run_note.owned(note)
+    assert not _run_note.owned("baseline for the Q3 review")
 
 
 def test_flattened_metric_fallback():

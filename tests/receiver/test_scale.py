@@ -24,7 +24,14 @@ from inspect_otel.receiver._claims import (
     claim_key,
     task_run_param,
 )
-from tests.receiver.mlflow_view import check_eval, complete, diff, normalized, snapshot
+from tests.receiver.mlflow_view import (
+    check_eval,
+    complete,
+    diff,
+    normalized,
+    run_page_note,
+    snapshot,
+)
 from tests.receiver.synth import SynthEval
 from tests.support.router import split
 from tests.support.wait import wait_for
@@ -90,7 +97,16 @@ def _same_as_baseline(client, experiment: str, ev: SynthEval, receivers, baselin
     snap = normalized(_settled(client, experiment, ev, receivers), ev)
     assert not diff(baseline, snap), diff(baseline, snap)
     # no leftover candidate runs: the parent and one run per task, nothing else
-    assert len(_active_runs(client, experiment)) == 1 + len(ev.tasks)
+    runs = _active_runs(client, experiment)
+    assert len(runs) == 1 + len(ev.tasks)
+    # whichever receiver wrote what, each task run's page opens with the task's results (its
+    # description: the metrics table's order is PostgreSQL's row order, see docs/receiver.md)
+    for run in runs:
+        if run.data.tags.get(_mlflow_names.TAG_ROLE) != _mlflow_names.ROLE_TASK:
+            continue
+        note = run_page_note(client, run.info.run_id).splitlines()
+        assert note[0] == f"**Inspect results** · {ev.samples * ev.epochs} samples", note
+        assert [row.split(" | ")[0] for row in note[4:]] == [f"| `{s}`" for s in ev.scorers]
     for rp in receivers:
         assert "View run" not in rp.log()
 

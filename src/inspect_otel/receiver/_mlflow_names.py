@@ -36,6 +36,11 @@ TAG_LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"
 TAG_SOURCE_NAME = "mlflow.source.name"
 
 
+# The run's description (MLflow's key, mlflow.utils.mlflow_tags.MLFLOW_RUN_NOTE): shown at the top
+# of the run page.
+TAG_RUN_NOTE = "mlflow.note.content"
+
+
 # MLflow's own mark of an evaluation run (mlflow.genai.evaluate sets it): task runs carry it, so
 # they are what MLflow's "Evaluation runs" page and its side-by-side comparison show.
 TAG_RUN_TYPE = "mlflow.runType"

@@ -52,6 +52,7 @@ from . import (
     _forward,
     _mlflow_names,
     _run_metrics,
+    _run_note,
     _run_params,
     _run_tags,
     _samples,
@@ -457,6 +458,7 @@ class Writer:
 
         client = self._mlflow()
         run_id, attrs = task["mlflow_run_id"], task["attrs"]
+        current = client.get_run(run_id)
         ts = _ms(task["end_ns"]) or 0
         params = [Param(k, v) for k, v in sorted(_run_params.task_params(attrs).items())]
         # in task_metrics' order (the scorers' results first): MLflow's run page lists a run's
@@ -465,6 +467,10 @@ class Writer:
         parent = self.spool.mlflow_run_id(run_key(task["run_id"])) or ""
         tags = dict(_run_tags.task_run_tags(task["eval_id"], parent, attrs))
         tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.task_run_name(attrs)
+        note = _run_note.task_run_note(attrs)
+        if note and _run_note.owned(current.data.tags.get(_mlflow_names.TAG_RUN_NOTE)):
+            tags[_mlflow_names.TAG_RUN_NOTE] = _mlflow_names.mlflow_text(
+                note, _mlflow_names.TAG_VALUE_MAX)
         run_tags = [RunTag(k, v) for k, v in sorted(tags.items())]
         try:
             self._log_batch(run_id, metrics, params, run_tags)
@@ -473,7 +479,7 @@ class Writer:
                 raise
             # a param already logged with another value (an earlier version of this task
             # span): params are insert-once, keep the first and log the rest
-            existing = client.get_run(run_id).data.params
+            existing = current.data.params
             self._log_batch(run_id, metrics, [p for p in params if p.key not in existing],
                             run_tags)
         self._write_tables(run_id, {_mlflow_names.MODEL_USAGE_TABLE: _tables.model_usage_table(attrs)})
@@ -485,7 +491,7 @@ class Writer:
             last_sample = self.spool.latest_sample_end(task["eval_id"]) or 0
             end_ms = _ms(max(task["end_ns"] or 0, last_sample))
             if end_ms is not None:
-                end_ms = max(end_ms, client.get_run(run_id).info.start_time or 0)
+                end_ms = max(end_ms, current.info.start_time or 0)
             client.set_terminated(run_id, status, end_time=end_ms)
         location = attrs.get(sc.INSPECT_TASK_LOG_LOCATION)
         if isinstance(location, str) and location:
