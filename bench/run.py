@@ -486,12 +486,28 @@ def summarize(rows: list[dict[str, Any]], configs: list[str]) -> dict[str, Any]:
         s["hook_per_sample_methods_s"] = {"median": statistics.median(per_sample),
                                           "values": per_sample}
         s["hook_fixed_s"] = {"median": statistics.median(h - p for h, p in zip(hook_s, per_sample))}
+        # CPU time of the thread running the hook's code (older results have no CPU column)
+        hook_cpu = [sum(v[2] for v in r.get("hook_times", {}).values() if len(v) > 2)
+                    for r in mine]
+        s["hook_cpu_s"] = {"median": statistics.median(hook_cpu), "values": hook_cpu}
+        other = [r["thread_cpu_s"]["other"] for r in mine if r.get("thread_cpu_s")]
+        if other:
+            s["other_threads_cpu_s"] = {"median": statistics.median(other), "values": other}
         s["peak_rss_median"] = statistics.median(r["process_peak_rss"] for r in mine)
         drains = [r["receiver_idle_after_s"] for r in mine if r.get("receiver_idle_after_s") is not None]
         if drains:
             s["receiver_idle_after_s_median"] = statistics.median(drains)
         out[config] = s
     base = out.get("baseline")
+    if base and "other_threads_cpu_s" in base:
+        # The telemetry's own CPU, accounted in the process rather than read off the difference of
+        # two noisy process totals: the hook's code on the eval loop plus the extra CPU of the
+        # other threads (the SDK's export threads) over the baseline's.
+        for s in out.values():
+            if "other_threads_cpu_s" in s:
+                extra = s["other_threads_cpu_s"]["median"] - base["other_threads_cpu_s"]["median"]
+                s["accounted_cpu_s"] = s["hook_cpu_s"]["median"] + max(0.0, extra)
+                s["accounted_cpu_share"] = s["accounted_cpu_s"] / base["process_cpu_s"]["median"]
     if base:
         by_round = {(r["round"], r["config"]): r for r in ok}
         for config, s in out.items():
@@ -550,11 +566,19 @@ def table(result: dict[str, Any]) -> str:
     row("  ratio vs baseline", lambda c: _fmt_ratio(S[c]["process_wall_s"].get("ratio")))
     row("process CPU s (all threads)", lambda c: "{median:.2f} [{min:.2f}-{max:.2f}]".format(**S[c]["process_cpu_s"]))
     row("  ratio vs baseline", lambda c: _fmt_ratio(S[c]["process_cpu_s"].get("ratio")))
+    row("  ratio, paired per round (median)",
+        lambda c: _fmt_ratio(S[c]["process_cpu_s"].get("paired_ratio_median")))
     row("hook per-sample methods on eval loop, ms/sample",
         lambda c: f"{S[c]['hook_per_sample_methods_s']['median'] / n * 1000:.2f}")
     row("hook run/task start+end on eval loop, s", lambda c: f"{S[c]['hook_fixed_s']['median']:.2f}")
     row("all hook time on eval loop, % of baseline eval()",
         lambda c: f"{S[c]['hook_loop_s']['median'] / S['baseline']['eval_s']['median'] * 100:.1f}%")
+    row("hook CPU on eval loop, s (all methods and callbacks)",
+        lambda c: f"{S[c]['hook_cpu_s']['median']:.2f}")
+    row("other threads' CPU s (export threads, Inspect's pools)",
+        lambda c: f"{S[c]['other_threads_cpu_s']['median']:.2f}")
+    row("telemetry CPU accounted, % of baseline process CPU",
+        lambda c: f"{S[c]['accounted_cpu_share'] * 100:.1f}% ({S[c]['accounted_cpu_s'] / n * 1000:.2f} ms/sample)")
     row("peak RSS MB (overhead runs)", lambda c: f"{S[c]['peak_rss_median'] / MB:.0f}")
     if any("receiver_idle_after_s_median" in S[c] for c in configs):
         row("receiver idle after eval end, s", lambda c: f"{S[c]['receiver_idle_after_s_median']:.1f}")

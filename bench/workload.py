@@ -156,12 +156,54 @@ def install_probe(total: int) -> list[dict[str, Any]]:
     return points
 
 
+# Hook methods Inspect does not call itself but the hook schedules on the eval loop (inspect-otel's
+# coalesced live mapping runs as a loop callback, outside any on_* method).
+LOOP_CALLBACKS = {"inspect_otel.hook.OtelHooks": ("_map_pending",)}
+
+
+class GcClock:
+    """CPU time of the interpreter's garbage collections, per generation, and the part that ran
+    inside timed hook code: a collection runs wherever an allocation crosses a threshold, so a
+    full (gen 2) one of Inspect's heap, about 0.17 s here, can land inside the hook's code and
+    would be counted as the hook's own work."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.n = [0, 0, 0]
+        self.s = [0.0, 0.0, 0.0]
+        self.in_hook = 0.0  # collections that ran inside timed hook code
+        self.depth = 0
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.thread_time()
+            return
+        spent = time.thread_time() - self._start
+        gen = info["generation"]
+        self.n[gen] += 1
+        self.s[gen] += spent
+        if self.depth:
+            self.in_hook += spent
+
+    def summary(self) -> dict[str, Any]:
+        return {"n": self.n, "s": self.s, "in_hook_s": self.in_hook}
+
+
+GC = GcClock()
+
+
 def time_hooks() -> dict[str, list[float]]:
-    """Wrap the telemetry hooks' own ``on_*`` methods with a timer: wall time the eval loop spent
-    awaiting each of them (``{"pkg.Class.method": [calls, seconds]}``). Only methods a class
-    defines itself are wrapped, so Inspect's view of which hooks are implemented is unchanged."""
+    """Wrap the telemetry hooks' own ``on_*`` methods (and the loop callbacks of LOOP_CALLBACKS)
+    with timers: the eval loop's wall time in each and the CPU time of the thread running it
+    (``{"pkg.Class.method": [calls, wall seconds, cpu seconds]}``). Only methods a class defines
+    itself are wrapped, so Inspect's view of which hooks are implemented is unchanged. The CPU
+    column leaves out garbage collections that ran inside (GcClock counts those apart)."""
     import functools
     import importlib
+    import inspect as pyinspect
 
     totals: dict[str, list[float]] = {}
     targets = [("inspect_otel.hook", "OtelHooks")]
@@ -173,26 +215,61 @@ def time_hooks() -> dict[str, list[float]]:
             cls = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError):
             continue
+        callbacks = LOOP_CALLBACKS.get(f"{module_name}.{class_name}", ())
         for name, method in list(vars(cls).items()):
-            if not (name.startswith("on_") and callable(method)):
+            if not ((name.startswith("on_") or name in callbacks) and callable(method)):
                 continue
             key = f"{module_name.split('.')[0]}.{class_name}.{name}"
-            slot = totals.setdefault(key, [0, 0.0])
+            slot = totals.setdefault(key, [0, 0.0, 0.0])
 
             def wrap(method: Any = method, slot: list[float] = slot) -> Any:
-                @functools.wraps(method)
-                async def timed(self: Any, data: Any) -> None:
-                    t0 = time.perf_counter()
-                    try:
-                        await method(self, data)
-                    finally:
-                        slot[0] += 1
-                        slot[1] += time.perf_counter() - t0
+                if pyinspect.iscoroutinefunction(method):
+                    @functools.wraps(method)
+                    async def timed(self: Any, *args: Any) -> None:
+                        t0, c0, g0 = time.perf_counter(), time.thread_time(), GC.in_hook
+                        GC.depth += 1
+                        try:
+                            await method(self, *args)
+                        finally:
+                            GC.depth -= 1
+                            if not GC.depth:  # else called from timed code: counted there
+                                slot[0] += 1
+                                slot[1] += time.perf_counter() - t0
+                                slot[2] += time.thread_time() - c0 - (GC.in_hook - g0)
+                    return timed
 
-                return timed
+                @functools.wraps(method)
+                def timed_sync(self: Any, *args: Any) -> Any:
+                    t0, c0, g0 = time.perf_counter(), time.thread_time(), GC.in_hook
+                    GC.depth += 1
+                    try:
+                        return method(self, *args)
+                    finally:
+                        GC.depth -= 1
+                        if not GC.depth:  # else called from timed code: counted there
+                            slot[0] += 1
+                            slot[1] += time.perf_counter() - t0
+                            slot[2] += time.thread_time() - c0 - (GC.in_hook - g0)
+                return timed_sync
 
             setattr(cls, name, wrap())
     return totals
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) of this process's main thread and of all its other threads
+    together (the OTel SDK's export threads, Inspect's own pools), from /proc; {} elsewhere."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {"main": 0.0, "other": 0.0}
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / tick
+            out["main" if int(tid) == os.getpid() else "other"] += cpu
+        return out
+    except (OSError, ValueError, IndexError):
+        return {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss": peak_rss_bytes(),
         "rss_points": points,
         "hook_times": {k: v for k, v in hook_times.items() if v[0]},
+        # at eval() end: the run's telemetry is flushed (the hook's on_run_end), exit is not
+        "thread_cpu_s": thread_cpu_s(),
+        "gc": GC.summary(),
         # which inspect_otel ran (bench/run.py --code measures another tree)
         "inspect_otel_file": getattr(sys.modules.get("inspect_otel"), "__file__", None),
         "hooks_env": {

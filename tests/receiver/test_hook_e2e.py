@@ -263,3 +263,33 @@ def test_a_content_off_replay_of_a_relative_path_removes_nothing(hook_run, backe
     assert summary.ok and summary.samples == len(log.samples)
     rp.wait_idle(240)
     assert state() == before
+
+
+@pytest.mark.postgres
+def test_postgresql_lists_metrics_in_physical_row_order(postgres_server, tmp_path):
+    """Why the metric order above is asserted on sqlite only: MLflow's SQL store returns a run's
+    latest metrics without an ORDER BY, and PostgreSQL reuses the space that updates of other
+    runs' metrics free, so a metric logged later can be listed first. If this starts failing,
+    MLflow orders them, and the run page order can be asserted on PostgreSQL too."""
+    import sqlalchemy as sa
+    from mlflow.entities import Metric
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    uri = postgres_server.create_database("metric_order")
+    store = SqlAlchemyStore(uri, str(tmp_path / "artifacts"))
+    engine = sa.create_engine(uri, isolation_level="AUTOCOMMIT")
+    try:
+        exp = store.create_experiment("order")
+        other = store.create_run(exp, "u", 1, [], "other").info.run_id
+        for step in range(4):  # updates leave dead rows in the first pages
+            store.log_batch(other, [Metric(f"k{i}", step, 1, step) for i in range(300)], [], [])
+        run = store.create_run(exp, "u", 1, [], "task").info.run_id
+        store.log_batch(run, [Metric("match/accuracy", 1.0, 1, 0)], [], [])
+        with engine.connect() as db:
+            db.execute(sa.text("VACUUM latest_metrics"))
+        store.log_batch(run, [Metric("model_calls", 3.0, 1, 0)], [], [])
+        listed = list(store.get_run(run).data.metrics)
+        assert listed == ["model_calls", "match/accuracy"], listed
+    finally:
+        engine.dispose()
+        store.engine.dispose()
