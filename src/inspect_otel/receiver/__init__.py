@@ -11,10 +11,12 @@ Modules, in the order data flows through them:
   (what is pending, marking it applied). ``_ownership``: which traces this receiver may write
   (absent, or in its experiment).
 - ``_writer``: applies the spool to MLflow; ``_claims``: one MLflow run per Inspect id across
-  several receivers; ``_eval_logs``: a task's eval log as an artifact, only from under the
-  operator's roots.
+  several receivers; ``_task_finalizer``: a task's aggregates, step metrics and tables from what
+  MLflow holds; ``_eval_logs``: a task's eval log as an artifact, only from under the
+  operator's roots; ``_mlflow_io``: the error classes and batched writes they share.
 - Pure mappings (attributes -> MLflow), one concern each: ``_run_params`` (what becomes a param),
-  ``_run_metrics`` (task metrics), ``_run_tags`` (run tags, names, status), ``_samples`` (sample
+  ``_run_metrics`` (task metrics), ``_run_tags`` (run tags, names, status), ``_run_note`` (the
+  results table as the run's description), ``_samples`` (sample
   summaries and step metrics), ``_forward`` (what a span takes to MLflow: span type, root
   inputs/outputs, trace tags), ``_evaluations`` (results -> assessments), ``_finalize`` (a
   task's tables and aggregates), ``_tables`` (artifact tables), ``_mlflow_names`` (the tag names

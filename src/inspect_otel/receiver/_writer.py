@@ -9,14 +9,11 @@ One pass, in the order that makes finished samples visible first:
 3. assessments: one ``create_assessment`` per evaluation result, with an id derived from the
    result's key (concurrently; MLflow's primary key refuses a second copy, from a redelivery or
    another receiver);
-4. beside the assessments: per-sample step metrics, then task and run span data (params,
-   metrics, tags, status, the model usage table; the eval log as an artifact on its own thread);
-5. task finalization (aggregates, samples and scores tables), computed from what *MLflow* holds
-   for the task: each sample trace carries its summary as a trace tag, its assessments are on
-   it. Whichever receiver applied the last piece of a task sees it complete and writes; the
-   receiver holding the task span also polls until the task is complete, or writes what there is
-   once nothing changed for ``settle_s``. A write happens only when the content differs from
-   the finalization the task run already records (tag ``mlflow.inspect_otel.finalized``).
+4. beside the assessments: task and run span data (params, the task's metrics with its results
+   first, tags, the results table as the run's description, status, the model usage table; the
+   eval log as an artifact on its own thread);
+5. task finalization (``_task_finalizer.py``): aggregates, per-sample step metrics, samples and
+   scores tables, computed from what *MLflow* holds for the task, by whichever receiver should.
 
 Every MLflow write is keyed by Inspect ids with deterministic timestamps and steps, so applying
 the same data again (crash, redelivery, another receiver) changes nothing: metrics repeat exactly
@@ -26,14 +23,11 @@ assessments have deterministic ids, tables are overwritten.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,33 +42,27 @@ from inspect_otel import semconv as sc
 
 from . import (
     _evaluations,
-    _finalize,
     _forward,
     _mlflow_names,
     _run_metrics,
     _run_note,
     _run_params,
     _run_tags,
-    _samples,
     _tables,
     _values,
 )
 from ._claims import Claims
+from ._mlflow_io import Permanent, Transient, chunks, classify, log_batch, write_tables
 from ._eval_logs import DEFAULT_MAX_LOG_BYTES, EvalLogStore, Root
 from ._ownership import OwnershipUnknown, TraceOwnership
 from ._spool import EVAL_KEY, RUN_KEY, PendingSpan, Spool, eval_key, run_key
+from ._task_finalizer import MAX_TRACE_LINKS, TaskFinalizer
 
 log = logging.getLogger("inspect_otel.receiver")
 
-MAX_BATCH_METRICS = 1000
-MAX_BATCH_PARAMS = 100
-MAX_BATCH_TAGS = 100
-MAX_BATCH_ENTITIES = 1000
-MAX_TRACE_LINKS = 100
 FORWARD_MAX_SPANS = 1000
 FORWARD_MAX_BYTES = 4 << 20
 FORWARD_BATCHES_PER_PASS = 4
-SEARCH_PAGE = 500
 # Assessments are written concurrently: MLflow has no batch call for them, and an MLflow with
 # several uvicorn workers answers each request ~40 ms late on Linux (its workers' sockets lack
 # TCP_NODELAY), a latency that only concurrency hides. A one-worker sqlite MLflow serialises them.
@@ -89,45 +77,12 @@ PROBE_TRACES_PER_PASS = 100
 PROBE_GRACE_S = 5.0
 AWAITING_SCAN = 2000  # results awaiting a trace looked at per pass (newest first)
 RECOVERY_PROBE_S = 1.0  # while backing off from an MLflow that does not answer: look this often
-CHECK_MIN_INTERVAL_S = 0.25  # between two finalization checks of one task
-
-# MLflow error codes that mean "this item is wrong", not "try again later".
-PERMANENT_ERROR_CODES = frozenset({
-    "INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST", "INVALID_STATE",
-    "RESOURCE_ALREADY_EXISTS", "PERMISSION_DENIED", "NOT_IMPLEMENTED",
-})
 
 
-class Transient(Exception):
-    """MLflow unreachable or failing: retry the whole pass later."""
-
-
-class Permanent(Exception):
-    """This item can never be applied: log it, count it and move on."""
-
-
-def _classify(exc: BaseException) -> Exception:
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(exc, (Transient, Permanent)):
-        return exc
-    if isinstance(exc, MlflowException):
-        code = getattr(exc, "error_code", "") or ""
-        if code in PERMANENT_ERROR_CODES:
-            return Permanent(f"{code}: {exc.message[:500]}")
-        return Transient(f"{code}: {exc.message[:500]}")
-    if isinstance(exc, (requests.RequestException, OSError, TimeoutError)):
-        return Transient(f"{type(exc).__name__}: {exc}")
-    return Permanent(f"{type(exc).__name__}: {exc}")
 
 
 def _ms(ns: int | None) -> int | None:
     return int(ns // 1_000_000) if ns else None
-
-
-def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
-    for i in range(0, len(items), n):
-        yield items[i: i + n]
 
 
 @dataclass
@@ -171,17 +126,11 @@ class Writer:
         self._claim_io = ThreadPoolExecutor(2, thread_name_prefix="inspect-otel-claims-io")
         # results whose trace is not (yet) in MLflow: (trace id) -> (next try, backoff)
         self._probe: dict[str, tuple[float, float]] = {}
-        # finalization: eval id -> when to check again (tasks polled by their task-span holder)
-        self._poll: dict[str, float] = {}
-        self._last_check: dict[str, float] = {}
-        # eval id -> (marker of the MLflow view, when it last changed): the settle clock
-        self._view: dict[str, tuple[str, float]] = {}
-        # MLflow run id -> step metrics written (key, value, ts, step): a task finalized more
-        # than once writes only what is new (forgotten with the task's view)
-        self._stepped: dict[str, set[tuple[str, float, int, int]]] = {}
+        self.finalizer = TaskFinalizer(spool, self._mlflow, self._trace_store, self.experiment_id,
+                                       settle_s, self.status.applied, self._permanent)
         self.ownership = TraceOwnership(self._post_json, lambda: self._experiment_id)
         self.eval_logs = EvalLogStore(spool, self._mlflow, log_roots, max_log_bytes, self._stop,
-                                      max_backoff_s, _classify, self._count_eval_log)
+                                      max_backoff_s, classify, self._count_eval_log)
         spool.add_listener(self._wake.set)
         # set_terminated would print "View run ... / View experiment ..." (and read the run back
         # to do so) on every status write; a headless receiver wants neither.
@@ -209,7 +158,7 @@ class Writer:
 
     def busy(self) -> bool:
         """Work the spool's counts do not show: polls of unfinished tasks, eval logs to store."""
-        return bool(self._poll) or self.logs_pending()
+        return self.finalizer.polling() or self.logs_pending()
 
     def logs_pending(self) -> bool:
         return self.eval_logs.pending()
@@ -225,7 +174,7 @@ class Writer:
             # data arrives.
             self._mlflow().search_runs([self.experiment_id()], max_results=1)
         except Exception as e:  # noqa: BLE001 - MLflow not reachable yet: the passes retry
-            log.info("MLflow not ready at start (%s); retrying", _classify(e))
+            log.info("MLflow not ready at start (%s); retrying", classify(e))
         while not self._stop.is_set():
             try:
                 did = self.run_once()
@@ -234,7 +183,7 @@ class Writer:
                     self._wake.wait(self._idle_wait())
                     self._wake.clear()
             except Exception as e:  # noqa: BLE001 - the writer must survive anything
-                err = _classify(e)
+                err = classify(e)
                 self.status.mlflow_ok = False if isinstance(err, Transient) else self.status.mlflow_ok
                 self.status.last_error = str(err)
                 self.status.last_error_at = time.time()
@@ -267,7 +216,7 @@ class Writer:
         """Until the next poll or probe is due (new data wakes the writer at once; results in
         their grace period are looked at every second)."""
         now = time.monotonic()
-        due = [t for t in self._poll.values()] + [t for t, _ in self._probe.values()]
+        due = [*self.finalizer.due_times()] + [t for t, _ in self._probe.values()]
         return max(0.05, min([1.0] + [t - now for t in due]))
 
     # --- MLflow clients ------------------------------------------------------------------------
@@ -281,6 +230,10 @@ class Writer:
             self._tracing = TracingClient(self.tracking_uri)
             self._creds = get_default_host_creds(self.tracking_uri)
         return self._client
+
+    def _trace_store(self) -> Any:
+        self._mlflow()
+        return self._tracing.store
 
     def _rest(self, method: str, endpoint: str, **kw: Any) -> requests.Response:
         """One request with MLflow's own REST plumbing (auth from MLflow's env vars), no
@@ -350,7 +303,7 @@ class Writer:
             fn(*args)
             return True
         except Exception as e:  # noqa: BLE001
-            err = _classify(e)
+            err = classify(e)
             if isinstance(err, Transient):
                 raise err from e
             self._permanent(what, err, n)
@@ -381,7 +334,7 @@ class Writer:
             did |= self._apply_runs()
         finally:
             did |= assessing.result()
-        did |= self._finalize_tasks()
+        did |= self.finalizer.run()
         assert self._claims is not None
         self._claims.drain()
         self.status.passes += 1
@@ -399,7 +352,7 @@ class Writer:
             try:
                 mlflow_id = self._resolve_run(ident)
             except Exception as e:  # noqa: BLE001
-                err = _classify(e)
+                err = classify(e)
                 if isinstance(err, Transient):
                     raise err from e
                 self._permanent(f"the MLflow run of {ident['role']} {ident['key']}", err)
@@ -431,18 +384,6 @@ class Writer:
         return self._claims.task_run(ident["eval_id"], parent, tags, start_ms,
                                      run_name=tags[_mlflow_names.TAG_RUN_NAME])
 
-    def _log_batch(self, run_id: str, metrics: list[Any] = (), params: list[Any] = (),
-                   tags: list[Any] = ()) -> None:
-        """As few log_batch calls as MLflow's limits allow (one for a typical task)."""
-        client = self._mlflow()
-        metrics, params, tags = list(metrics), list(params), list(tags)
-        while metrics or params or tags:
-            p, params = params[:MAX_BATCH_PARAMS], params[MAX_BATCH_PARAMS:]
-            t, tags = tags[:MAX_BATCH_TAGS], tags[MAX_BATCH_TAGS:]
-            room = MAX_BATCH_ENTITIES - len(p) - len(t)
-            m, metrics = metrics[:min(room, MAX_BATCH_METRICS)], metrics[min(room, MAX_BATCH_METRICS):]
-            client.log_batch(run_id, metrics=m, params=p, tags=t)
-
     def _apply_tasks(self) -> bool:
         did = False
         for task in self.spool.pending_tasks():
@@ -473,16 +414,16 @@ class Writer:
                 note, _mlflow_names.TAG_VALUE_MAX)
         run_tags = [RunTag(k, v) for k, v in sorted(tags.items())]
         try:
-            self._log_batch(run_id, metrics, params, run_tags)
+            log_batch(self._mlflow(), run_id, metrics, params, run_tags)
         except MlflowException as e:
             if getattr(e, "error_code", "") != "INVALID_PARAMETER_VALUE":
                 raise
             # a param already logged with another value (an earlier version of this task
             # span): params are insert-once, keep the first and log the rest
             existing = current.data.params
-            self._log_batch(run_id, metrics, [p for p in params if p.key not in existing],
+            log_batch(self._mlflow(), run_id, metrics, [p for p in params if p.key not in existing],
                             run_tags)
-        self._write_tables(run_id, {_mlflow_names.MODEL_USAGE_TABLE: _tables.model_usage_table(attrs)})
+        write_tables(self._mlflow(), run_id, {_mlflow_names.MODEL_USAGE_TABLE: _tables.model_usage_table(attrs)})
         status = _run_tags.run_status(attrs.get(sc.INSPECT_TASK_STATUS))
         if status:
             # Inspect's log stats (the task span's times) have whole seconds: the task would end
@@ -507,7 +448,7 @@ class Writer:
                 attrs = run["attrs"]
                 tags = dict(_run_tags.parent_run_tags(run["run_id"], attrs))
                 tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.parent_run_name(run["run_id"], attrs)
-                self._log_batch(run["mlflow_run_id"],
+                log_batch(self._mlflow(), run["mlflow_run_id"],
                                 tags=[RunTag(k, v) for k, v in sorted(tags.items())])
                 status = _run_tags.run_status(attrs.get(sc.INSPECT_RUN_STATUS))
                 if status:
@@ -572,7 +513,7 @@ class Writer:
         for trace_id, run_id in rows:
             by_run[run_id].append(trace_id)
         for run_id, trace_ids in by_run.items():
-            for chunk in _chunks(trace_ids, MAX_TRACE_LINKS):
+            for chunk in chunks(trace_ids, MAX_TRACE_LINKS):
                 self._guard(f"link of {len(chunk)} running traces to run {run_id}",
                             self._mlflow().link_traces_to_run, ["tr-" + t for t in chunk],
                             run_id, n=0)
@@ -710,158 +651,6 @@ class Writer:
             return "permanent", f"HTTP {resp.status_code} {resp.text[:300]}"
         except Transient as e:
             return "transient", str(e)
-
-    # --- task finalization ---------------------------------------------------------------------
-    def _finalize_tasks(self) -> bool:
-        now = time.monotonic()
-        due = [e for e, t in self._poll.items() if t <= now]
-        did = False
-        checkable = self.spool.evals_to_check(due)
-        for eval_id in set(due) - {ev["eval_id"] for ev in checkable}:
-            self._poll[eval_id] = now + self._poll_interval()  # its own data is still pending
-        for ev in checkable:
-            eval_id = ev["eval_id"]
-            if eval_id not in due and now - self._last_check.get(eval_id, -1e9) < CHECK_MIN_INTERVAL_S:
-                self._poll[eval_id] = self._last_check[eval_id] + CHECK_MIN_INTERVAL_S
-                continue
-            self._last_check[eval_id] = now
-            self._poll.pop(eval_id, None)
-            done = True
-            try:
-                done = self._check_task(ev)
-            except Exception as e:  # noqa: BLE001
-                err = _classify(e)
-                if isinstance(err, Transient):
-                    raise err from e
-                self._permanent(f"finalize task {eval_id}", err)
-            if done:
-                self.spool.mark_finalized(eval_id, ev["rev"])
-                self._view.pop(eval_id, None)
-                self._stepped.pop(ev["mlflow_run_id"], None)
-            else:
-                self._poll[eval_id] = time.monotonic() + self._poll_interval()
-            did = True
-        return did
-
-    def _poll_interval(self) -> float:
-        return max(0.2, min(1.0, self.settle_s / 4))
-
-    def _check_task(self, ev: dict[str, Any]) -> bool:
-        """Finalize the task if this receiver should, from what MLflow holds. Returns True when
-        this receiver has nothing more to do for it (until its own data changes again)."""
-        eval_id, run_id = ev["eval_id"], ev["mlflow_run_id"]
-        run = self._mlflow().get_run(run_id)
-        # The task span's data is complete once its run is terminated (the holder's last write
-        # for it): before that, the aggregates' timestamp (the run's end) is not known yet.
-        expected = run.data.metrics.get("samples/total") if run.info.end_time else None
-        final = _finalize.task_final(self._sample_records(eval_id),
-                              int(expected) if expected is not None else None)
-        recorded = run.data.tags.get(_mlflow_names.TAG_FINALIZED)
-        now = time.monotonic()
-        marker, since = self._view.get(eval_id, (final.marker, now))
-        if marker != final.marker:
-            since = now
-        self._view[eval_id] = (final.marker, since)
-        if recorded == final.marker:
-            return final.complete or not ev["holder"] or now - since >= self.settle_s
-        if final.complete:
-            self._write_final(run, final)
-            return True
-        if ev["holder"]:
-            if now - since < self.settle_s:
-                return False  # others may still be writing: look again soon
-            self._write_final(run, final)
-            return False  # confirm once more: a concurrent writer may have had another view
-        if recorded is not None and _covers(final, recorded):
-            # the holder gave up waiting and wrote what it saw; this receiver saw more
-            self._write_final(run, final)
-            return False
-        return True
-
-    def _sample_records(self, eval_id: str) -> list[_finalize.SampleRecord]:
-        """Every sample trace of the task in MLflow, with its summary and our assessments."""
-        self._mlflow()
-        quoted = eval_id.replace("\\", "\\\\").replace("'", "\\'")
-        filter_string = (f"tags.`{sc.INSPECT_EVAL_ID}` = '{quoted}' AND "
-                         f"tags.`{_mlflow_names.TRACE_TAG_KIND}` = '{_mlflow_names.TRACE_KIND_SAMPLE}'")
-        out, token = [], None
-        while True:
-            infos, token = self._tracing.store.search_traces(
-                experiment_ids=[self.experiment_id()], filter_string=filter_string,
-                max_results=SEARCH_PAGE, page_token=token)
-            for info in infos:
-                summary = _samples.parse_sample_summary(info.tags.get(_mlflow_names.TRACE_TAG_SAMPLE))
-                if summary is None:
-                    continue
-                hex_id = info.trace_id[3:] if info.trace_id.startswith("tr-") else info.trace_id
-                ours = []
-                for a in info.assessments or []:
-                    # the scorer span: in the metadata (on the trace), or the assessment's own
-                    # span (written by receivers before the assessments moved to the trace)
-                    span = (a.metadata or {}).get(_mlflow_names.ASSESSMENT_SCORER_SPAN) \
-                        or a.span_id or ""
-                    if a.assessment_id != _evaluations.assessment_id(hex_id, a.name, span):
-                        continue  # written by someone else (a person, another tool)
-                    ours.append({
-                        "name": a.name, "value": a.feedback.value if a.feedback else None,
-                        "label": (a.metadata or {}).get("label"), "rationale": a.rationale,
-                        "source_type": a.source.source_type if a.source else None,
-                        "source_id": a.source.source_id if a.source else None,
-                        "span_id": span,
-                    })
-                end_ms = (info.request_time + info.execution_duration
-                          if info.request_time is not None and info.execution_duration is not None
-                          else None)
-                out.append(_finalize.SampleRecord(info.trace_id, summary, tuple(ours), end_ms))
-            if not token:
-                return out
-
-    def _write_final(self, run: Any, final: _finalize.TaskFinal) -> None:
-        from mlflow.entities import Metric, RunTag
-
-        run_id = run.info.run_id
-        ts = run.info.end_time or 0
-        self._write_tables(run_id, {_mlflow_names.SAMPLES_TABLE: final.samples,
-                                    _mlflow_names.SCORES_TABLE: final.scores})
-        trace_ids = sorted(set(final.samples.get("trace_id", [])))
-        for chunk in _chunks(trace_ids, MAX_TRACE_LINKS):
-            self._mlflow().link_traces_to_run(chunk, run_id)
-        logged = [{"path": p, "type": "table"}
-                  for p in (_mlflow_names.SAMPLES_TABLE, _mlflow_names.SCORES_TABLE, _mlflow_names.MODEL_USAGE_TABLE)]
-        # The aggregates, then the per-sample step metrics this receiver has not written yet
-        # (after the task span's results, which lead the run page); the marker last, alone: it
-        # says what is written.
-        stepped = self._stepped.setdefault(run_id, set())
-        steps = [m for m in final.step_metrics if m not in stepped]
-        self._log_batch(run_id,
-                        [Metric(k, v, ts, final.n_samples)
-                         for k, v in sorted(final.aggregates.items())]
-                        + [Metric(k, v, t, step) for k, v, t, step in steps])
-        stepped.update(steps)
-        self.status.applied["sample_metrics"] += len(steps)
-        self._log_batch(run_id, tags=[RunTag(_mlflow_names.TAG_LOGGED_ARTIFACTS, json.dumps(logged)),
-                                      RunTag(_mlflow_names.TAG_FINALIZED, final.marker)])
-        self.status.applied["finalizations"] += 1
-
-    def _write_tables(self, run_id: str, tables: dict[str, dict[str, list[Any]]]) -> None:
-        with tempfile.TemporaryDirectory(prefix="inspect-otel-") as tmp:
-            for path, data in tables.items():
-                local = os.path.join(tmp, path)
-                os.makedirs(os.path.dirname(local), exist_ok=True)
-                with open(local, "w", encoding="utf-8") as f:
-                    json.dump(_tables.split_table(data), f, ensure_ascii=False, allow_nan=False)
-            self._mlflow().log_artifacts(run_id, tmp)
-
-
-def _covers(final: _finalize.TaskFinal, recorded: str) -> bool:
-    """``final`` holds more than the finalization recorded on the run (``n/m/digest``)."""
-    try:
-        n, m, _ = recorded.split("/", 2)
-        return (final.n_samples, final.n_assessments) > (int(n), int(m)) and \
-            final.n_samples >= int(n) and final.n_assessments >= int(m)
-    except ValueError:
-        return True
-
 
 def _kv(key: str, value: str) -> common_pb2.KeyValue:
     return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(string_value=value))
