@@ -195,6 +195,25 @@ class GcClock:
 GC = GcClock()
 
 
+class _Timing:
+    """One timed call into the hook: adds [1 call, wall s, CPU s without GC] to ``slot``, unless it
+    was called from timed code (counted there)."""
+
+    def __init__(self, slot: list[float]) -> None:
+        self.slot = slot
+
+    def __enter__(self) -> None:
+        GC.depth += 1
+        self.t0, self.c0, self.g0 = time.perf_counter(), time.thread_time(), GC.in_hook
+
+    def __exit__(self, *exc: Any) -> None:
+        GC.depth -= 1
+        if not GC.depth:
+            self.slot[0] += 1
+            self.slot[1] += time.perf_counter() - self.t0
+            self.slot[2] += time.thread_time() - self.c0 - (GC.in_hook - self.g0)
+
+
 def time_hooks() -> dict[str, list[float]]:
     """Wrap the telemetry hooks' own ``on_*`` methods (and the loop callbacks of LOOP_CALLBACKS)
     with timers: the eval loop's wall time in each and the CPU time of the thread running it
@@ -226,30 +245,14 @@ def time_hooks() -> dict[str, list[float]]:
                 if pyinspect.iscoroutinefunction(method):
                     @functools.wraps(method)
                     async def timed(self: Any, *args: Any) -> None:
-                        t0, c0, g0 = time.perf_counter(), time.thread_time(), GC.in_hook
-                        GC.depth += 1
-                        try:
+                        with _Timing(slot):
                             await method(self, *args)
-                        finally:
-                            GC.depth -= 1
-                            if not GC.depth:  # else called from timed code: counted there
-                                slot[0] += 1
-                                slot[1] += time.perf_counter() - t0
-                                slot[2] += time.thread_time() - c0 - (GC.in_hook - g0)
                     return timed
 
                 @functools.wraps(method)
                 def timed_sync(self: Any, *args: Any) -> Any:
-                    t0, c0, g0 = time.perf_counter(), time.thread_time(), GC.in_hook
-                    GC.depth += 1
-                    try:
+                    with _Timing(slot):
                         return method(self, *args)
-                    finally:
-                        GC.depth -= 1
-                        if not GC.depth:  # else called from timed code: counted there
-                            slot[0] += 1
-                            slot[1] += time.perf_counter() - t0
-                            slot[2] += time.thread_time() - c0 - (GC.in_hook - g0)
                 return timed_sync
 
             setattr(cls, name, wrap())

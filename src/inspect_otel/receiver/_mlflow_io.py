@@ -48,6 +48,15 @@ def classify(exc: BaseException) -> Exception:
     return Permanent(f"{type(exc).__name__}: {exc}")
 
 
+def permanent(exc: BaseException) -> Exception:
+    """The permanent error ``exc`` stands for; a transient one is raised instead (the pass is
+    retried). For the ``except`` of one item's write."""
+    err = classify(exc)
+    if isinstance(err, Transient):
+        raise err from exc
+    return err
+
+
 def chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), n):
         yield items[i: i + n]

@@ -20,7 +20,7 @@ from typing import Any
 from inspect_otel import semconv as sc
 
 from . import _evaluations, _finalize, _mlflow_names, _samples
-from ._mlflow_io import Transient, chunks, classify, log_batch, write_tables
+from ._mlflow_io import chunks, log_batch, permanent, write_tables
 from ._spool import Spool
 
 MAX_TRACE_LINKS = 100
@@ -77,10 +77,7 @@ class TaskFinalizer:
             try:
                 done = self._check_task(ev)
             except Exception as e:  # noqa: BLE001
-                err = classify(e)
-                if isinstance(err, Transient):
-                    raise err from e
-                self._on_permanent(f"finalize task {eval_id}", err)
+                self._on_permanent(f"finalize task {eval_id}", permanent(e))
             if done:
                 self.spool.mark_finalized(eval_id, ev["rev"])
                 self._view.pop(eval_id, None)

@@ -52,7 +52,15 @@ from . import (
     _values,
 )
 from ._claims import Claims
-from ._mlflow_io import Permanent, Transient, chunks, classify, log_batch, write_tables
+from ._mlflow_io import (
+    Permanent,
+    Transient,
+    chunks,
+    classify,
+    log_batch,
+    permanent,
+    write_tables,
+)
 from ._eval_logs import DEFAULT_MAX_LOG_BYTES, EvalLogStore, Root
 from ._ownership import OwnershipUnknown, TraceOwnership
 from ._spool import EVAL_KEY, RUN_KEY, PendingSpan, Spool, eval_key, run_key
@@ -303,10 +311,7 @@ class Writer:
             fn(*args)
             return True
         except Exception as e:  # noqa: BLE001
-            err = classify(e)
-            if isinstance(err, Transient):
-                raise err from e
-            self._permanent(what, err, n)
+            self._permanent(what, permanent(e), n)
             return False
 
     # --- one pass ------------------------------------------------------------------------------
@@ -352,9 +357,7 @@ class Writer:
             try:
                 mlflow_id = self._resolve_run(ident)
             except Exception as e:  # noqa: BLE001
-                err = classify(e)
-                if isinstance(err, Transient):
-                    raise err from e
+                err = permanent(e)
                 self._permanent(f"the MLflow run of {ident['role']} {ident['key']}", err)
                 self.spool.fail_identity(ident["key"], str(err))
                 did = True
