@@ -477,7 +477,7 @@ class TelemetryPipeline:
                 root.trace_id, root.span_id, is_remote=False, trace_flags=_SAMPLED))),
             severity_number=_logs.SeverityNumber.INFO,
             event_name=sc.EVENT_SAMPLE_START,
-            attributes=dict(root.attributes),
+            attributes=self._redactor.attributes(root.attributes),
         )
 
     def record_sample(self, telemetry: SampleTelemetry, task_name: str) -> None:

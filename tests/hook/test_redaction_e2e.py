@@ -45,8 +45,11 @@ SECRETS = {
     "resource: deployment.token": "rt5Dm1Qf",
     "resource: URL credentials": "ru2Cg6Nv",
     "sample input: api_key=": "in7Fs4Lw",
+    "sample id: password=": "si4Wd8Kz",
 }
 S = SECRETS
+# A sample id is identity, not content: it leaves on every span and on the running marker.
+FAILS = f"fails password={S['sample id: password=']}"
 log = logging.getLogger("leaky_task")
 
 
@@ -76,7 +79,7 @@ def _scripted(input: list[Any], tools: Any, tool_choice: Any, config: Any) -> Mo
 def leaky_solver():
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         log.warning(f"retrying with password={S['logger message: password=']}")
-        if state.sample_id == "fails":
+        if state.sample_id == FAILS:
             raise RuntimeError("connect to postgresql://admin:"
                                f"{S['sample error: URL credentials']}@db.internal/evals failed")
         return state
@@ -92,7 +95,7 @@ def leaky(endpoint: str, key: str, auth: str, cookie: str, session: str, note: s
     dataset = MemoryDataset(
         [Sample(id="ok", input=f"add 1 2 (api_key={S['sample input: api_key=']})", target="3",
                 metadata=metadata),
-         Sample(id="fails", input="add 2 2", target="4", metadata=metadata)],
+         Sample(id=FAILS, input="add 2 2", target="4", metadata=metadata)],
         name="leaky-data",
         location=f"https://carol:{S['dataset location: URL credentials']}@data.internal/ds.jsonl",
     )
@@ -190,7 +193,8 @@ def test_content_off_nothing_secret_leaves_and_the_rest_survives(private):
     assert {r.attributes["inspect.sample.metadata.topic"] for r in roots} == {"math"}
     assert {r.attributes["inspect.sample.metadata.password"] for r in roots} == {"[REDACTED]"}
     assert {r.attributes["inspect.sample.metadata.note"] for r in roots} == {"token: [REDACTED]"}
-    failed = next(r for r in roots if r.attributes["inspect.sample.id"] == "fails")
+    failed = next(r for r in roots
+                  if r.attributes["inspect.sample.id"] == "fails password=[REDACTED]")
     assert "connect to postgresql://[REDACTED]@db.internal/evals failed" in failed.status_message
     tools = [s for s in private.sink.spans if s.name == "execute_tool fetch"]
     assert tools and all("Authorization: [REDACTED]" in t.status_message for t in tools)
