@@ -38,6 +38,7 @@ from . import semconv as sc
 from .config import Protocol, Settings
 from .mapping import EvaluationResult, Kind, SampleTelemetry, SpanData
 from .redaction import Redactor
+from .span_encoding import span_exporter
 
 _logger = logging.getLogger(__name__)
 
@@ -195,14 +196,6 @@ class _CountingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
-def _span_exporter(protocol: Protocol) -> SpanExporter:
-    if protocol is Protocol.GRPC:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter()
-
-
 def _log_exporter(protocol: Protocol) -> Any:
     if protocol is Protocol.GRPC:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
@@ -301,10 +294,10 @@ class TelemetryPipeline:
             self._resource = global_tp.resource
             self._sampler = global_tp.sampler
         else:
-            span_exporter = (exporters[0] if exporters is not None
-                             else _span_exporter(settings.traces_protocol))
-            self._exporters.append(span_exporter)
-            self._counter = _CountingExporter(span_exporter)
+            spans_out = (exporters[0] if exporters is not None
+                         else span_exporter(settings.traces_protocol))
+            self._exporters.append(spans_out)
+            self._counter = _CountingExporter(spans_out)
             # A single agent sample can hold thousands of spans: a larger queue than the SDK
             # default (2048) unless the user set OTEL_BSP_MAX_QUEUE_SIZE.
             queue = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else _QUEUE_SIZE
