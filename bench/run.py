@@ -25,13 +25,17 @@ Configurations (``--configs``):
   otel-sink-provider-call  optional: otel-sink-content plus INSPECT_OTEL_CAPTURE_PROVIDER_CALL=true
                   (mockllm records a raw call too: Inspect keeps the first 5 per model and sample,
                   i.e. every call of this workload)
+  otel-sink-before  optional: otel-sink running the inspect_otel tree of ``--before-code DIR``:
+                  a before/after in the same rounds, against the same baselines (drift between
+                  two separate runs on a shared machine is as large as the difference measured)
 
 Results: one table on stdout, raw JSON in bench/results/<timestamp>.json and latest.json.
 
     .venv/bin/python bench/run.py                      # defaults (about 15 minutes on 2 cores)
     .venv/bin/python bench/run.py --samples 200 --repeats 3 --memory-samples 500   # quicker
     git archive <commit> src | tar -x -C /tmp/before          # a before/after: the old tree
-    .venv/bin/python bench/run.py --configs baseline,otel-sink --code /tmp/before/src
+    .venv/bin/python bench/run.py --configs baseline,otel-sink,otel-sink-before \
+        --before-code /tmp/before/src --no-time-hooks
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ PY = sys.executable
 _SCRUB = ("OTEL_", "INSPECT_OTEL_", "MLFLOW_", "INSPECT_MLFLOW_")
 ALL_CONFIGS = ("baseline", "inspect-otel", "inspect-mlflow", "otel-sink", "otel-sink-spans-only",
                "otel-sink-sdk-delays", "otel-sink-content", "otel-sink-end-only",
-               "otel-sink-provider-call")
+               "otel-sink-provider-call", "otel-sink-before")
 MB = 1024 * 1024
 
 
@@ -192,6 +196,8 @@ class Stack:
     notes: list[str] = field(default_factory=list)
     mlflow_plugin_path: str | None = None  # PYTHONPATH entry holding inspect-mlflow, "" = in env
     code_path: str | None = None  # --code: an inspect_otel source tree measured instead of ours
+    before_code_path: str | None = None  # --before-code: the tree of config otel-sink-before
+    time_hooks: bool = True  # --no-time-hooks: no timers around the hook's methods
 
     def stop(self) -> None:
         for child in (self.receiver, self.sink):
@@ -279,6 +285,11 @@ def config_env(stack: Stack, config: str) -> dict[str, str] | None:
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=url) if url else None
     if config == "otel-sink":
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url) if stack.sink_url else None
+    if config == "otel-sink-before":
+        if not (stack.sink_url and stack.before_code_path):
+            return None
+        return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url,
+                         PYTHONPATH=stack.before_code_path)
     if config == "otel-sink-end-only":  # no live export: each sample mapped at its end
         return clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=stack.sink_url,
                          INSPECT_OTEL_LIVE="false") if stack.sink_url else None
@@ -330,14 +341,16 @@ def run_workload(stack: Stack, config: str, samples: int, tag: str, probe: bool,
                  keep_log: bool = False) -> dict[str, Any]:
     env = config_env(stack, config)
     assert env is not None
-    if stack.code_path and config != "inspect-mlflow":
+    if stack.code_path and config not in ("inspect-mlflow", "otel-sink-before"):
         # every process of the run, the baseline too (Inspect imports the hook's entry point)
         env["PYTHONPATH"] = stack.code_path
     run_dir = stack.work / "runs" / tag
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [PY, str(BENCH / "workload.py"), "--samples", str(samples),
-           "--log-dir", str(run_dir / "logs"), "--out", str(run_dir / "result.json"),
-           "--time-hooks"] + (["--probe"] if probe else [])
+           "--log-dir", str(run_dir / "logs"), "--out", str(run_dir / "result.json")]
+    # The timers cost the timed configurations a little CPU (about 2 us per hook call) that the
+    # baseline, whose hook is off, never pays: --no-time-hooks for the cleanest ratios.
+    cmd += (["--time-hooks"] if stack.time_hooks else []) + (["--probe"] if probe else [])
     m = measure(cmd, env, run_dir / "output.txt", timeout=max(600.0, samples * 5.0))
     try:
         inner = json.loads((run_dir / "result.json").read_text())
@@ -513,12 +526,12 @@ def summarize(rows: list[dict[str, Any]], configs: list[str]) -> dict[str, Any]:
         for config, s in out.items():
             for key in ("eval_s", "process_wall_s", "process_cpu_s"):
                 s[key]["ratio"] = s[key]["median"] / base[key]["median"]
-            # paired ratios: each run against the baseline of the same round (drift-robust)
-            paired = [by_round[(rnd, config)]["eval_s"] / by_round[(rnd, "baseline")]["eval_s"]
-                      for rnd, c in by_round if c == config and (rnd, "baseline") in by_round]
-            if paired:
-                s["eval_s"]["paired_ratio_median"] = statistics.median(paired)
-                s["eval_s"]["paired_ratios"] = paired
+                # paired ratios: each run against the baseline of the same round (drift-robust)
+                paired = [by_round[(rnd, config)][key] / by_round[(rnd, "baseline")][key]
+                          for rnd, c in by_round if c == config and (rnd, "baseline") in by_round]
+                if paired:
+                    s[key]["paired_ratio_median"] = statistics.median(paired)
+                    s[key]["paired_ratios"] = paired
     return out
 
 
@@ -541,7 +554,8 @@ def table(result: dict[str, Any]) -> str:
              "otel-sink-sdk-delays": "inspect-otel (sink, SDK delays)",
              "otel-sink-content": "inspect-otel (sink, content on)",
              "otel-sink-end-only": "inspect-otel (sink, at sample end)",
-             "otel-sink-provider-call": "inspect-otel (sink, content + raw call)"}
+             "otel-sink-provider-call": "inspect-otel (sink, content + raw call)",
+             "otel-sink-before": "inspect-otel before (sink)"}
     head = ["measure"] + [names.get(c, c) for c in configs]
     lines: list[list[str]] = []
     S = result["overhead_summary"]
@@ -568,17 +582,18 @@ def table(result: dict[str, Any]) -> str:
     row("  ratio vs baseline", lambda c: _fmt_ratio(S[c]["process_cpu_s"].get("ratio")))
     row("  ratio, paired per round (median)",
         lambda c: _fmt_ratio(S[c]["process_cpu_s"].get("paired_ratio_median")))
-    row("hook per-sample methods on eval loop, ms/sample",
-        lambda c: f"{S[c]['hook_per_sample_methods_s']['median'] / n * 1000:.2f}")
-    row("hook run/task start+end on eval loop, s", lambda c: f"{S[c]['hook_fixed_s']['median']:.2f}")
-    row("all hook time on eval loop, % of baseline eval()",
-        lambda c: f"{S[c]['hook_loop_s']['median'] / S['baseline']['eval_s']['median'] * 100:.1f}%")
-    row("hook CPU on eval loop, s (all methods and callbacks)",
-        lambda c: f"{S[c]['hook_cpu_s']['median']:.2f}")
     row("other threads' CPU s (export threads, Inspect's pools)",
         lambda c: f"{S[c]['other_threads_cpu_s']['median']:.2f}")
-    row("telemetry CPU accounted, % of baseline process CPU",
-        lambda c: f"{S[c]['accounted_cpu_share'] * 100:.1f}% ({S[c]['accounted_cpu_s'] / n * 1000:.2f} ms/sample)")
+    if not result["args"].get("no_time_hooks"):  # the hook was not timed: no such rows
+        row("hook per-sample methods on eval loop, ms/sample",
+            lambda c: f"{S[c]['hook_per_sample_methods_s']['median'] / n * 1000:.2f}")
+        row("hook run/task start+end on eval loop, s", lambda c: f"{S[c]['hook_fixed_s']['median']:.2f}")
+        row("all hook time on eval loop, % of baseline eval()",
+            lambda c: f"{S[c]['hook_loop_s']['median'] / S['baseline']['eval_s']['median'] * 100:.1f}%")
+        row("hook CPU on eval loop, s (all methods and callbacks)",
+            lambda c: f"{S[c]['hook_cpu_s']['median']:.2f}")
+        row("telemetry CPU accounted, % of baseline process CPU",
+            lambda c: f"{S[c]['accounted_cpu_share'] * 100:.1f}% ({S[c]['accounted_cpu_s'] / n * 1000:.2f} ms/sample)")
     row("peak RSS MB (overhead runs)", lambda c: f"{S[c]['peak_rss_median'] / MB:.0f}")
     if any("receiver_idle_after_s_median" in S[c] for c in configs):
         row("receiver idle after eval end, s", lambda c: f"{S[c]['receiver_idle_after_s_median']:.1f}")
@@ -705,6 +720,11 @@ def main() -> int:
     parser.add_argument("--code", help="measure this inspect_otel source tree instead of the "
                         "installed one (a directory holding inspect_otel/, e.g. the src/ of "
                         "`git archive <commit> src`): the before of a before/after")
+    parser.add_argument("--before-code", help="the inspect_otel source tree of config "
+                        "otel-sink-before (a directory holding inspect_otel/)")
+    parser.add_argument("--no-time-hooks", action="store_true",
+                        help="no timers around the hook's methods (no accounted CPU rows; the "
+                        "cleanest process ratios)")
     parser.add_argument("--results-dir", default=str(BENCH / "results"))
     args = parser.parse_args()
 
@@ -724,6 +744,14 @@ def main() -> int:
         if not (code / "inspect_otel" / "__init__.py").is_file():
             parser.error(f"--code {args.code}: no inspect_otel package there")
         stack.code_path = str(code)
+    if args.before_code:
+        before = Path(args.before_code).resolve()
+        if not (before / "inspect_otel" / "__init__.py").is_file():
+            parser.error(f"--before-code {args.before_code}: no inspect_otel package there")
+        stack.before_code_path = str(before)
+    elif "otel-sink-before" in configs:
+        parser.error("config otel-sink-before needs --before-code DIR")
+    stack.time_hooks = not args.no_time_hooks
     started = time.time()
     result: dict[str, Any] = {"started": dt.datetime.now(dt.timezone.utc).isoformat(),
                               "machine": machine_facts(), "args": vars(args), "configs": configs}
