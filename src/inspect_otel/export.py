@@ -38,7 +38,6 @@ from . import semconv as sc
 from .config import Protocol, Settings
 from .mapping import EvaluationResult, Kind, SampleTelemetry, SpanData
 from .redaction import Redactor
-from .span_encoding import span_exporter
 
 _logger = logging.getLogger(__name__)
 
@@ -294,8 +293,13 @@ class TelemetryPipeline:
             self._resource = global_tp.resource
             self._sampler = global_tp.sampler
         else:
-            spans_out = (exporters[0] if exporters is not None
-                         else span_exporter(settings.traces_protocol))
+            if exporters is not None:
+                spans_out = exporters[0]
+            else:
+                # imported here: protobuf and the OTLP exporters load only when the hook is on
+                from .span_encoding import span_exporter
+
+                spans_out = span_exporter(settings.traces_protocol)
             self._exporters.append(spans_out)
             self._counter = _CountingExporter(spans_out)
             # A single agent sample can hold thousands of spans: a larger queue than the SDK

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,15 @@ def test_the_hooks_pipeline_exports_with_it(monkeypatch):
         assert type(pipeline._exporters[0]) is span_encoding._http_exporter_class()
     finally:
         pipeline.close()
+
+
+def test_the_hook_loads_no_exporter_until_it_is_on():
+    """Inspect imports the hook's entry point in every eval process, with the hook on or off: the
+    OTLP exporters, protobuf and requests load only when a pipeline is built."""
+    script = ("import sys, inspect_otel._registry; "
+              "print(sorted(m for m in ('google.protobuf', 'requests', 'inspect_otel.span_encoding',"
+              " 'opentelemetry.exporter.otlp.proto.http') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
