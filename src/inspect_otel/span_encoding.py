@@ -2,9 +2,9 @@
 
 The SDK's ``encode_spans`` builds every span, attribute and value as a protobuf object of its own,
 then hands lists of them to the parent's constructor, which copies each one again. For this hook's
-spans that is about 30 us per span, the largest single part of the telemetry's CPU in a fast eval
-(docs/benchmarks.md). Filling the same request in place (``spans.add()``, then each field) takes a
-third of that.
+spans that is about 28 us per span, the largest single part of the SDK's share of the telemetry's
+CPU in a fast eval. Filling the same request in place (``spans.add()``, then each field) takes 11 us
+(``bench/span_encoding.py``; docs/benchmarks.md).
 
 The contract is equality with the SDK's own encoder, byte for byte. Tests check it on the spans of
 real evals and on every field and value type the SDK encodes. Anything this encoder does not
