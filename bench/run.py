@@ -739,16 +739,16 @@ def main() -> int:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="inspect-otel-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     stack = Stack(work)
+    def source_tree(flag: str, given: str) -> str:
+        tree = Path(given).resolve()
+        if not (tree / "inspect_otel" / "__init__.py").is_file():
+            parser.error(f"{flag} {given}: no inspect_otel package there")
+        return str(tree)
+
     if args.code:
-        code = Path(args.code).resolve()
-        if not (code / "inspect_otel" / "__init__.py").is_file():
-            parser.error(f"--code {args.code}: no inspect_otel package there")
-        stack.code_path = str(code)
+        stack.code_path = source_tree("--code", args.code)
     if args.before_code:
-        before = Path(args.before_code).resolve()
-        if not (before / "inspect_otel" / "__init__.py").is_file():
-            parser.error(f"--before-code {args.before_code}: no inspect_otel package there")
-        stack.before_code_path = str(before)
+        stack.before_code_path = source_tree("--before-code", args.before_code)
     elif "otel-sink-before" in configs:
         parser.error("config otel-sink-before needs --before-code DIR")
     stack.time_hooks = not args.no_time_hooks

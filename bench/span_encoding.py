@@ -22,26 +22,9 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH.parent))
 
-
-def pipeline_spans(log_location: str) -> list:
-    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from inspect_otel.config import load_settings
-    from inspect_otel.content import ContentPolicy
-    from inspect_otel.export import TelemetryPipeline
-    from inspect_otel.replay import ReplaySummary, replay_log
-
-    os.environ["OTEL_METRICS_EXPORTER"] = "none"
-    settings = load_settings()
-    memory = InMemorySpanExporter()
-    pipeline = TelemetryPipeline(settings, blocking=True,
-                                 exporters=(memory, InMemoryLogRecordExporter()))
-    replay_log(Path(log_location), pipeline, ContentPolicy.from_settings(settings), ReplaySummary())
-    pipeline.flush(30)
-    pipeline.close()
-    return list(memory.get_finished_spans())
+from tests.support.pipeline import pipeline_spans  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         if name.startswith(("OTEL_", "INSPECT_OTEL_")):
             del os.environ[name]
     import workload
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import (
+        encode_spans as sdk,
+    )
 
     from inspect_otel.span_encoding import encode_in_place
 

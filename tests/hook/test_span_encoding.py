@@ -8,27 +8,23 @@ import enum
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import (
     encode_spans as sdk_encode_spans,
 )
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
 from inspect_otel import span_encoding
 from inspect_otel.config import Protocol, load_settings
-from inspect_otel.content import ContentPolicy
 from inspect_otel.export import TelemetryPipeline
-from inspect_otel.replay import ReplaySummary, replay_log
 from inspect_otel.span_encoding import encode_in_place, encode_spans, span_exporter
+from tests.support.pipeline import pipeline_spans
 
 TRACE = 0x0AF7651916CD43DD8448EB211C80319C
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -39,29 +35,15 @@ def _same_bytes(spans: list[ReadableSpan]) -> bool:
             == sdk_encode_spans(spans).SerializeToString(deterministic=True))
 
 
-def _pipeline_spans(log_location: str, monkeypatch: pytest.MonkeyPatch,
-                    env: dict[str, str]) -> list[ReadableSpan]:
-    """What the hook's pipeline hands its exporter for one eval log (replay produces the live
-    hook's spans, ids included: tests/hook/test_replay.py)."""
-    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    settings = load_settings()
-    memory = InMemorySpanExporter()
-    pipeline = TelemetryPipeline(settings, blocking=True, exporters=(memory, InMemoryLogRecordExporter()))
-    replay_log(Path(log_location), pipeline, ContentPolicy.from_settings(settings), ReplaySummary())
-    assert pipeline.flush(30).completed
-    pipeline.close()
-    return list(memory.get_finished_spans())
-
-
 @pytest.mark.parametrize("env", [{}, {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT":
                                       "SPAN_AND_EVENT"}], ids=["private", "content"])
 def test_real_eval_spans_encode_to_the_sdks_bytes(content_run, monkeypatch, env):
     """The calculator eval (errors, retries, tools, a judge, 2 epochs), with and without content:
     the in-place encoder takes every span (no fallback) and writes the SDK's bytes, in batches of
     every size the batch processor could cut."""
-    spans = _pipeline_spans(content_run.log.location, monkeypatch, env)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    spans = pipeline_spans(content_run.log.location)
     assert len(spans) > 50
     assert {s.kind for s in spans} == {SpanKind.INTERNAL, SpanKind.CLIENT}
     assert any(s.events for s in spans) and any(s.links for s in spans)
