@@ -72,15 +72,25 @@ class ContentPolicy:
         return text[: max(self.max_length - len(marker), 0)] + marker
 
     def clean(self, text: str) -> str:
-        """Redact then truncate: redacting first keeps a cut from splitting a secret into a part
-        no pattern recognises any more. The exporter redacts every other string on its way out
-        (``export.py``); this one is marked as done (:class:`Redacted`)."""
+        """Metadata (errors, log messages, arguments): redact then truncate. Redacting first keeps
+        a cut from splitting a secret into a part no pattern recognises any more. The exporter
+        redacts every other string on its way out (``export.py``); this one is marked as done
+        (:class:`Redacted`)."""
         return Redacted(self.truncate(self.redact(text)))
 
     def clean_json(self, value: Any) -> str:
-        """Redacted JSON within ``max_length`` that always parses (see :func:`truncate_json`).
-        Secret keys' values go whole (the structure is still known here)."""
+        """Metadata as redacted JSON within ``max_length`` that always parses (see
+        :func:`truncate_json`). Secret keys' values go whole (the structure is still known)."""
         return Redacted(truncate_json(redact_mapping(value, self), self.max_length))
+
+    def content(self, text: str) -> str:
+        """Captured content (what the model saw and did): only its high-confidence secrets
+        redacted (``redaction.py``, the content tier), then truncated."""
+        return Redacted(self.truncate(self.redactor.content(text)))
+
+    def content_json(self, value: Any) -> str:
+        """Captured content as JSON within ``max_length`` that always parses."""
+        return Redacted(truncate_json(self.redactor.content_data(value), self.max_length))
 
 
 def redact_mapping(value: Any, policy: ContentPolicy) -> Any:

@@ -95,7 +95,7 @@ def test_model_endpoints_from_a_spec_and_environment():
 def _call(**kwargs) -> ModelCall:
     request = {"model": "m", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}],
                "extra_headers": {"x-anything": "value-7f3a9c21e8"}, "api_key": "k-123456",
-               "metadata": {"headers": {"h": "1"}, "note": "Bearer abcdefghijkl"}}
+               "metadata": {"headers": {"h": "1"}, "note": "Bearer abc123def456ghi"}}
     response = {"id": "r1", "usage": {"prompt_tokens": 3, "completion_tokens": 2},
                 "base_url": "http://user:pw1234@127.0.0.1:1/v1"}
     return ModelCall(request=kwargs.get("request", request), response=kwargs.get("response", response))

@@ -28,7 +28,7 @@ JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJqd3Q3dTVrIn0."
 # Every planted secret, each unique so that a byte search finds any copy of it.
 SECRETS = {
     "task arg: URL credentials": "tv8Kp2Lq",
-    "task arg: key": "kq4Wm9Zr",
+    "task arg: api_key": "kq4Wm9Zr",
     "task arg: auth": "au7Hn3Xc",
     "task arg: cookie": "co5Jt8Vb",
     "task arg: session": "se2Rf6Yd",
@@ -88,7 +88,7 @@ def leaky_solver():
 
 
 @task
-def leaky(endpoint: str, key: str, auth: str, cookie: str, session: str, note: str,
+def leaky(endpoint: str, api_key: str, key: str, auth: str, cookie: str, session: str, note: str,
           header_note: str, author: str, max_tokens: int):
     metadata = {"password": S["sample metadata: password"], "topic": "math",
                 "note": f"token: {S['sample metadata: token: in text']}"}
@@ -128,7 +128,8 @@ def _run(tmp: Path, env: dict[str, str]) -> Iterator[Leaky]:
             mp.setenv(key, value)
         logs = eval(
             leaky(endpoint=f"https://alice:{S['task arg: URL credentials']}@llm.internal/v1",
-                  key=S["task arg: key"], auth=S["task arg: auth"], cookie=S["task arg: cookie"],
+                  api_key=S["task arg: api_key"], key="lookup-k0",
+                  auth=S["task arg: auth"], cookie=S["task arg: cookie"],
                   session=S["task arg: session"],
                   note=f"retry with api_key={S['task arg: api_key= in free text']} later",
                   header_note=f"header {JWT}", author="Jane Author", max_tokens=512),
@@ -181,7 +182,8 @@ def test_content_off_nothing_secret_leaves_and_the_rest_survives(private):
     args = json.loads(task["inspect.task.args"])
     assert args["author"] == "Jane Author" and args["max_tokens"] == 512
     assert args["endpoint"] == "https://[REDACTED]@llm.internal/v1"
-    assert args["key"] == args["auth"] == args["cookie"] == args["session"] == "[REDACTED]"
+    assert args["api_key"] == args["auth"] == args["cookie"] == args["session"] == "[REDACTED]"
+    assert args["key"] == "lookup-k0"  # a bare key is not a secret name
     assert args["note"] == "retry with api_key=[REDACTED] later"
     assert args["header_note"] == "header [REDACTED]"
     model_args = json.loads(task["inspect.task.model_args"])

@@ -79,8 +79,8 @@ def evaluation_attributes(
         attrs[sc.INSPECT_SCORE_SPAN_ID] = scorer_span_hex
         if content:
             if score.explanation:
-                attrs[sc.GEN_AI_EVALUATION_EXPLANATION] = policy.clean(score.explanation)
+                attrs[sc.GEN_AI_EVALUATION_EXPLANATION] = policy.content(score.explanation)
             if score.answer:
-                attrs[sc.INSPECT_SCORE_ANSWER] = policy.clean(score.answer)
+                attrs[sc.INSPECT_SCORE_ANSWER] = policy.content(score.answer)
         results.append(attrs)
     return results

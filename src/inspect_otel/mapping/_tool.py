@@ -27,11 +27,11 @@ def tool_attributes(event: Any, policy: ContentPolicy) -> tuple[dict[str, Any], 
         error = policy.clean(event.error.message)
         attrs[sc.INSPECT_TOOL_ERROR_MESSAGE] = error
     if policy.on_spans:
-        attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = policy.clean_json(event.arguments)
+        attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = policy.content_json(event.arguments)
         # A string result is plain text; anything else (content lists, numbers) is JSON.
         attrs[sc.GEN_AI_TOOL_CALL_RESULT] = (
-            policy.clean(event.result) if isinstance(event.result, str)
-            else policy.clean_json(_jsonable(event.result))
+            policy.content(event.result) if isinstance(event.result, str)
+            else policy.content_json(_jsonable(event.result))
         )
     return attrs, error
 
@@ -50,7 +50,7 @@ def sandbox_attributes(event: Any, policy: ContentPolicy) -> dict[str, Any]:
     if policy.on_spans:
         target = event.cmd or event.file
         if target:
-            attrs[sc.INSPECT_SANDBOX_CMD] = policy.clean(target)
+            attrs[sc.INSPECT_SANDBOX_CMD] = policy.content(target)
         if event.output:
-            attrs[sc.INSPECT_SANDBOX_OUTPUT] = policy.clean(event.output)
+            attrs[sc.INSPECT_SANDBOX_OUTPUT] = policy.content(event.output)
     return attrs
