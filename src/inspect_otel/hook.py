@@ -4,7 +4,10 @@ Live (the default): each sample has a :class:`~.mapping.SampleMapper` from ``on_
 ``on_sample_end``; ``on_sample_event`` queues every event, and the queue is fed to the mapper at
 most ``LIVE_COALESCE_S`` (250 ms) later, in one pass, the spans and evaluation results it
 completed enqueued at once (mapped one by one, in between the eval's own work, events cost up to
-2.4 times as much). At ``on_sample_end`` the mapper maps what the live stream never delivered
+2.4 times as much). A pass holds the eval's loop at most ``LIVE_SLICE_S`` (5 ms): what is left
+waits for the loop's next turn (``call_soon``), behind the eval's own ready work, so mapping
+never stalls the other samples, timers and model calls of the eval however many samples run.
+At ``on_sample_end`` the mapper maps what the live stream never delivered
 (the ``init`` span) from the sample's transcript, then the root. The log replay feeds the
 same mapper, so live and replayed spans are identical. Inspect's live-stream quirks (model events
 delivered twice, interleaved samples, events of failed attempts under the same uuid) are handled
@@ -71,6 +74,8 @@ _WARNED_SETTINGS: set[str] = set()
 
 # Live events are mapped in batches at most this long after they arrive (see _map_pending).
 LIVE_COALESCE_S = 0.25
+# One mapping pass holds the eval's loop at most about this long before it yields the loop.
+LIVE_SLICE_S = 0.005
 _WARNED: set[str] = set()
 
 
@@ -82,15 +87,15 @@ def _warn_once(what: str, ex: Exception) -> None:
 
 
 def _call_later(delay_s: float, fn: Callable[..., Any], *args: Any) -> Any | None:
-    """``fn(*args)`` on the running asyncio loop after ``delay_s`` (in the current context), or
-    None without one (Inspect on trio)."""
+    """``fn(*args)`` on the running asyncio loop after ``delay_s`` (0: at the loop's next turn, in
+    the current context), or None without one (Inspect on trio)."""
     import asyncio
 
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return None
-    return loop.call_later(delay_s, fn, *args)
+    return loop.call_soon(fn, *args) if delay_s <= 0 else loop.call_later(delay_s, fn, *args)
 
 
 def _never_raise(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
@@ -133,7 +138,7 @@ class _LiveSample:
     mapper: SampleMapper
     sampled: bool
     pending: list[Any] = field(default_factory=list)
-    flush: Any = None  # the scheduled mapping of ``pending`` (an asyncio TimerHandle)
+    mapping_timer: Any = None  # the scheduled mapping of ``pending`` (an asyncio Handle)
 
 
 @dataclass
@@ -209,12 +214,12 @@ class OtelHooks(Hooks):
             ctx, self._policy, identity=sample_identity(sample, ctx),
             uuid=sample_uuid(sample, ctx), start_ns=start_ns, attempt=attempt, live=True,
         )
-        probe = mapper.root_probe()
+        root = mapper.root_at_start()
         pipeline = self._run_pipeline()
-        live = _LiveSample(task, mapper, pipeline.sampled(probe))
+        live = _LiveSample(task, mapper, pipeline.sampled(root))
         self._live[mapper.uuid] = live
         if announce and live.sampled:  # a trace sampled out never runs anywhere
-            pipeline.emit_sample_start(probe)
+            pipeline.emit_sample_start(root)
         return live
 
     def _live_on(self) -> bool:
@@ -243,26 +248,31 @@ class OtelHooks(Hooks):
             if self._policy.raw_provider_call and live.mapper.attachments is None:
                 live.mapper.attachments = _sample_attachments()
             live.pending.append(data.event)
-            if live.flush is None:
-                live.flush = _call_later(LIVE_COALESCE_S, self._map_pending, live)
-                if live.flush is None:  # no asyncio loop (trio): map each event as it comes
-                    self._map_pending(live)
+            if live.mapping_timer is None:
+                live.mapping_timer = _call_later(LIVE_COALESCE_S, self._map_pending, live)
+                if live.mapping_timer is None:  # no asyncio loop (trio): map each event as it comes
+                    self._map_pending(live, everything=True)
 
-    def _map_pending(self, live: _LiveSample) -> None:
+    def _map_pending(self, live: _LiveSample, everything: bool = False) -> None:
         """Map the events received since the last call and hand over what they completed.
         Events are mapped in batches, at most LIVE_COALESCE_S after they arrive, not one by one
         in between the eval's own work, where the same mapping cost up to 2.4 times as much; a
-        span still leaves well within the latency the live stream promises."""
-        if live.flush is not None:
-            live.flush.cancel()  # no-op when this is the timer's own call
-            live.flush = None
-        events, live.pending = live.pending, []
+        span still leaves well within the latency the live stream promises. A batch yields the
+        loop after LIVE_SLICE_S and goes on at its next turn, unless ``everything`` (the
+        sample's end, which needs every event mapped)."""
+        if live.mapping_timer is not None:
+            live.mapping_timer.cancel()  # no-op when this is the timer's own call
+            live.mapping_timer = None
+        events = live.pending
         if not events:
             return
         spans: list[Any] = []
         results: list[Any] = []
         feed = live.mapper.feed
+        deadline = None if everything else time.perf_counter() + LIVE_SLICE_S
+        mapped = 0
         for event in events:
+            mapped += 1
             try:
                 done = feed(event)
             except Exception as ex:  # noqa: BLE001 - a timer callback: nothing above catches it
@@ -271,19 +281,25 @@ class OtelHooks(Hooks):
             if done:
                 spans.extend(done.spans)
                 results.extend(done.results)
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+        live.pending = events[mapped:]
+        if live.pending:
+            live.mapping_timer = _call_later(0, self._map_pending, live)
         try:
             self._emit_live(live, Completed(spans=tuple(spans), results=tuple(results)))
         except Exception as ex:  # noqa: BLE001
             _warn_once("on_sample_event", ex)
+        if live.pending and live.mapping_timer is None:  # no asyncio loop: nothing to wait for
+            self._map_pending(live, everything=True)
 
     @_never_raise
     async def on_sample_attempt_end(self, data: SampleAttemptEnd) -> None:
         live = self._live.get(data.sample_id)
         if live is None or not data.will_retry:
             return
-        self._map_pending(live)
-        error = self._policy.clean(data.error.message) if data.error is not None else None
-        self._emit_live(live, live.mapper.end_attempt(_now_ns(), data.attempt + 1, error))
+        self._map_pending(live, everything=True)
+        self._emit_live(live, live.mapper.end_attempt(_now_ns(), data.attempt + 1, data.error))
 
     def _emit_live(self, live: _LiveSample, done: Completed) -> None:
         if done:
@@ -308,7 +324,7 @@ class OtelHooks(Hooks):
                 live = self._start_live(task, data.sample, to_ns(data.sample.started_at) or 0,
                                         len(data.sample.error_retries or []) + 1, announce=False)
                 self._live.pop(live.mapper.uuid, None)
-            self._map_pending(live)
+            self._map_pending(live, everything=True)
             telemetry = finish_sample(live.mapper, data.sample)
             self._finish_live(live, telemetry)
         if telemetry.status == "error":
@@ -326,7 +342,7 @@ class OtelHooks(Hooks):
         for uuid, live in list(self._live.items()):
             if live.task is task:
                 del self._live[uuid]
-                self._map_pending(live)
+                self._map_pending(live, everything=True)
                 self._finish_live(live, abandon_sample(live.mapper, _now_ns()))
 
     @_never_raise

@@ -231,6 +231,7 @@ INSPECT_LIMIT_VALUE = "inspect.limit.value"
 INSPECT_RETRY_ATTEMPT = "inspect.retry.attempt"
 EXCEPTION_TYPE = "exception.type"
 EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
 
 # Attributes whose value is JSON text. The hook keeps each one valid JSON within
 # INSPECT_OTEL_MAX_ATTRIBUTE_LENGTH (content.truncate_json); the collector config exempts them from

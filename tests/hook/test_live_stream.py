@@ -292,3 +292,29 @@ def test_a_sample_torn_down_before_its_end_gets_a_cancelled_root(tmp_path, monke
     ids = {s.span_id for s in trace}
     assert all(not s.parent_span_id or s.parent_span_id in ids for s in trace)
     assert Counter(s.span_id for s in trace).most_common(1)[0][1] == 1
+
+
+@pytest.mark.parametrize("sample_id", ["crash", "retry"])
+def test_the_spans_a_raised_exception_ended_carry_it(live, sample_id):
+    """Errors where they happened: the tool call that raised, and the solver it raised through,
+    end with status ERROR, error.type and an exception event (message and traceback), not only
+    the root. For the retried sample: its failed attempt's spans."""
+    log, sink = live
+    sample, root, spans = _trace(sink, log, sample_id)
+    raised = [s for s in _tools(spans) if s.status_code == STATUS_ERROR]
+    # one per attempt that raised: "crash" raises on its retry too (retry_on_error=1)
+    assert len(raised) == {"crash": 2, "retry": 1}[sample_id], [s.status_code for s in _tools(spans)]
+    by_id = {s.span_id: s for s in spans}
+    generates = [by_id[tool.parent_span_id] for tool in raised]
+    assert {g.name for g in generates} == {"solver generate"}
+    for span in (*raised, *generates):
+        assert span.status_code == STATUS_ERROR
+        assert span.attributes["error.type"] == "RuntimeError"
+        assert f"{sample_id}: the tool crashed" in span.status_message
+        exception = [a for (name, _, a) in span.events if name == "exception"]
+        assert len(exception) == 1, span.events
+        assert exception[0]["exception.type"] == "RuntimeError"
+        assert f"{sample_id}: the tool crashed" in exception[0]["exception.message"]
+        assert "Traceback" in exception[0]["exception.stacktrace"]
+    # the tool calls that did not raise are fine
+    assert [s for s in _tools(spans) if s.status_code != STATUS_ERROR]

@@ -72,3 +72,27 @@ def test_a_span_of_an_unseen_parent_waits_for_the_transcript():
     assert not mapper.feed(log[3])  # the model call, its solvers span not seen yet
     spans = {s.name: s for s in finish_sample(mapper, finished).spans}
     assert spans["chat gpt-4o"].parent_span_id == spans["solvers"].span_id
+
+
+def test_a_finished_and_an_abandoned_root_are_built_by_one_builder():
+    """Issue 26: the abandoned root (a sample torn down before its end) carries every attribute
+    of the common block a finished root carries, with the same counts for what was mapped."""
+    from inspect_otel.mapping import abandon_sample
+    from inspect_otel.mapping._sample import root_attributes
+
+    log, live = _events()
+    finished = sample(log)
+    done, torn = _mapper(finished), _mapper(finished)
+    for event in live:
+        done.feed(event)
+        torn.feed(event)
+    finished_root = finish_sample(done, finished).spans[0]
+    abandoned_root = abandon_sample(torn, 10**10).spans[0]
+    common = root_attributes(torn, "cancelled", retries=0)
+    assert set(common) <= set(abandoned_root.attributes) and set(common) <= set(
+        finished_root.attributes)
+    for key in common:
+        if key != "inspect.sample.status":
+            assert abandoned_root.attributes[key] == finished_root.attributes[key], key
+    assert abandoned_root.attributes["inspect.sample.status"] == "cancelled"
+    assert abandoned_root.attributes["inspect.sample.tool_calls"] == 1

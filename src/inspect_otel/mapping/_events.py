@@ -20,7 +20,7 @@ def _approval(event: Any, policy: ContentPolicy) -> dict[str, Any]:
         sc.GEN_AI_TOOL_CALL_ID: event.call.id,
     }
     if policy.on_spans and event.explanation:
-        attrs[sc.INSPECT_APPROVAL_EXPLANATION] = policy.clean(event.explanation)
+        attrs[sc.INSPECT_APPROVAL_EXPLANATION] = policy.content(event.explanation)
     return attrs
 
 
@@ -34,12 +34,20 @@ def _limit(event: Any, policy: ContentPolicy) -> dict[str, Any]:
     return attrs
 
 
-def _error(event: Any, policy: ContentPolicy) -> dict[str, Any]:
-    message = event.error.message
-    return {
-        sc.EXCEPTION_TYPE: error_type(message, "Error"),
-        sc.EXCEPTION_MESSAGE: policy.clean(message),
+def exception_attributes(error: Any, policy: ContentPolicy) -> dict[str, Any]:
+    """An ``exception`` event's attributes from Inspect's EvalError: type, message, traceback
+    (errors are metadata: redacted by the metadata rules, with or without content capture)."""
+    attrs: dict[str, Any] = {
+        sc.EXCEPTION_TYPE: error_type(error.message, "Error"),
+        sc.EXCEPTION_MESSAGE: policy.clean(error.message),
     }
+    if getattr(error, "traceback", None):
+        attrs[sc.EXCEPTION_STACKTRACE] = policy.clean(error.traceback)
+    return attrs
+
+
+def _error(event: Any, policy: ContentPolicy) -> dict[str, Any]:
+    return exception_attributes(event.error, policy)
 
 
 def _info(event: Any, policy: ContentPolicy) -> dict[str, Any]:
@@ -58,7 +66,7 @@ def _logger(event: Any, policy: ContentPolicy) -> dict[str, Any]:
 
 
 def _input(event: Any, policy: ContentPolicy) -> dict[str, Any]:
-    return {sc.INSPECT_MESSAGE: policy.clean(event.input)} if policy.on_spans else {}
+    return {sc.INSPECT_MESSAGE: policy.content(event.input)} if policy.on_spans else {}
 
 
 def _interrupt(event: Any, policy: ContentPolicy) -> dict[str, Any]:

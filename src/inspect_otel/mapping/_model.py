@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import semconv as sc
-from ..content import ContentPolicy, finish_reason, output_messages, split_system, tool_definitions
+from ..content import ContentPolicy, finish_reason
+from ..conversation import Conversation, fit_call, resolve_attachments
 from ..redaction import without_headers
 from ._common import error_type, generate_config_attributes, split_model, to_ns, usage_attributes
 from ._server import ModelEndpoints, base_url, server_attributes
-from ._types import Kind, ModelCallMeasure, SpanData
+from ._types import Kind, ModelCallMeasure, SpanData, SpanEventData
 
 _NO_ENDPOINTS = ModelEndpoints()
 
@@ -21,39 +22,31 @@ def _response_model(response_model: str, model: str) -> str:
     return split_model(response_model)[1] if response_model.startswith(prefix) else response_model
 
 
-def _resolved(call: Any, attachments: Mapping[str, str]) -> Any:
-    """``call`` with Inspect's ``attachment://`` references replaced by their content.
-
-    At sample end Inspect holds each ModelEvent.call condensed (strings over 100 characters moved
-    to the sample's attachments); a log read with ``resolve_attachments="full"`` has it whole."""
-    if not attachments:
-        return call
-    from inspect_ai.log._condense import WalkContext, resolve_attachment_fn, walk_model_call
-
-    return walk_model_call(call, resolve_attachment_fn(attachments),
-                           WalkContext(message_cache={}, only_core=False))
-
-
 def provider_call_attributes(
     call: Any, attachments: Mapping[str, str], policy: ContentPolicy
 ) -> dict[str, Any]:
     """The provider's own request and response (Inspect's ModelEvent.call), opt-in: headers
-    dropped, then the redaction and JSON-safe truncation of every JSON attribute."""
+    dropped, Inspect's ``attachment://`` references resolved (at sample end Inspect holds each
+    call condensed: strings over 100 characters moved to the sample's attachments), content
+    redacted, and the request's conversation fitted to the budget before it is serialised
+    (``conversation.fit_call``: the work per call does not grow with the conversation)."""
     if call is None or not policy.raw_provider_call:
         return {}
-    call = _resolved(call, attachments)
-    attrs = {sc.INSPECT_MODEL_CALL_REQUEST: policy.clean_json(without_headers(call.request))}
+    attrs = {sc.INSPECT_MODEL_CALL_REQUEST: fit_call(call.request, attachments, policy)}
     if call.response is not None:
-        attrs[sc.INSPECT_MODEL_CALL_RESPONSE] = policy.clean_json(without_headers(call.response))
+        response = without_headers(resolve_attachments(call.response, attachments))
+        attrs[sc.INSPECT_MODEL_CALL_RESPONSE] = policy.content_json(response)
     return attrs
 
 
 def model_span(
     event: Any, trace_id: int, span_id: int, parent_span_id: int, policy: ContentPolicy,
     endpoints: ModelEndpoints = _NO_ENDPOINTS, attachments: Mapping[str, str] | None = None,
+    conversation: Conversation | None = None,
 ) -> tuple[SpanData, ModelCallMeasure]:
     """``endpoints``: the task's model base URLs; ``attachments``: the sample's (for a
-    ModelEvent.call condensed in memory)."""
+    ModelEvent.call condensed in memory); ``conversation``: the sample's messages converted so
+    far (content capture: each message is converted and redacted once per sample)."""
     provider, request_model = split_model(event.model)
     output = event.output
     attrs: dict[str, Any] = {
@@ -85,18 +78,27 @@ def model_span(
         attrs[sc.INSPECT_MODEL_CACHE] = event.cache
 
     error = event.error or (output.error if output is not None else None)
+    events: tuple[SpanEventData, ...] = ()
     if error:
         attrs[sc.ERROR_TYPE] = error_type(error, "model_error")
+    if event.error:  # the call raised: where it happened, with its traceback
+        exception = {sc.EXCEPTION_TYPE: attrs[sc.ERROR_TYPE],
+                     sc.EXCEPTION_MESSAGE: policy.clean(event.error)}
+        if event.traceback:
+            exception[sc.EXCEPTION_STACKTRACE] = policy.clean(event.traceback)
+        events = (SpanEventData(sc.EVENT_ERROR, to_ns(event.completed) or to_ns(event.timestamp)
+                                or 0, exception),)
 
     if policy.on_spans:
-        system, messages = split_system(event.input)
+        conversation = conversation or Conversation(policy)
+        system = conversation.system_instructions(event.input)
         if system:
-            attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = policy.clean_json(system)
-        attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.clean_json(messages)
+            attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = system
+        attrs[sc.GEN_AI_INPUT_MESSAGES] = conversation.input_messages(event.input)
         if output is not None and output.choices:
-            attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.clean_json(output_messages(output))
+            attrs[sc.GEN_AI_OUTPUT_MESSAGES] = conversation.output_messages(output)
         if event.tools:
-            attrs[sc.GEN_AI_TOOL_DEFINITIONS] = policy.clean_json(tool_definitions(event.tools))
+            attrs[sc.GEN_AI_TOOL_DEFINITIONS] = conversation.tool_definitions(event.tools)
         attrs.update(provider_call_attributes(event.call, attachments or {}, policy))
 
     start = to_ns(event.timestamp) or 0
@@ -113,6 +115,7 @@ def model_span(
         start_ns=start,
         end_ns=max(end, start),
         attributes=attrs,
+        events=events,
         error=policy.clean(error) if error else None,
     )
     measure_attrs = {

@@ -11,14 +11,8 @@ import math
 from typing import Any
 
 from .. import semconv as sc
-from ..content import (
-    ContentPolicy,
-    message_to_semconv,
-    output_messages,
-    redact_mapping,
-    split_system,
-    text_of,
-)
+from ..content import ContentPolicy, redact_mapping, text_of
+from ..conversation import Conversation
 from ._common import error_type, model_attributes, to_ns, usage_attributes
 from ._stream import SampleMapper, with_link
 from ._types import EvaluationResult, SampleTelemetry, SpanData, SpanEventData, TaskContext
@@ -129,7 +123,18 @@ def abandon_sample(mapper: SampleMapper, end_ns: int, status: str = "cancelled")
     a, root = mapper.attempt, mapper.attempt.root
     root.end_ns = end_ns
     root.error = f"sample {status}"
-    root.attributes.update({
+    root.attributes.update(root_attributes(mapper, status, retries=a.number - 1))
+    root.attributes[sc.ERROR_TYPE] = status
+    root_span = with_link(root.freeze(mapper.trace_id, end_ns), mapper.task_link())
+    return SampleTelemetry(spans=(root_span, *spans), results=(), model_calls=tuple(a.model_calls),
+                           tool_calls=tuple(a.tool_calls), status=status)
+
+
+def root_attributes(mapper: SampleMapper, status: str, retries: int) -> dict[str, Any]:
+    """What every sample root carries, finished or abandoned: its identity and the outcome of
+    its final attempt as the mapper knows it (the one builder of both roots)."""
+    a = mapper.attempt
+    return {
         sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_AGENT,
         sc.GEN_AI_AGENT_NAME: mapper.ctx.task_name,
         sc.GEN_AI_CONVERSATION_ID: mapper.uuid,
@@ -137,13 +142,13 @@ def abandon_sample(mapper: SampleMapper, end_ns: int, status: str = "cancelled")
         **model_attributes(mapper.ctx.model),
         **mapper.identity,
         sc.INSPECT_SAMPLE_STATUS: status,
+        sc.INSPECT_SAMPLE_RETRIES: retries,
         sc.INSPECT_SAMPLE_MODEL_CALLS: len(a.model_calls),
         sc.INSPECT_SAMPLE_TOOL_CALLS: len(a.tool_calls),
-        sc.ERROR_TYPE: status,
-    })
-    root_span = with_link(root.freeze(mapper.trace_id, end_ns), mapper.task_link())
-    return SampleTelemetry(spans=(root_span, *spans), results=(), model_calls=tuple(a.model_calls),
-                           tool_calls=tuple(a.tool_calls), status=status)
+        sc.INSPECT_SAMPLE_TOOL_ERRORS: sum(1 for t in a.tool_calls if sc.ERROR_TYPE in t),
+        sc.INSPECT_SAMPLE_MODEL_ERRORS: a.model_errors,
+        sc.INSPECT_SAMPLE_EVALUATIONS: len(a.final_results),
+    }
 
 
 def _root(mapper: SampleMapper, sample: Any, end: int) -> tuple[SpanData, str]:
@@ -154,22 +159,9 @@ def _root(mapper: SampleMapper, sample: Any, end: int) -> tuple[SpanData, str]:
     root.start_ns, root.end_ns = start, end
     status = _sample_status(sample)
     index = ctx.sample_index(str(sample.id))
-    root.attributes.update({
-        sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_AGENT,
-        sc.GEN_AI_AGENT_NAME: ctx.task_name,
-        sc.GEN_AI_CONVERSATION_ID: mapper.uuid,
-        sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE,
-        **model_attributes(ctx.model),
-        **mapper.identity,
-        sc.INSPECT_SAMPLE_STATUS: status,
-        sc.INSPECT_SAMPLE_RETRIES: len(sample.error_retries or []),
-        sc.INSPECT_SAMPLE_MODEL_CALLS: len(a.model_calls),
-        sc.INSPECT_SAMPLE_TOOL_CALLS: len(a.tool_calls),
-        sc.INSPECT_SAMPLE_TOOL_ERRORS: sum(1 for t in a.tool_calls if sc.ERROR_TYPE in t),
-        sc.INSPECT_SAMPLE_MODEL_ERRORS: a.model_errors,
-        sc.INSPECT_SAMPLE_EVALUATIONS: len(a.final_results),
-        sc.INSPECT_SAMPLE_MESSAGE_COUNT: len(sample.messages or []),
-    })
+    root.attributes.update(root_attributes(mapper, status,
+                                           retries=len(sample.error_retries or [])))
+    root.attributes[sc.INSPECT_SAMPLE_MESSAGE_COUNT] = len(sample.messages or [])
     if index is not None:
         root.attributes[sc.INSPECT_SAMPLE_INDEX] = index
         root.attributes[sc.INSPECT_SAMPLE_ORDINAL] = (
@@ -197,7 +189,7 @@ def _root(mapper: SampleMapper, sample: Any, end: int) -> tuple[SpanData, str]:
         }))
     _add_metadata(root.attributes, getattr(sample, "metadata", None) or {}, policy)
     if policy.on_spans:
-        _add_sample_content(root.attributes, sample, policy)
+        _add_sample_content(root.attributes, sample, mapper.conversation)
     return with_link(root.freeze(mapper.trace_id, end), mapper.task_link()), status
 
 
@@ -234,20 +226,22 @@ def _add_metadata(attrs: dict[str, Any], metadata: dict[str, Any], policy: Conte
             attrs[sc.INSPECT_SAMPLE_METADATA_PREFIX + key] = value
 
 
-def _add_sample_content(attrs: dict[str, Any], sample: Any, policy: ContentPolicy) -> None:
-    attrs[sc.INSPECT_SAMPLE_INPUT] = policy.clean(text_of(sample.input))
-    attrs[sc.INSPECT_SAMPLE_TARGET] = policy.clean(text_of(sample.target))
+def _add_sample_content(attrs: dict[str, Any], sample: Any, conversation: Conversation) -> None:
+    """The sample's input, target, output and whole conversation (system messages included),
+    fitted to the budget like a chat span's (``conversation.py``)."""
+    policy = conversation.policy
+    attrs[sc.INSPECT_SAMPLE_INPUT] = policy.content(text_of(sample.input))
+    attrs[sc.INSPECT_SAMPLE_TARGET] = policy.content(text_of(sample.target))
     if isinstance(sample.input, str):
-        messages = [{"role": "user", "parts": [{"type": "text", "content": sample.input}]}]
+        attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.content_json(
+            [{"role": "user", "parts": [{"type": "text", "content": sample.input}]}])
     else:
-        _, messages = split_system(sample.input)
-    attrs[sc.GEN_AI_INPUT_MESSAGES] = policy.clean_json(messages)
+        attrs[sc.GEN_AI_INPUT_MESSAGES] = conversation.input_messages(sample.input)
     output = getattr(sample, "output", None)
     if output is not None and output.choices:
-        attrs[sc.INSPECT_SAMPLE_OUTPUT] = policy.clean(output.completion)
-        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = policy.clean_json(output_messages(output))
+        attrs[sc.INSPECT_SAMPLE_OUTPUT] = policy.content(output.completion)
+        attrs[sc.GEN_AI_OUTPUT_MESSAGES] = conversation.output_messages(output)
     if sample.messages:
-        attrs[sc.INSPECT_SAMPLE_MESSAGES] = policy.clean_json(
-            [message_to_semconv(m) for m in sample.messages]
-        )
+        attrs[sc.INSPECT_SAMPLE_MESSAGES] = conversation.input_messages(
+            sample.messages, keep_system=True)
 

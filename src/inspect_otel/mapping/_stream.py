@@ -13,6 +13,11 @@ Pure: no I/O, no clock. Inspect's live-stream quirks are handled here, keyed by 
   never reach ``on_sample_event``) waits for the finished transcript at sample end;
 - a tool span completes when both its span end and its ToolEvent are in (live, the ToolEvent
   comes after the span end; in a log, right after the span begins);
+- an exception is recorded where it happened: a tool call that raised (``ToolEvent.failed``) or
+  a model call that raised starts a failure; the spans that end while it propagates (the tool's,
+  then its solver's and so on) wait for the sample's ``ErrorEvent`` and end with status ERROR,
+  ``error.type`` and an ``exception`` event (message and traceback). Any other event first means
+  the exception was caught: the waiting spans leave as they are (the tool's with its error);
 - a handoff is one span: Inspect wraps the handoff tool's [tool] span (the agent runs inside it)
   in a [handoff] span and records the ToolEvent under the handoff's parent. The [tool] span takes
   the [handoff] span's place (its parent, its start, its end, its children and events) and
@@ -28,8 +33,9 @@ from typing import Any
 from .. import ids
 from .. import semconv as sc
 from ..content import ContentPolicy
-from ._common import error_type, model_attributes, to_ns
-from ._events import SPAN_EVENTS
+from ..conversation import Conversation
+from ._common import model_attributes, to_ns
+from ._events import SPAN_EVENTS, exception_attributes
 from ._model import model_span
 from ._score import evaluation_attributes
 from ._tool import sandbox_attributes, tool_attributes
@@ -83,6 +89,7 @@ class _Span:
     # A [tool] span that took a [handoff] span's place: it waits for the handoff's end too.
     handoff_id: str | None = None
     handoff_open: bool = False
+    raised: bool = False  # ended while an exception propagated through it
 
     def freeze(self, trace_id: int, default_end: int) -> SpanData:
         end = self.end_ns if self.end_ns is not None else default_end
@@ -118,6 +125,9 @@ class _Attempt:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     root_scores: dict[str, float] = field(default_factory=dict)
     final_results: set[tuple[str, int]] = field(default_factory=set)
+    # An exception propagating (a tool or model call raised) and the spans it ended so far.
+    failing: bool = False
+    raising: list[_Span] = field(default_factory=list)
 
 
 def inspect_span_name(span_type: str | None, name: str) -> str:
@@ -170,10 +180,12 @@ class SampleMapper:
         # The sample's attachments, for ModelEvent.call condensed in a transcript (a finished
         # sample's); live events carry their call inline.
         self.attachments: dict[str, str] | None = None
+        # Content capture: the sample's messages, each converted and redacted once.
+        self.conversation = Conversation(policy)
         self.attempt = self._new_attempt(attempt)
 
     # --- identity -----------------------------------------------------------------------------
-    def root_probe(self) -> SpanData:
+    def root_at_start(self) -> SpanData:
         """The root as known at the start (trace id, name, identity): what sampling decides on,
         live and replayed alike."""
         attributes = {sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_AGENT,
@@ -207,15 +219,19 @@ class SampleMapper:
             if not self.log_order and not (self._final(event) and self._parent_known(event)):
                 return NOTHING  # mapped when final, or from the finished transcript at the end
             self._seen.add(uuid)
+        settled = NOTHING
+        if self.attempt.failing and event.event in _CONTINUING:
+            settled = self._settle_failure(None)  # the exception was caught: the sample goes on
         handler = _HANDLERS.get(event.event)
         if handler is not None:
-            return handler(self, event, index)
+            done = handler(self, event, index)
+            return Completed(settled.spans + done.spans, done.results) if settled else done
         if event.event in SPAN_EVENTS:
             name, mapper = SPAN_EVENTS[event.event]
             self._enclosing(event).events.append(
                 SpanEventData(name, to_ns(event.timestamp) or self.start_ns, mapper(event, self.policy))
             )
-        return NOTHING
+        return settled
 
     def _final(self, event: Any) -> bool:
         if event.pending:
@@ -308,22 +324,61 @@ class SampleMapper:
             # it ends: a failed one's carry its error. Their children leave as each completes;
             # without retries a failed attempt is the sample's last, its root carries the error.
             return NOTHING
-        return self._emit(span)
+        return self._emit_or_hold(span)
+
+    def _emit_or_hold(self, span: _Span) -> Completed:
+        """A complete span leaves, unless an exception is propagating through it: then it waits
+        for the exception (module docstring)."""
+        if not self.attempt.failing:
+            return self._emit(span)
+        span.raised = True
+        self.attempt.raising.append(span)
+        return NOTHING
+
+    def _error(self, event: Any, index: int) -> Completed:
+        """The sample's error (an ErrorEvent): an ``exception`` event on its enclosing span, as
+        any span event, and the spans it ended on its way out end with it."""
+        attrs = exception_attributes(event.error, self.policy)
+        self._enclosing(event).events.append(
+            SpanEventData(sc.EVENT_ERROR, to_ns(event.timestamp) or self.start_ns, attrs))
+        return self._settle_failure(attrs, to_ns(event.timestamp) or self.start_ns)
+
+    def _settle_failure(self, exception: dict[str, Any] | None, time_ns: int = 0) -> Completed:
+        a = self.attempt
+        spans = []
+        for span in a.raising:
+            if exception is not None:
+                span.error = exception[sc.EXCEPTION_MESSAGE]
+                span.attributes[sc.ERROR_TYPE] = exception[sc.EXCEPTION_TYPE]
+                span.events.append(SpanEventData(sc.EVENT_ERROR, time_ns, exception))
+            if not span.emitted:
+                spans.append(self._release(span))
+        a.failing, a.raising = False, []
+        return Completed(spans=tuple(spans))
 
     def _emit(self, span: _Span) -> Completed:
+        return Completed(spans=(self._release(span),))
+
+    def _release(self, span: _Span) -> SpanData:
+        """``span`` frozen for export; what stays in the mapper keeps only the tree (ids, types,
+        parents): a running sample holds no content of the spans it has already sent."""
         span.emitted = True
-        return Completed(spans=(span.freeze(self.trace_id, self._fallback_end),))
+        frozen = span.freeze(self.trace_id, self._fallback_end)
+        span.attributes, span.events = {}, []
+        return frozen
 
     def _model(self, event: Any, index: int) -> Completed:
         a = self.attempt
         parent = self._enclosing(event)
         span, measure = model_span(
             event, self.trace_id, ids.span_id(self.trace_id, event_key(event, index)),
-            parent.span_id, self.policy, self.ctx.endpoints, self.attachments,
+            parent.span_id, self.policy, self.ctx.endpoints, self.attachments, self.conversation,
         )
         a.model_calls.append(measure)
         if sc.ERROR_TYPE in span.attributes:
             a.model_errors += 1
+        if event.error:  # the call raised (not a refusal or a content filter): it propagates
+            a.failing = True
         # A scorer that called a model is model-graded (an LLM judge).
         ancestor: _Span | None = parent
         while ancestor is not None and ancestor.inspect_type != "scorer":
@@ -353,7 +408,7 @@ class SampleMapper:
         self._apply_tool(target, index, event)
         if target.end_ns is None or target.handoff_open:
             return NOTHING
-        return self._emit(target)
+        return self._emit_or_hold(target)
 
     def _apply_tool(self, target: _Span, index: int, event: Any) -> None:
         attrs, error = tool_attributes(event, self.policy)
@@ -361,11 +416,16 @@ class SampleMapper:
         target.attributes.update(attrs)
         target.error = error
         target.tool_matched = True
+        if event.failed and event.error is None:  # the tool raised: an exception propagates
+            target.error = f"tool {event.function} raised"
+            target.attributes[sc.ERROR_TYPE] = "tool_raised"
+            self.attempt.failing = True
         self.attempt.tool_calls.append(
             {k: attrs[k] for k in (sc.GEN_AI_TOOL_NAME, sc.ERROR_TYPE) if k in attrs})
 
     def _orphan_tool(self, index: int, event: Any) -> SpanData:
-        """A ToolEvent no tool span claimed: a span of its own."""
+        """A ToolEvent no tool span claimed: a span of its own (its exception, if it raised, is
+        the sample's: it is not held, nothing else of it will end)."""
         span = _Span(
             span_id=ids.span_id(self.trace_id, event_key(event, index)),
             parent_span_id=self._enclosing(event).span_id,
@@ -374,8 +434,7 @@ class SampleMapper:
             end_ns=to_ns(event.completed),
         )
         self._apply_tool(span, index, event)
-        span.emitted = True
-        return span.freeze(self.trace_id, self._fallback_end)
+        return self._release(span)
 
     def _sandbox(self, event: Any, index: int) -> Completed:
         start = to_ns(event.timestamp) or self.start_ns
@@ -412,8 +471,10 @@ class SampleMapper:
         return Completed(results=results)
 
     # --- ends ---------------------------------------------------------------------------------
-    def _close(self, end_ns: int, error: str | None = None) -> list[SpanData]:
-        """Every span of the current attempt that has not left yet, ended at ``end_ns``."""
+    def _close(self, end_ns: int, exception: dict[str, Any] | None = None) -> list[SpanData]:
+        """Every span of the current attempt that has not left yet, ended at ``end_ns``; with the
+        attempt's ``exception`` (exception_attributes), the spans it ended or interrupted and the
+        top-level ones end with it."""
         a = self.attempt
         out: list[SpanData] = []
         for waiting in a.waiting_tool_events.values():
@@ -424,17 +485,23 @@ class SampleMapper:
             if span.emitted:
                 continue
             unfinished = span.end_ns is None or (span.inspect_type == "tool" and not span.tool_matched)
-            if error is not None and (unfinished or span.parent_span_id == self.root_id):
-                span.error = error  # the failed attempt, and what it was doing when it failed
-                span.attributes[sc.ERROR_TYPE] = error_type(error, "sample_error")
-            span.emitted = True
-            out.append(span.freeze(self.trace_id, end_ns))
+            if exception is not None and (unfinished or span.raised or
+                                          span.parent_span_id == self.root_id):
+                # the failed attempt, and what it was doing when it failed
+                span.error = exception[sc.EXCEPTION_MESSAGE]
+                span.attributes[sc.ERROR_TYPE] = exception[sc.EXCEPTION_TYPE]
+                if unfinished or span.raised:
+                    span.events.append(SpanEventData(sc.EVENT_ERROR, end_ns, exception))
+            span.end_ns = span.end_ns if span.end_ns is not None else end_ns
+            out.append(self._release(span))
+        a.failing, a.raising = False, []
         return out
 
-    def end_attempt(self, end_ns: int, next_attempt: int, error: str | None) -> Completed:
+    def end_attempt(self, end_ns: int, next_attempt: int, error: Any | None) -> Completed:
         """A failed attempt that will be retried (live only): its spans have left or leave now,
-        still-open ones ended with the attempt's error; the retry maps into a fresh attempt."""
-        spans = self._close(end_ns, error)
+        still-open ones ended with the attempt's error (Inspect's EvalError: message and
+        traceback); the retry maps into a fresh attempt."""
+        spans = self._close(end_ns, exception_attributes(error, self.policy) if error else None)
         self.attempt = self._new_attempt(next_attempt)
         return Completed(spans=tuple(spans))
 
@@ -449,7 +516,12 @@ _HANDLERS = {
     "tool": SampleMapper._tool,
     "sandbox": SampleMapper._sandbox,
     "score": SampleMapper._score,
+    "error": SampleMapper._error,
 }
+# Events of new work: one of them while an exception propagates means it was caught. (Spans
+# end, and Inspect logs and records the error, while it propagates.)
+_CONTINUING = frozenset(("span_begin", "model", "tool", "sandbox", "score", "state", "store",
+                         "subtask", "approval", "input"))
 
 
 def with_link(root: SpanData, link: LinkData) -> SpanData:
