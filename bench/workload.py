@@ -244,15 +244,15 @@ def time_hooks() -> dict[str, list[float]]:
             def wrap(method: Any = method, slot: list[float] = slot) -> Any:
                 if pyinspect.iscoroutinefunction(method):
                     @functools.wraps(method)
-                    async def timed(self: Any, *args: Any) -> None:
+                    async def timed(self: Any, *args: Any, **kwargs: Any) -> None:
                         with _Timing(slot):
-                            await method(self, *args)
+                            await method(self, *args, **kwargs)
                     return timed
 
                 @functools.wraps(method)
-                def timed_sync(self: Any, *args: Any) -> Any:
+                def timed_sync(self: Any, *args: Any, **kwargs: Any) -> Any:
                     with _Timing(slot):
-                        return method(self, *args)
+                        return method(self, *args, **kwargs)
                 return timed_sync
 
             setattr(cls, name, wrap())
