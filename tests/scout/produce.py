@@ -4,7 +4,7 @@ optionally, over OTLP/HTTP to an endpoint (the receiver). Run in its own process
 are process-global.
 
     python -m tests.scout.produce --log-dir D --jsonl F.jsonl --proto F.pb [--endpoint URL]
-        [--content on|off] [--samples N] [--epochs N] [--workload N]
+        [--content on|off] [--samples N] [--epochs N] [--workload N] [--long-agent TURNS]
 """
 
 from __future__ import annotations
@@ -26,10 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--workload", type=int, metavar="N",
                         help="run bench/workload.py's agent eval with N samples instead")
+    parser.add_argument("--long-agent", type=int, metavar="TURNS",
+                        help="run tests/support/long_agent.py's eval (--samples of them) instead")
+    parser.add_argument("--max-attribute-length", type=int,
+                        help="INSPECT_OTEL_MAX_ATTRIBUTE_LENGTH for the hook")
+    parser.add_argument("--redact-pattern", help="INSPECT_OTEL_REDACT_PATTERNS for the hook")
     args = parser.parse_args(argv)
 
     os.environ["INSPECT_OTEL_ENABLED"] = "true"  # the hook uses the providers set up below
     os.environ["OTEL_METRICS_EXPORTER"] = "none"
+    if args.redact_pattern:
+        os.environ["INSPECT_OTEL_REDACT_PATTERNS"] = args.redact_pattern
+    if args.max_attribute_length:
+        os.environ["INSPECT_OTEL_MAX_ATTRIBUTE_LENGTH"] = str(args.max_attribute_length)
     os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = (
         "true" if args.content == "on" else "false")
 
@@ -75,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench.workload import run_workload
 
         logs = [run_workload(args.workload, args.log_dir)]
+    elif args.long_agent:
+        from tests.support import long_agent
+
+        logs = eval(long_agent.long_agent(turns=args.long_agent, samples=args.samples or 1),
+                    model=long_agent.MODEL, model_args=long_agent.model_args(),
+                    log_dir=str(args.log_dir), display="none")
     else:
         evals._attempts.clear()
         task = evals.calculator(**({"samples": args.samples} if args.samples else {}))
