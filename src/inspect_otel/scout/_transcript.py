@@ -62,6 +62,7 @@ from ._messages import (
     text_value,
     tool_error,
 )
+from ._conversation import rebuild, was_cut
 from ._spans import Span, SpanEvent, TaskInfo, Trace
 
 SOURCE_OTLP = "otlp"
@@ -283,6 +284,7 @@ class _Context:
     target: str | None = None
     scores: dict[str, Score] = field(default_factory=dict)  # final scores in scorer order
     model_events: list[tuple[ModelEvent, bool]] = field(default_factory=list)  # (event, in scorer)
+    cut_inputs: set[int] = field(default_factory=set)  # id() of model events whose input was fitted
 
     def working_start(self, ns: int) -> float:
         return max(ns - self.start_ns, 0) / 1e9
@@ -331,7 +333,7 @@ def _model_event(span: Span, parent: str | None, ctx: _Context) -> ModelEvent:
         response_id=_str(attrs.get(sc.GEN_AI_RESPONSE_ID)),
     )
     cache = attrs.get(sc.INSPECT_MODEL_CACHE)
-    return ModelEvent(
+    event = ModelEvent(
         call=_model_call(attrs),
         uuid=_str(attrs.get(sc.INSPECT_EVENT_UUID)) or stable_id(seed, "model"),
         span_id=parent, timestamp=_time(span.start_ns), completed=_time(span.end_ns),
@@ -341,6 +343,9 @@ def _model_event(span: Span, parent: str | None, ctx: _Context) -> ModelEvent:
         retries=_int(attrs.get(sc.INSPECT_MODEL_RETRIES)), error=error,
         cache=cache if cache in ("read", "write") else None,
     )
+    if was_cut(attrs.get(sc.GEN_AI_INPUT_MESSAGES)):
+        ctx.cut_inputs.add(id(event))
+    return event
 
 
 def _tool_event(span: Span, parent: str | None, ctx: _Context) -> ToolEvent:
@@ -618,8 +623,13 @@ def _sample_transcript(trace: Trace, root: Span, task: TaskInfo | None, source_t
     events: list[Event] = []
     _walk(_tree(trace, root), None, False, ctx, events)
 
-    if sc.INSPECT_SAMPLE_MESSAGES in attrs:
-        messages = messages_from_semconv(attrs[sc.INSPECT_SAMPLE_MESSAGES], f"{trace.trace_id}/sample")
+    seed = f"{trace.trace_id}/sample"
+    if ctx.cut_inputs or was_cut(attrs.get(sc.INSPECT_SAMPLE_MESSAGES)):
+        # a long conversation, fitted to the budget on each span: whole again from all of them
+        calls = [event for event, in_scorer in ctx.model_events if not in_scorer]
+        messages = rebuild(attrs.get(sc.INSPECT_SAMPLE_MESSAGES), seed, calls, ctx.cut_inputs)
+    elif sc.INSPECT_SAMPLE_MESSAGES in attrs:
+        messages = messages_from_semconv(attrs[sc.INSPECT_SAMPLE_MESSAGES], seed)
     else:
         messages = _conversation(ctx)
     task_fields, task_metadata = _task_fields(task)
