@@ -77,6 +77,10 @@ def test_scout_import_reads_the_long_trace(landed, mlflow_server, tmp_path):
     tools = [e for e in transcript.events if e.event == "tool"]
     assert len(models) == TURNS and len(tools) == TURNS - 1
     assert transcript.total_tokens == log.samples[0].model_usage[MODEL].total_tokens
+    # the conversation, fitted to the budget on every span, whole again (scout/_conversation.py)
+    assert [m.id for m in transcript.messages] == [m.id for m in log.samples[0].messages]
+    assert [len(e.input) for e in models] == [len(e.input) for e in log.samples[0].events
+                                              if e.event == "model"]
 
 
 def test_compare_reads_the_long_run_and_its_log(landed, mlflow_client, mlflow_server):
