@@ -20,7 +20,7 @@ from inspect_otel import ids
 from inspect_otel.stack import CAPTURE_ENV, EmbeddedStack, StackError, kept_token, otlp_headers
 from inspect_otel.stack._signals import STOP_SIGNALS, install_sigterm_handler
 from inspect_otel.stack._supervise import supervise
-from inspect_otel.stack.cli import add_stack_arguments, stack_from_args
+from inspect_otel.stack.cli import add_stack_arguments, stack_from_args, start_stack
 
 LANDING_TIMEOUT_S = 180.0
 
@@ -219,11 +219,7 @@ def main(args: argparse.Namespace) -> int:
             out.write(f"Using the inspect-otel stack already running (MLflow {stack.mlflow_url}, "
                       f"OTLP {stack.otlp_http_url}).\n")
         else:
-            out.write(f"Starting MLflow and the inspect-otel receiver (data in {stack.data_dir}) ...\n")
-            try:
-                stack.start()
-            except StackError as exc:
-                out.write(f"error: {exc}\n")
+            if not start_stack(stack, out):
                 return 1
             started = True
 

@@ -75,6 +75,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_stack_arguments(parser)
 
 
+def start_stack(stack: EmbeddedStack, out: TextIO) -> bool:
+    """Start it, with progress on ``out``; False after saying in one line why it could not."""
+    out.write(f"Starting MLflow and the inspect-otel receiver (data in {stack.data_dir})\n")
+    try:
+        stack.start()
+    except StackError as exc:
+        out.write(f"error: {exc}\n")
+        return False
+    return True
+
+
 def main(args: argparse.Namespace) -> int:
     out = sys.stderr
     stack = stack_from_args(args, out)
@@ -85,11 +96,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     undo = install_sigterm_handler()
     try:
-        out.write(f"Starting MLflow and the inspect-otel receiver (data in {stack.data_dir})\n")
-        try:
-            stack.start()
-        except StackError as exc:
-            out.write(f"error: {exc}\n")
+        if not start_stack(stack, out):
             return 1
         sys.stdout.write(stack.summary() + "Press Ctrl-C to stop.\n")
         sys.stdout.flush()
