@@ -224,13 +224,22 @@ def test_up_then_demo_reuses_it_then_sigterm_stops_everything(tmp_path: Path) ->
         assert _exports(again) == _exports(out) and len(_exports(out)) == 3
         assert "receiver token   kept in" in again and token not in again
         assert _post_empty(otlp_url, token) == 200
-        # Ctrl-C while the receiver is down (between its death and its restart) stops all
+        # Ctrl-C while the receiver is down (between its death and its restart) stops all; a
+        # second Ctrl-C while MLflow will not stop (frozen here) kills what is left at once
+        mlflow_pid = _child_pid(up, "mlflow server")
         os.kill(_child_pid(up, "inspect_otel.cli receiver"), signal.SIGKILL)
         wait_for(lambda: "receiver exited with signal SIGKILL" in _text(up), 30,
                  "`up` to notice the receiver died")
+        os.killpg(mlflow_pid, signal.SIGSTOP)
         up.signal(signal.SIGINT)  # what Ctrl-C delivers
-        assert up.proc.wait(90) == 0, _text(up)
-        assert _text(up).rstrip().endswith("Stopped.")
+        wait_for(lambda: "stopping: SIGTERM" in (data / "logs" / "mlflow.log").read_text(), 60,
+                 "`up` to start stopping MLflow")
+        assert up.alive()  # waiting for MLflow's grace period
+        up.signal(signal.SIGINT)
+        assert up.proc.wait(60) == 0, _text(up)
+        text = _text(up)
+        assert "Second signal: killing the stack's processes." in text, text
+        assert text.rstrip().endswith("Stopped.")
         _stopped_everything(up, data, ports)
         assert path.read_text().strip() == token
     finally:

@@ -106,6 +106,8 @@ class ChildProcess:
         proc = self.proc
         if proc is None:
             return
+        if proc.poll() is None:
+            self.note(f"stopping: SIGTERM to its process group, SIGKILL after {grace_s:g}s")
         for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, KILL_WAIT_S)):
             try:
                 os.killpg(proc.pid, sig)
