@@ -279,6 +279,9 @@ class _PortThief:
 
     def __init__(self, port: int) -> None:
         self.sock = socket.socket()
+        # as servers do (the receiver too): the port's closed connections wait in TIME_WAIT for
+        # a minute, and without this a bind fails all that time; two listeners still cannot share
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.port, self.held = port, threading.Event()
         threading.Thread(target=self._take, daemon=True).start()
 
