@@ -14,7 +14,7 @@ import sys
 _COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("inspect_otel.replay", "send finished .eval/.json logs over OTLP like the live hook"),
     "receiver": ("inspect_otel.receiver.cli", "run the OTLP receiver that writes to MLflow"),
-    "up": ("inspect_otel.stack", "start MLflow and the receiver locally (no Docker)"),
+    "up": ("inspect_otel.stack.cli", "start MLflow and the receiver locally (no Docker)"),
     "demo": ("inspect_otel.demo", "run a bundled offline eval into the local stack"),
     "compare": ("inspect_otel.compare.cli",
                 "compare two evals (logs or MLflow runs): paired, epoch-aware significance tests"),

@@ -25,11 +25,16 @@ TOPICS = ("arithmetic", "geography", "history", "science")
 QUESTIONS = [(f"q{i:02d}", f"Question {i}: what is {i} + {i}?", str(2 * i), TOPICS[i % 4])
              for i in range(24)]
 
-# question index -> how the model answers: "right", "wrong", or "flaky" (right on odd calls).
+# question index -> how the model answers: "right", "wrong", "flaky" (right on odd calls), or
+# "error" (the model call fails: the sample errors, with fail_on_error=False).
 # The baseline gets the even questions wrong; the candidate fixes 10 of them, half-fixes one,
 # and breaks one question the baseline got right.
 BASELINE = {i: ("wrong" if i % 2 == 0 else "right") for i in range(24)}
 CANDIDATE = {**{i: "right" for i in range(24)}, 10: "flaky", 20: "wrong", 1: "wrong"}
+# The case: errors, and a sample one side lacks (run on 8 questions and on 7):
+# q02 errors in both, q03 in the baseline only, q04 in the candidate only, q07 only in the baseline.
+ERRORING_BASELINE = {**BASELINE, 2: "error", 3: "error"}
+ERRORING_CANDIDATE = {**CANDIDATE, 2: "error", 4: "error"}
 
 
 def answering(rules: dict[int, str], extra_only: tuple[str, ...] = ()) -> Any:
@@ -40,6 +45,8 @@ def answering(rules: dict[int, str], extra_only: tuple[str, ...] = ()) -> Any:
         index = int(text.split("Question ", 1)[1].split(":", 1)[0])
         calls[index] = calls.get(index, 0) + 1
         rule = rules[index]
+        if rule == "error":
+            raise RuntimeError(f"scripted failure on question {index}")
         right = rule == "right" or (rule == "flaky" and calls[index] % 2 == 1)
         answer = str(2 * index) if right else f"I am not sure, maybe {2 * index + 1}"
         output = ModelOutput.from_content(MODEL, answer if index % 2 else f"The answer: {answer}")

@@ -18,7 +18,15 @@ from scipy import stats
 
 from inspect_otel.compare import CompareError, compare_evals
 from inspect_otel.receiver import _mlflow_names
-from tests.compare.quiz import BASELINE, CANDIDATE, quiz, quiz_extra, run_quiz
+from tests.compare.quiz import (
+    BASELINE,
+    CANDIDATE,
+    ERRORING_BASELINE,
+    ERRORING_CANDIDATE,
+    quiz,
+    quiz_extra,
+    run_quiz,
+)
 from tests.receiver.mlflow_view import read_table
 
 EXPERIMENT = "compare-e2e"
@@ -44,6 +52,11 @@ def world(mlflow_server, mlflow_client, tmp_path_factory):
             m.setenv("INSPECT_OTEL_SAMPLE_METADATA_KEYS", "topic")  # content capture stays off
             base = run_quiz(tmp / "base", BASELINE, epochs=2)
             cand = run_quiz(tmp / "cand", CANDIDATE, epochs=2)
+            # the issue's pair: samples that error (in both, in one) and one the candidate lacks
+            ebase = run_quiz(tmp / "ebase", ERRORING_BASELINE, epochs=1, tasks=quiz(count=8),
+                             fail_on_error=False)
+            ecand = run_quiz(tmp / "ecand", ERRORING_CANDIDATE, epochs=1, tasks=quiz(count=7),
+                             fail_on_error=False)
             m.delenv("INSPECT_OTEL_SAMPLE_METADATA_KEYS")
             # one Inspect run with two tasks, exported without any sample metadata
             pair = run_quiz(tmp / "pair", CANDIDATE, epochs=1,
@@ -51,9 +64,10 @@ def world(mlflow_server, mlflow_client, tmp_path_factory):
         rp.wait_idle(240)
         exp = mlflow_client.get_experiment_by_name(EXPERIMENT)
         runs = {name: _task_run(mlflow_client, exp.experiment_id, log.eval.eval_id)
-                for name, log in (("base", base), ("cand", cand), ("pair", pair[0]))}
+                for name, log in (("base", base), ("cand", cand), ("pair", pair[0]),
+                                  ("ebase", ebase), ("ecand", ecand))}
         foreign = mlflow_client.create_run(exp.experiment_id, run_name="not from the receiver")
-        yield dict(base=base, cand=cand, pair=pair, runs=runs, rp=rp,
+        yield dict(base=base, cand=cand, ebase=ebase, ecand=ecand, pair=pair, runs=runs, rp=rp,
                    exp=exp.experiment_id, url=mlflow_server.url, foreign=foreign.info.run_id,
                    tmp=tmp)
     finally:
@@ -91,6 +105,82 @@ def test_log_and_mlflow_run_give_identical_comparisons(world, cluster):
     if cluster:
         assert {s.clusters for s in from_logs.scorers if s.n} == {4}
         assert {s.test for s in from_logs.scorers if s.n} == {"clustered t"}
+
+
+def _reordered_copy(location: str, folder: Path) -> str:
+    """The same log with its samples in reverse order (as completion order can have them)."""
+    from inspect_ai.log import write_eval_log
+
+    log = read_eval_log(location)
+    log.samples = list(reversed(log.samples or []))
+    path = str(folder / f"reversed-{Path(location).name}")
+    write_eval_log(log, path)
+    return path
+
+
+@pytest.mark.parametrize("pair", ["", "e"])
+def test_the_same_bootstrap_from_logs_and_runs_whatever_their_order(world, pair):
+    """The issue's item 8: a log pair and the MLflow run pair made from the same evals give the
+    same bootstrap interval (and every other number), though the log hands its samples over in
+    another order than the receiver's table."""
+    from inspect_otel.compare._readers import read_side
+
+    runs, url, tmp = world["runs"], world["url"], world["tmp"]
+    logs = [_reordered_copy(world[f"{pair}{side}"].location, tmp) for side in ("base", "cand")]
+    run_ids = [runs[f"{pair}{side}"].info.run_id for side in ("base", "cand")]
+    from_log = [r.sample_id for r in read_side(logs[0]).records]
+    from_run = [r.sample_id for r in read_side(run_ids[0], tracking_uri=url).records]
+    assert sorted(from_log) == sorted(from_run) and from_log != from_run  # the orders differ
+    c_logs = compare_evals(*logs)
+    c_runs = compare_evals(*run_ids, tracking_uri=url)
+    boot = [(s.scorer, s.bootstrap_ci_low, s.bootstrap_ci_high) for s in c_logs.scorers
+            if s.bootstrap_ci_low is not None and s.bootstrap_ci_low != s.bootstrap_ci_high]
+    assert len(boot) >= 3, boot
+    assert [(s.scorer, s.bootstrap_ci_low, s.bootstrap_ci_high) for s in c_runs.scorers
+            if (s.scorer, s.bootstrap_ci_low, s.bootstrap_ci_high) in boot] == boot
+    assert _numbers(c_runs) == _numbers(c_logs)
+
+
+def test_samples_left_out_are_named_with_why_from_logs_and_runs(world, capsys):
+    """The issue's item 7b: a sample that errored in both runs (and one that errored in one, and
+    one the candidate lacks) is named with its reason, in the text and in --json, the same from
+    the logs and from the MLflow runs."""
+    from inspect_otel.cli import main
+
+    ebase, ecand, runs, url = world["ebase"], world["ecand"], world["runs"], world["url"]
+    from_logs = compare_evals(ebase.location, ecand.location)
+    from_runs = compare_evals(runs["ebase"].info.run_id, runs["ecand"].info.run_id,
+                              tracking_uri=url)
+    assert _numbers(from_runs) == _numbers(from_logs)
+    everywhere = [(e.sample_id, e.reason) for e in from_logs.excluded if e.scorers is None]
+    assert everywhere == [("q02", "errored in both"), ("q03", "errored in the baseline"),
+                          ("q04", "errored in the candidate"), ("q07", "only in the baseline")]
+    # quality/note is never numeric: every other matched sample is left out of that one test
+    note = [e.sample_id for e in from_logs.excluded if e.scorers == ("quality/note",)]
+    assert note == ["q00", "q01", "q05", "q06"]
+    assert from_logs.matched == 7 and from_logs.scorer("match").n == 4
+
+    assert main(["compare", ebase.location, ecand.location]) == 0
+    out = capsys.readouterr().out
+    assert ("samples: 7 matched, 1 only in the baseline, 0 only in the candidate; 3 matched left "
+            "out of every test, 4 left out of some (why: below)") in out
+    for line in ("  every scorer: errored in both (1): q02",
+                 "  every scorer: errored in the baseline (1): q03",
+                 "  every scorer: errored in the candidate (1): q04",
+                 "  every scorer: only in the baseline (1): q07",
+                 "  quality/note: no numeric score in both (4): q00, q01, q05, q06"):
+        assert line in out.splitlines(), out
+    assert main(["compare", runs["ebase"].info.run_id, runs["ecand"].info.run_id,
+                 "--tracking-uri", url, "--json", "-"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["matched"] == 7
+    assert data["excluded"][:2] == [
+        {"sample_id": "q00", "reason": "no numeric score in both", "baseline": "non_numeric",
+         "candidate": "non_numeric", "scorers": ["quality/note"]},
+        {"sample_id": "q01", "reason": "no numeric score in both", "baseline": "non_numeric",
+         "candidate": "non_numeric", "scorers": ["quality/note"]}]
+    assert {"sample_id": "q02", "reason": "errored in both", "baseline": "errored",
+            "candidate": "errored", "scorers": None} in data["excluded"]
 
 
 def test_numbers_match_inspect_and_scipy(world):

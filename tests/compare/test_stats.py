@@ -31,9 +31,10 @@ def table(scores: dict[str, dict[str, list[float | None]]], kind: str = "log",
 
 
 def paired(a: np.ndarray, b: np.ndarray, name: str = "s") -> tuple[EvalTable, EvalTable]:
-    """Per-sample values (one epoch) -> two tables."""
-    return (table({f"x{i}": {name: [float(v)]} for i, v in enumerate(a)}),
-            table({f"x{i}": {name: [float(v)]} for i, v in enumerate(b)}))
+    """Per-sample values (one epoch) -> two tables, the samples in array order (compare puts
+    them in sample-id order before its bootstrap)."""
+    return (table({f"x{i:04d}": {name: [float(v)]} for i, v in enumerate(a)}),
+            table({f"x{i:04d}": {name: [float(v)]} for i, v in enumerate(b)}))
 
 
 RNG = np.random.default_rng(7)

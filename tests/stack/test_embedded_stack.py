@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.stack.conftest import Proc, http_ok, kill_mentioning, wait_for
+from tests.stack.conftest import Proc, http_ok, kill_mentioning, processes_mentioning, wait_for
 from tests.support.mlflow_server import free_port
+
+HERE = Path(__file__).resolve().parent
+# The line `up` prints for the token: it reads the kept file, the token itself is never echoed.
+HEADER_LINE = re.compile(
+    r'export OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20\$\(cat (\S+)\)"')
 
 
 def _ports() -> list[str]:
@@ -72,9 +80,10 @@ def _cli(*args: str) -> list[str]:
 
 
 def _clean_env() -> dict[str, str]:
-    # The stack must work from a plain shell: no OTEL_* or MLFLOW_* settings inherited.
+    # The stack must work from a plain shell: no OTEL_* or MLFLOW_* settings inherited, and
+    # Inspect's log directory its default (the suite points it elsewhere).
     return {k: v for k, v in os.environ.items()
-            if not k.startswith(("OTEL_", "INSPECT_OTEL_", "MLFLOW_"))}
+            if not k.startswith(("OTEL_", "INSPECT_OTEL_", "MLFLOW_")) and k != "INSPECT_LOG_DIR"}
 
 
 def _run_cli(args: list[str], tmp: Path, name: str, env: dict[str, str] | None = None) -> Proc:
@@ -91,6 +100,50 @@ def _run_cli(args: list[str], tmp: Path, name: str, env: dict[str, str] | None =
 
 def _text(p: Proc) -> str:
     return p.log_path.read_text(errors="replace")
+
+
+def _exports(out: str) -> list[str]:
+    """The lines `up` tells the user to run in the shell of `inspect eval`."""
+    return [ln.strip() for ln in out.splitlines() if ln.strip().startswith("export ")]
+
+
+def _kept_token(out: str) -> tuple[Path, str]:
+    match = HEADER_LINE.search(out)
+    assert match, out
+    path = Path(match.group(1))
+    return path, path.read_text().strip()
+
+
+def _wait_up(p: Proc, timeout: float = 420) -> str:
+    wait_for(lambda: p.alive() and "Press Ctrl-C" in _text(p) or not p.alive(),
+             timeout, f"`inspect-otel {p.name}` to report the stack up")
+    assert p.alive(), _text(p)
+    return _text(p)
+
+
+def _child_pid(up: Proc, marker: str) -> int:
+    """The pid of the stack's child whose command line holds ``marker``."""
+    for pid in _alive(_descendants(up.proc.pid)):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmd and os.getpgid(pid) == pid:  # the group's leader, not a worker of it
+            return pid
+    raise AssertionError(f"no child process of `up` runs {marker!r}")
+
+
+def _post_empty(otlp_url: str, token: str | None) -> int:
+    headers = {"Content-Type": "application/x-protobuf"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return requests.post(otlp_url + "/v1/traces", data=b"", headers=headers, timeout=10).status_code
+
+
+def _stopped_everything(up: Proc, data: Path, ports: list[str]) -> None:
+    wait_for(lambda: not processes_mentioning(str(data)), 30, "the stack's processes to exit")
+    for flag in ("--mlflow-port", "--port", "--grpc-port"):
+        assert _port_free(_flag(ports, flag)), f"{flag} still bound"
 
 
 def test_up_refuses_busy_port_without_starting_anything(tmp_path: Path) -> None:
@@ -127,19 +180,16 @@ def test_up_then_demo_reuses_it_then_sigterm_stops_everything(tmp_path: Path) ->
         assert "export OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true" in out
         assert http_ok(mlflow_url + "/health") and http_ok(otlp_url + "/health")
         assert (data / "mlflow" / "mlflow.db").exists()
-        # a generated receiver token, printed as the line to export; the data directory 0700
-        token = re.search(r'export OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20([\w-]{40,})"',
-                          out).group(1)
-        assert (data / "receiver.token").read_text().strip() == token
-        assert (data / "receiver.token").stat().st_mode & 0o777 == 0o600
+        # a generated receiver token, kept 0600 in the data directory (0700), which the printed
+        # header line reads: the token itself shows nowhere
+        path, token = _kept_token(out)
+        assert path == (data / "receiver.token").resolve() and len(token) >= 40
+        assert path.stat().st_mode & 0o777 == 0o600
         assert data.stat().st_mode & 0o777 == 0o700
-        assert token not in (data / "logs" / "receiver.log").read_text()
-        empty = b""  # an empty ExportTraceServiceRequest
-        headers = {"Content-Type": "application/x-protobuf"}
-        assert requests.post(otlp_url + "/v1/traces", data=empty, headers=headers,
-                             timeout=10).status_code == 401
-        assert requests.post(otlp_url + "/v1/traces", data=empty, timeout=10, headers={
-            **headers, "Authorization": f"Bearer {token}"}).status_code == 200
+        assert "receiver token   generated, kept in" in out
+        assert token not in out and token not in (data / "logs" / "receiver.log").read_text()
+        assert _post_empty(otlp_url, None) == 401  # an empty ExportTraceServiceRequest
+        assert _post_empty(otlp_url, token) == 200
         children = _descendants(up.proc.pid)
         assert len(children) >= 2
 
@@ -161,11 +211,210 @@ def test_up_then_demo_reuses_it_then_sigterm_stops_everything(tmp_path: Path) ->
         up.signal(signal.SIGTERM)
         assert up.proc.wait(90) == 0, _text(up)
         assert "Stopped." in _text(up)
-        assert not (data / "receiver.token").exists()
         wait_for(lambda: not _alive(children), 30, "the stack's child processes to exit")
         for flag in ("--mlflow-port", "--port", "--grpc-port"):
             assert _port_free(_flag(ports, flag)), f"{flag} still bound"
+
+        # The token outlives the stack: started again, `up` keeps it, prints the same lines,
+        # and what a shell exported before the restart is still accepted.
+        assert path.read_text().strip() == token and path.stat().st_mode & 0o777 == 0o600
+        up = _run_cli(["up", "--data-dir", str(data), "--experiment", "up-experiment", *ports],
+                      tmp_path, "up-again")
+        again = _wait_up(up)
+        assert _exports(again) == _exports(out) and len(_exports(out)) == 3
+        assert "receiver token   kept in" in again and token not in again
+        assert _post_empty(otlp_url, token) == 200
+        # Ctrl-C while the receiver is down (between its death and its restart) stops all; a
+        # second Ctrl-C while MLflow will not stop (frozen here) kills what is left at once
+        mlflow_pid = _child_pid(up, "mlflow server")
+        os.kill(_child_pid(up, "inspect_otel.cli receiver"), signal.SIGKILL)
+        wait_for(lambda: "receiver exited with signal SIGKILL" in _text(up), 30,
+                 "`up` to notice the receiver died")
+        os.killpg(mlflow_pid, signal.SIGSTOP)
+        up.signal(signal.SIGINT)  # what Ctrl-C delivers
+        wait_for(lambda: "stopping: SIGTERM" in (data / "logs" / "mlflow.log").read_text(), 60,
+                 "`up` to start stopping MLflow")
+        assert up.alive()  # waiting for MLflow's grace period
+        up.signal(signal.SIGINT)
+        assert up.proc.wait(60) == 0, _text(up)
+        text = _text(up)
+        assert "Second signal: killing the stack's processes." in text, text
+        assert text.rstrip().endswith("Stopped.")
+        _stopped_everything(up, data, ports)
+        assert path.read_text().strip() == token
     finally:
+        up.stop()
+        kill_mentioning(str(tmp_path))
+
+
+class _HealthWatch:
+    """Polls a URL from a thread: how often it answered, and every time it did not."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.ok, self.failed = url, 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            try:  # a generous timeout: a busy single-worker MLflow on a loaded machine is slow
+                fine = requests.get(self.url, timeout=15).status_code == 200
+            except requests.RequestException as e:
+                fine = False
+                self.failed.append(type(e).__name__)
+            else:
+                if not fine:
+                    self.failed.append("status")
+            self.ok += fine
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+class _PortThief:
+    """Takes a port the moment it is free and holds it (a receiver restarted meanwhile cannot
+    bind: a crash loop with a real cause)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket()
+        # as servers do (the receiver too): the port's closed connections wait in TIME_WAIT for
+        # a minute, and without this a bind fails all that time; two listeners still cannot share
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.port, self.held = port, threading.Event()
+        threading.Thread(target=self._take, daemon=True).start()
+
+    def _take(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                self.sock.bind(("127.0.0.1", self.port))
+                self.sock.listen(1)
+                self.held.set()
+                return
+            except OSError:
+                time.sleep(0.005)
+
+    def release(self) -> None:
+        self.sock.close()
+
+
+_EXIT_LINE = re.compile(r"receiver exited with (code \d+|signal \w+) after \d+s"
+                        r"(?:, (\d+) times in a row)?; restarting it in (\d+)s")
+_LOG_STAMP = re.compile(r"^--- (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (.*)$", re.M)
+
+
+def test_up_supervises_the_receiver_and_takes_the_users_logs(tmp_path: Path) -> None:
+    """The issue's items 4 and 6 on one real stack: a killed receiver comes back and takes OTLP
+    while MLflow stays up; the user's own `inspect eval` (run in a shell with the printed lines,
+    its logs under --log-artifact-root) lands in MLflow with its log; a receiver that cannot
+    start is retried with a growing pause and reported; MLflow dying stops everything, in one
+    line."""
+    from mlflow import MlflowClient
+
+    from inspect_otel.receiver import _mlflow_names
+    from inspect_otel.stack._supervise import RESTART_BACKOFF
+
+    data = tmp_path / "data"
+    ports = _ports()
+    mlflow_url = f"http://127.0.0.1:{_flag(ports, '--mlflow-port')}"
+    otlp_url = f"http://127.0.0.1:{_flag(ports, '--port')}"
+    up = _run_cli(["up", "--data-dir", str(data), "--experiment", "supervised",
+                   "--log-artifact-root", "project/logs", *ports], tmp_path, "up")
+    watch = None
+    try:
+        out = _wait_up(up)
+        # the allowed roots, the operator's relative one taken from where `up` started
+        roots = [str((data / "eval-logs").resolve()), str((tmp_path / "logs").resolve()),
+                 str((tmp_path / "project" / "logs").resolve())]
+        assert f"eval logs from   {', '.join(roots)}" in out, out
+        _, token = _kept_token(out)
+        mlflow_pid = _child_pid(up, "mlflow server")
+        watch = _HealthWatch(mlflow_url + "/health")
+
+        # 1. the receiver killed: back within its first pause, taking OTLP with the same token
+        first = _child_pid(up, "inspect_otel.cli receiver")
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: "receiver is back" in _text(up), 120, "the receiver to come back")
+        assert "receiver exited with signal SIGKILL after" in _text(up)
+        assert "restarting it in 1s (MLflow keeps running" in _text(up)
+        assert _child_pid(up, "inspect_otel.cli receiver") != first
+        assert _post_empty(otlp_url, token) == 200
+
+        # 2. the user's own eval, from their shell: the printed lines, `inspect eval`, logs in
+        # the root given to `up`
+        shutil.copy(HERE / "user_eval.py", tmp_path / "user_eval.py")  # the user's own file
+        shell = "\n".join(_exports(out) + [
+            f"{Path(sys.executable).with_name('inspect')} eval user_eval.py "
+            "--log-dir project/logs --display none"])
+        user = subprocess.run(["bash", "-c", shell], cwd=str(tmp_path), env=_clean_env(),
+                              capture_output=True, text=True, timeout=300)
+        assert user.returncode == 0, user.stdout[-2000:] + user.stderr[-2000:]
+        (log_file,) = (tmp_path / "project" / "logs").glob("*.eval")
+        client = MlflowClient(mlflow_url)
+
+        def task_run_with_log():
+            exp = client.get_experiment_by_name("supervised")
+            runs = exp and client.search_runs(
+                [exp.experiment_id], f"tags.`{_mlflow_names.TAG_ROLE}` = 'task'")
+            run = runs[0] if runs else None
+            return run if run and (_mlflow_names.TAG_LOG_ARTIFACT in run.data.tags or
+                                   _mlflow_names.TAG_LOG_ARTIFACT_ERROR in run.data.tags) else None
+
+        run = wait_for(task_run_with_log, 180, "the user's task run and its eval log")
+        assert _mlflow_names.TAG_LOG_ARTIFACT_ERROR not in run.data.tags, run.data.tags
+        stored = [f.path for f in client.list_artifacts(run.info.run_id,
+                                                        _mlflow_names.LOG_ARTIFACT_DIR)]
+        assert stored == [f"{_mlflow_names.LOG_ARTIFACT_DIR}/{log_file.name}"]
+
+        # 3. a receiver that cannot start (its port taken): retried after 1, 2, 4 ... s,
+        # each exit reported with its code, the third in a row with the log's last lines
+        before = len(_EXIT_LINE.findall(_text(up)))
+        thief = _PortThief(int(_flag(ports, "--port")))
+        os.kill(_child_pid(up, "inspect_otel.cli receiver"), signal.SIGKILL)
+        assert thief.held.wait(30), "the port was never free"
+        # (the kill above counts too when the receiver had run less than a minute)
+        wait_for(lambda: "the receiver keeps exiting; last lines of its log:" in _text(up)
+                 and len(_EXIT_LINE.findall(_text(up))) >= before + 3, 240,
+                 "`up` to report a crash loop")
+        exits = _EXIT_LINE.findall(_text(up))[before:]
+        assert len(exits) >= 3 and all(how == "code 1" for how, _, _ in exits[1:]), exits
+        in_a_row = [int(n or 1) for _, n, _ in exits]
+        delays = [int(d) for _, _, d in exits]
+        assert in_a_row == list(range(in_a_row[0], in_a_row[0] + len(exits))), exits
+        assert delays == [RESTART_BACKOFF.delay(n) for n in in_a_row], exits
+        assert delays == sorted(delays) and delays[-1] >= 2 * delays[0], exits
+        # no busy loop: each start came no sooner than its pause after the exit before it
+        stamps = _LOG_STAMP.findall((data / "logs" / "receiver.log").read_text())
+        pairs = [(time.mktime(time.strptime(a, "%Y-%m-%d %H:%M:%S")),
+                  time.mktime(time.strptime(b, "%Y-%m-%d %H:%M:%S")), float(text.split(
+                      "restarting in ")[1].rstrip("s")))
+                 for (a, text), (b, _) in zip(stamps, stamps[1:]) if "restarting in" in text]
+        assert len(pairs) >= 3
+        assert all(started - exited >= pause - 1 for exited, started, pause in pairs), pairs
+        thief.release()
+        wait_for(lambda: _text(up).count("receiver is back") == 2, 120,
+                 "the receiver to come back once its port is free")
+        assert _post_empty(otlp_url, token) == 200
+
+        # ... and MLflow never went down meanwhile
+        watch.stop()
+        assert watch.ok > 0 and watch.failed == [], watch.failed
+        assert _child_pid(up, "mlflow server") == mlflow_pid
+
+        # 4. MLflow dies: the stack stops, saying so in one line, everything with it
+        os.killpg(mlflow_pid, signal.SIGKILL)
+        assert up.proc.wait(90) == 1, _text(up)
+        text = _text(up)
+        assert re.search(r"^error: MLflow exited with signal SIGKILL: stopping the stack \(its "
+                         r"store and the receiver's spool are kept in .*; `inspect-otel up` "
+                         r"again resumes\)\. Last lines of \S+mlflow\.log:$", text, re.M), text
+        assert text.rstrip().endswith("Stopped.")
+        _stopped_everything(up, data, ports)
+    finally:
+        if watch is not None:
+            watch.stop()
         up.stop()
         kill_mentioning(str(tmp_path))
 

@@ -4,7 +4,9 @@
 sample's epochs, and tests every scorer (and every key of a dict-valued scorer): the mean paired
 difference with its confidence interval, a p-value (paired t; exact McNemar for binary scores with
 one epoch; clustered t with ``cluster=``), Holm's correction across scorers, a bootstrap
-cross-check, the correlation of the two sides and the minimum detectable difference.
+cross-check, the correlation of the two sides and the minimum detectable difference. Every sample
+left out of a test is named with the reason (``Comparison.excluded``), and the samples are put in
+one order first, so a log and the MLflow run made from it give the same numbers.
 
 Each side is an Inspect log (``.eval``/``.json`` path or ``EvalLog``) or an MLflow task run the
 inspect-otel receiver wrote (a run id, ``runs:/<id>`` or the run's URL). Needs the ``compare``
@@ -22,6 +24,7 @@ from ._types import (
     EpochRecord,
     EvalSource,
     EvalTable,
+    Exclusion,
     SampleRow,
     ScorerResult,
     SideSummary,
@@ -76,6 +79,7 @@ __all__ = [
     "EpochRecord",
     "EvalSource",
     "EvalTable",
+    "Exclusion",
     "SampleRow",
     "ScorerResult",
     "SideSummary",

@@ -210,6 +210,10 @@ def log_comparison(c: Comparison, *, tracking_uri: str | None = None,
                     metrics.append(Metric(metric_key(f"{r.scorer}/{suffix}"), float(value), 0, 0))
         metrics.append(Metric("regressions", float(len(c.regressions)), 0, 0))
         metrics.append(Metric("samples/paired", float(len({x.sample_id for x in c.rows})), 0, 0))
+        metrics.append(Metric("samples/matched", float(c.matched), 0, 0))
+        # every sample some test left out (each with its reason in inspect/comparison_result.json)
+        metrics.append(Metric("samples/left_out", float(len({e.sample_id for e in c.excluded})),
+                              0, 0))
         for i in range(0, len(metrics), 1000):
             client.log_batch(run_id, metrics=metrics[i:i + 1000])
         client.log_batch(run_id, params=[p for p in params if p.value != ""],

@@ -82,9 +82,7 @@ def render(c: Comparison, top: int = 5) -> str:
         _side("baseline", c.baseline),
         _side("candidate", c.candidate),
     ]
-    paired = len({r.sample_id for r in c.rows})
-    out.append(f"  samples: {paired} matched, {len(c.unmatched_baseline)} only in the baseline, "
-               f"{len(c.unmatched_candidate)} only in the candidate")
+    out.append(_samples_line(c))
     if c.baseline.task and c.candidate.task and c.baseline.task != c.candidate.task:
         out.append(f"  note: the tasks differ ({c.baseline.task} vs {c.candidate.task}): samples "
                    "are paired by id all the same")
@@ -113,18 +111,49 @@ def render(c: Comparison, top: int = 5) -> str:
             out.append("")
             out += moved
 
-    if c.unmatched_baseline or c.unmatched_candidate:
+    left_out = _left_out(c)
+    if left_out:
         out.append("")
-        for label, ids in (("only in the baseline", c.unmatched_baseline),
-                           ("only in the candidate", c.unmatched_candidate)):
-            if ids:
-                shown = ", ".join(ids[:20]) + (f", ... ({len(ids) - 20} more)"
-                                               if len(ids) > 20 else "")
-                out.append(f"Samples {label} ({len(ids)}): {shown}")
+        out += left_out
 
     out.append("")
     out += _usage(c.baseline_summary, c.candidate_summary)
     return "\n".join(out)
+
+
+SHOWN_IDS = 20  # sample ids listed per reason (the JSON has them all)
+EVERY_SCORER = "every scorer"
+
+
+def _samples_line(c: Comparison) -> str:
+    line = (f"  samples: {c.matched} matched, {len(c.unmatched_baseline)} only in the baseline, "
+            f"{len(c.unmatched_candidate)} only in the candidate")
+    everywhere = {e.sample_id for e in c.excluded_everywhere}
+    some = {e.sample_id for e in c.excluded if e.scorers is not None}
+    parts = []
+    if everywhere:
+        parts.append(f"{len(everywhere)} matched left out of every test")
+    if some:
+        parts.append(f"{len(some)} left out of some")
+    if parts:
+        line += "; " + ", ".join(parts) + " (why: below)"
+    return line
+
+
+def _left_out(c: Comparison) -> list[str]:
+    """Every sample not in a test, grouped by the scorers it misses and the reason."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for e in c.excluded:
+        scorers = EVERY_SCORER if e.scorers is None else ", ".join(e.scorers)
+        groups.setdefault((scorers, e.reason), []).append(e.sample_id)
+    if not groups:
+        return []
+    out = ["Samples left out of the tests, and why:"]
+    for (scorers, why), ids in sorted(groups.items(), key=lambda g: g[0][0] != EVERY_SCORER):
+        shown = ", ".join(ids[:SHOWN_IDS]) + (
+            f", ... ({len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else "")
+        out.append(f"  {scorers}: {why} ({len(ids)}): {shown}")
+    return out
 
 
 # Below this many clusters a clustered standard error is known to be unreliable (the usual

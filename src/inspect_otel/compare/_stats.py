@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from ._pairing import SideSample, by_sample, exclusions
 from ._types import (
     CompareError,
     Comparison,
@@ -40,39 +41,6 @@ from ._types import (
 POWER = 0.8
 DEFAULT_RESAMPLES = 2000
 _BOOTSTRAP_BATCH = 200  # resamples per batch: bounds memory at n x batch floats
-
-
-@dataclass(frozen=True)
-class _Sample:
-    """One sample of one side: per evaluation name, the finite epoch values."""
-
-    values: Mapping[str, tuple[float, ...]]
-    excluded: Mapping[str, int]  # epoch values present without a numeric reading
-    trace_id: str | None
-    metadata: Mapping[str, Any]
-
-
-def _by_sample(records: Iterable[EpochRecord]) -> dict[str, _Sample]:
-    grouped: dict[str, list[EpochRecord]] = {}
-    for record in records:
-        grouped.setdefault(record.sample_id, []).append(record)
-    out = {}
-    for sample_id, epochs in grouped.items():
-        epochs.sort(key=lambda r: r.epoch)
-        values: dict[str, list[float]] = {}
-        excluded: dict[str, int] = {}
-        metadata: dict[str, Any] = {}
-        for record in epochs:
-            for name, value in record.scores.items():
-                if value is None:
-                    excluded[name] = excluded.get(name, 0) + 1
-                else:
-                    values.setdefault(name, []).append(value)
-            for key, value in record.metadata.items():
-                metadata.setdefault(key, value)
-        out[sample_id] = _Sample({k: tuple(v) for k, v in values.items()}, excluded,
-                                 epochs[0].trace_id, metadata)
-    return out
 
 
 def _epoch_mean(values: Sequence[float]) -> float:
@@ -118,7 +86,9 @@ def compare_tables(baseline: EvalTable, candidate: EvalTable, *,
                      and not any(x.startswith(n + "/") for x in names))
     if unknown:
         raise CompareError(f"--lower-is-better names no compared scorer: {', '.join(unknown)}")
-    base, cand = _by_sample(baseline.records), _by_sample(candidate.records)
+    # in sample order (by_sample): the bootstrap resamples by position, so every source must
+    # hand the same samples over in the same order
+    base, cand = by_sample(baseline.records), by_sample(candidate.records)
     common = [s for s in base if s in cand]
     if not common:
         raise CompareError(f"no common samples: the baseline has {len(base)} sample ids, the "
@@ -168,16 +138,17 @@ def compare_tables(baseline: EvalTable, candidate: EvalTable, *,
     return Comparison(
         baseline=baseline.source, candidate=candidate.source, alpha=alpha, cluster=cluster,
         scorers=results, rows=rows,
-        unmatched_baseline=sorted(s for s in base if s not in cand),
-        unmatched_candidate=sorted(s for s in cand if s not in base),
+        unmatched_baseline=[s for s in base if s not in cand],
+        unmatched_candidate=[s for s in cand if s not in base],
         baseline_summary=summarize(baseline.records),
         candidate_summary=summarize(candidate.records),
-        seed=seed, resamples=resamples,
+        seed=seed, resamples=resamples, matched=len(common),
+        excluded=exclusions(base, cand, names),
     )
 
 
-def _cluster_ids(key: str, common: list[str], base: Mapping[str, _Sample],
-                 cand: Mapping[str, _Sample], baseline: EvalTable,
+def _cluster_ids(key: str, common: list[str], base: Mapping[str, SideSample],
+                 cand: Mapping[str, SideSample], baseline: EvalTable,
                  candidate: EvalTable) -> dict[str, Any]:
     for table in (baseline, candidate):
         keys = table.source.metadata_keys

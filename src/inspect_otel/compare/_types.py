@@ -160,6 +160,32 @@ class SampleRow:
     candidate_trace_id: str | None = None
 
 
+# Why a side of a matched sample has no value for a scorer (see _pairing.side_state), and the
+# words the report uses for it.
+SIDE_STATES: Mapping[str, str] = {
+    "errored": "errored",
+    "limit": "hit a limit",
+    "non_numeric": "no numeric score",
+    "no_score": "no score",
+}
+SIDES = ("baseline", "candidate")
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A sample left out of the tests of some scorers (or of all), and why.
+
+    ``baseline`` and ``candidate`` say what each side has for those scorers: ``scored``, a key
+    of SIDE_STATES, or, for a sample id found on one side only, ``present`` and ``absent``. ``scorers`` is None when the sample is
+    left out of every scorer compared."""
+
+    sample_id: str
+    reason: str  # e.g. "errored in both", "only in the baseline"
+    baseline: str
+    candidate: str
+    scorers: tuple[str, ...] | None = None
+
+
 @dataclass(frozen=True)
 class SideSummary:
     """Cost and reliability of one side, over all its sample x epochs (matched or not)."""
@@ -189,6 +215,15 @@ class Comparison:
     candidate_summary: SideSummary
     seed: int = 0
     resamples: int = 0
+    matched: int = 0  # sample ids on both sides
+    # every sample left out of some test, and why (the unmatched ones included), in sample order
+    excluded: list[Exclusion] = field(default_factory=list)
+
+    @property
+    def excluded_everywhere(self) -> list[Exclusion]:
+        """Matched samples left out of every scorer's test."""
+        return [e for e in self.excluded if e.scorers is None and "absent" not in
+                (e.baseline, e.candidate)]
 
     @property
     def regressions(self) -> list[ScorerResult]:
@@ -213,6 +248,8 @@ class Comparison:
             "scorers": [asdict(s) for s in self.scorers],
             "regressions": [s.scorer for s in self.regressions],
             "rows": [asdict(r) for r in self.rows],
+            "matched": self.matched,
+            "excluded": [asdict(e) for e in self.excluded],
             "unmatched_baseline": list(self.unmatched_baseline),
             "unmatched_candidate": list(self.unmatched_candidate),
             "baseline_summary": asdict(self.baseline_summary),

@@ -17,18 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from inspect_otel import ids
-from inspect_otel.stack import (
-    CAPTURE_ENV,
-    EmbeddedStack,
-    StackError,
-    _Terminate,
-    add_stack_arguments,
-    install_sigterm_handler,
-    otlp_headers,
-    running_stack_token,
-    stack_from_args,
-    wait_forever,
-)
+from inspect_otel.stack import CAPTURE_ENV, EmbeddedStack, StackError, kept_token, otlp_headers
+from inspect_otel.stack._signals import STOP_SIGNALS, install_sigterm_handler
+from inspect_otel.stack._supervise import supervise
+from inspect_otel.stack.cli import add_stack_arguments, stack_from_args, start_stack
 
 LANDING_TIMEOUT_S = 180.0
 
@@ -227,17 +219,18 @@ def main(args: argparse.Namespace) -> int:
             out.write(f"Using the inspect-otel stack already running (MLflow {stack.mlflow_url}, "
                       f"OTLP {stack.otlp_http_url}).\n")
         else:
-            out.write(f"Starting MLflow and the inspect-otel receiver (data in {stack.data_dir}) ...\n")
-            try:
-                stack.start()
-            except StackError as exc:
-                out.write(f"error: {exc}\n")
+            if not start_stack(stack, out):
                 return 1
             started = True
 
-        # A stack already running (`inspect-otel up` of the same data directory) left its token
-        # there; a stack started here has its own.
-        configure_hook_env(stack, stack.token if started else running_stack_token(stack.data_dir))
+        # A stack already running (`inspect-otel up` of the same data directory) keeps its token
+        # there; a stack started here settled its own (the same file).
+        try:
+            token = stack.token if started else kept_token(stack.data_dir)
+        except StackError as exc:
+            out.write(f"error: {exc}\n")
+            return 1
+        configure_hook_env(stack, token)
         out.write("Running the demo eval (calculator agent, scripted mockllm/model, 5 samples, "
                   "content capture on) ...\n")
         facts = run_demo_eval(str((stack.data_dir / "eval-logs").resolve()))
@@ -259,9 +252,9 @@ def main(args: argparse.Namespace) -> int:
             return 0 if ok else 1
         sys.stdout.write(stack.summary() + "Browse the results; press Ctrl-C to stop the stack.\n")
         sys.stdout.flush()
-        code = wait_forever(stack, out)
+        code = supervise(stack, out)
         return code if ok else 1
-    except (KeyboardInterrupt, _Terminate):
+    except STOP_SIGNALS:
         out.write("\nInterrupted.\n")
         return 130
     finally:
