@@ -132,7 +132,7 @@ def test_only_logs_of_the_eval_under_a_root(mlflow_server, mlflow_client, receiv
             f"{ev.log_locations[task]}: {reason}", task
         assert run.info.status == "FINISHED"  # a refused log is never an error of the run
     assert _Recorder.hits == []  # the URL was never fetched
-    assert rp.health()["writer"]["dropped"] == 0
+    assert rp.health()["dead_letters"]["count"] == 0
 
 
 def test_off_without_a_root(mlflow_server, mlflow_client, receiver_factory, tmp_path, real_log):
