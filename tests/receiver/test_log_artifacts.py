@@ -6,11 +6,15 @@ a file or fetch a URL into MLflow are each tried here, against a real receiver a
 from __future__ import annotations
 
 import http.server
+import importlib
+import logging
 import os
+import sys
 import threading
 from pathlib import Path
 
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 from inspect_ai.log import read_eval_log, write_eval_log
 
 from inspect_otel.receiver import _eval_logs as el
@@ -148,6 +152,59 @@ def test_off_without_a_root(mlflow_server, mlflow_client, receiver_factory, tmp_
     assert mlflow_client.list_artifacts(run.info.run_id, _mlflow_names.LOG_ARTIFACT_DIR) == []
     assert _mlflow_names.TAG_LOG_ARTIFACT not in run.data.tags
     assert _mlflow_names.TAG_LOG_ARTIFACT_ERROR not in run.data.tags
+
+
+class _MemoryObjectStore(MemoryFileSystem):
+    """An object store in this process's memory, under gs:// (fsspec resolves gs:// URLs to it
+    as it would to gcsfs). No object store can run here: this stand-in is the one mock of these
+    tests; the fsspec calls, the Inspect log and MLflow are real."""
+
+    protocol = ("gs",)
+    store: dict = {}
+    pseudo_dirs = [""]
+
+
+@pytest.mark.parametrize("inspect_private_api", ["present", "gone"])
+def test_object_store_log_with_and_without_inspects_private_api(
+        inspect_private_api, mlflow_server, mlflow_client, tmp_path, real_log, monkeypatch,
+        caplog):
+    """An eval log on an object store is stored under its run, read with fsspec and Inspect's
+    options for the scheme; with ``inspect_ai._util.file`` gone (a private Inspect API), with
+    fsspec's own options, said once in the log."""
+    import fsspec
+
+    from inspect_otel.receiver._dead_letters import DeadLetters, RetryPolicy
+    from inspect_otel.receiver._spool import Spool
+
+    monkeypatch.setitem(importlib.import_module("fsspec.registry")._registry, "gs",
+                        _MemoryObjectStore)
+    monkeypatch.setattr(el, "_fallback_said", threading.Event())
+    if inspect_private_api == "gone":
+        monkeypatch.setitem(sys.modules, "inspect_ai._util.file", None)  # its import fails
+    caplog.set_level(logging.INFO, logger="inspect_otel.receiver")
+    eval_id = f"object-store-{inspect_private_api}"
+    local = _write_log(real_log, tmp_path / "x.eval", eval_id)
+    url = f"gs://bucket/evals/{inspect_private_api}/2026-01-01_task.eval"
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.pipe_file(path, local.read_bytes())
+    exp = mlflow_client.create_experiment(f"log-artifacts-object-store-{inspect_private_api}")
+    run_id = mlflow_client.create_run(exp).info.run_id
+    spool = Spool(tmp_path / "spool.db")
+    stored: list[int] = []
+    store = el.EvalLogStore(spool, lambda: mlflow_client, el.parse_roots(["gs://bucket/evals"]),
+                            1 << 30, threading.Event(), 1.0,
+                            DeadLetters(spool.dead_letters, RetryPolicy()),
+                            lambda: stored.append(1))
+    store.store(run_id, eval_id, url)
+    assert stored == [1]
+    files = [f.path for f in mlflow_client.list_artifacts(run_id, _mlflow_names.LOG_ARTIFACT_DIR)]
+    assert files == [f"{_mlflow_names.LOG_ARTIFACT_DIR}/2026-01-01_task.eval"]
+    copy = mlflow_client.download_artifacts(run_id, files[0], str(tmp_path / "dl"))
+    assert Path(copy).read_bytes() == local.read_bytes()
+    said = [r for r in caplog.records if "private Inspect API" in r.getMessage()]
+    assert len(said) == (1 if inspect_private_api == "gone" else 0)
+    assert el.fetch_log(url, eval_id, store.roots, 1 << 30, str(tmp_path))  # again: not said again
+    assert len([r for r in caplog.records if "private Inspect API" in r.getMessage()]) == len(said)
 
 
 def test_size_cap(tmp_path, real_log):
