@@ -207,6 +207,55 @@ def test_object_store_log_with_and_without_inspects_private_api(
     assert len([r for r in caplog.records if "private Inspect API" in r.getMessage()]) == len(said)
 
 
+def test_a_failing_eval_log_holds_back_only_itself(mlflow_server, mlflow_client, tmp_path,
+                                                   real_log):
+    """The MLflow client's log_artifact raises a TypeError (wrapped, in process: no such error
+    comes over HTTP) for one eval's log, always: the other eval's log is stored, the failing
+    job is retried, then kept as a dead letter (no longer pending), and stored once re-driven."""
+    from inspect_otel.receiver._dead_letters import DeadLetters, RetryPolicy
+    from inspect_otel.receiver._spool import Spool
+    from tests.support.wait import wait_for
+
+    root = tmp_path / "logs"
+    logs = {e: _write_log(real_log, root / f"{e}.eval", e) for e in ("log-a-poisoned", "log-b-fine")}
+    exp = mlflow_client.create_experiment("log-artifacts-failing")
+    runs = {e: mlflow_client.create_run(exp).info.run_id for e in logs}
+    client = type(mlflow_client)(mlflow_client.tracking_uri)
+    log_artifact = client.log_artifact
+
+    def changed(run_id, local, artifact_path=None):
+        if run_id == runs["log-a-poisoned"]:
+            raise TypeError("log_artifact() got an unexpected keyword argument 'artifact_path'")
+        return log_artifact(run_id, local, artifact_path=artifact_path)
+
+    client.log_artifact = changed
+    spool = Spool(tmp_path / "spool.db")
+    stop = threading.Event()
+    store = el.EvalLogStore(spool, lambda: client, el.parse_roots([str(root)]), 1 << 30, stop,
+                            1.0, DeadLetters(spool.dead_letters, RetryPolicy(2, 0.1, 0.2)),
+                            lambda: None)
+    store.start()
+    try:
+        for e, path in logs.items():
+            store.enqueue(e, runs[e], str(path))
+        wait_for(lambda: spool.dead_letters.counts() == (1, 0) and not store.pending(), 60,
+                 what="the failing log a dead letter, the other stored")
+        stored = {e: [f.path for f in mlflow_client.list_artifacts(
+            r, _mlflow_names.LOG_ARTIFACT_DIR)] for e, r in runs.items()}
+        assert stored == {"log-a-poisoned": [], "log-b-fine": ["inspect/logs/log-b-fine.eval"]}
+        assert [c["examples"] for c in spool.dead_letters.causes()] == [["log-a-poisoned"]]
+        client.log_artifact = log_artifact  # the fix
+        assert spool.dead_letters.redrive() == 1
+        store._wake.set()
+        wait_for(lambda: spool.dead_letters.counts() == (0, 0) and not store.pending(), 60,
+                 what="the re-driven log stored")
+    finally:
+        stop.set()
+        store.stop(10)
+    assert [f.path for f in mlflow_client.list_artifacts(
+        runs["log-a-poisoned"], _mlflow_names.LOG_ARTIFACT_DIR)] == ["inspect/logs/log-a-poisoned.eval"]
+
+
 def test_size_cap(tmp_path, real_log):
     log = _write_log(real_log, tmp_path / "root" / "a.eval", "e1")
     roots = el.parse_roots([str(tmp_path / "root")])

@@ -229,10 +229,11 @@ class Receiver:
 
     def _nothing_pending(self, stats: dict[str, Any]) -> bool:
         """Nothing in the spool the writer can still apply (orphaned results wait for a trace,
-        see health()) and no eval log still to store."""
+        dead letters for a re-drive, see health()), no item waiting for its next try, and no
+        eval log still to store."""
         return all(v == 0 for k, v in stats.items()
                    if k.startswith("pending_") and k != "pending_bytes") \
-            and not self.writer.logs_pending()
+            and stats["retrying"] == 0 and not self.writer.logs_pending()
 
     def health(self, detailed: bool = True) -> dict[str, Any]:
         """The receiver's state. Not ``detailed`` (a caller without the token, when one is

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._dead_letters import DeadLetterLedger, dead, held
+from ._dead_letters import DeadLetterLedger, dead, held, result_key
 from ._spool_db import SpoolDb, digest
 
 # results.applied
@@ -24,7 +24,7 @@ RESULT_PENDING, RESULT_APPLIED, RESULT_EXPIRED = 0, 1, 2
 # a span of the trace of result ``r`` reached this receiver: still in the spool, or forwarded
 TRACE_HERE = ("SELECT 1 FROM spans s WHERE s.trace_id = r.trace_id "
               "UNION ALL SELECT 1 FROM traces t WHERE t.trace_id = r.trace_id")
-# result ``r``'s key in the failures ledger (_dead_letters.result_key)
+# result ``r``'s key in the failures ledger, in SQL (_dead_letters.result_key)
 RESULT_KEY = "r.trace_id || '/' || r.span_id || '/' || r.name"
 
 
@@ -238,7 +238,7 @@ class SpoolDrain:
                     if r.get("eval_id"):
                         evals.add(r["eval_id"])
                 freed += self.ledger.clear(
-                    db, "result", (f"{r['trace_id']}/{r['span_id']}/{r['name']}",))
+                    db, "result", (result_key(r["trace_id"], r["span_id"], r["name"]),))
             for eval_id in sorted(evals):
                 self.db.bump(db, eval_id)
         self.db.adjust(-freed)

@@ -37,6 +37,7 @@ import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -329,8 +330,11 @@ class Writer:
         # finalization reads both, after both.
         assessing = self._results_pool.submit(self.assessments.apply)
         try:
-            did |= self._apply_tasks()
-            did |= self._apply_runs()
+            tasks, runs = self.drain.pending_tasks(), self.drain.pending_runs()
+            applied["tasks"] += self._apply_each("task", "eval_id", tasks, self._apply_task,
+                                                 self.drain.mark_task_applied)
+            self._apply_each("run", "run_id", runs, self._apply_run, self.drain.mark_run_applied)
+            did |= bool(tasks or runs)
         finally:
             assessed = assessing.result()
         applied["assessments"] += assessed.applied
@@ -384,19 +388,21 @@ class Writer:
         return self._claims.task_run(ident["eval_id"], parent, tags, start_ms,
                                      run_name=tags[_mlflow_names.TAG_RUN_NAME])
 
-    def _apply_tasks(self) -> bool:
-        did = False
-        for task in self.drain.pending_tasks():
-            did = True
+    def _apply_each(self, kind: str, key: str, rows: list[dict[str, Any]],
+                    apply: Callable[[dict[str, Any]], None],
+                    mark: Callable[[str, str], None]) -> int:
+        """Task or run span data, each item on its own: marked applied once its writes
+        succeeded, held back alone otherwise. Returns how many were applied."""
+        applied = 0
+        for row in rows:
             try:
-                self._apply_task(task)
-            except Exception as e:  # noqa: BLE001 - this task alone (Transient is raised)
-                self.dead_letters.failed(
-                    Item("task", task["eval_id"], task["digest"], task["nbytes"]), e)
+                apply(row)
+            except Exception as e:  # noqa: BLE001 - this item alone (Transient is raised)
+                self.dead_letters.failed(Item(kind, row[key], row["digest"], row["nbytes"]), e)
                 continue
-            self.drain.mark_task_applied(task["eval_id"], task["digest"])
-            self.status.applied["tasks"] += 1
-        return did
+            mark(row[key], row["digest"])
+            applied += 1
+        return applied
 
     def _apply_task(self, task: dict[str, Any]) -> None:
         from mlflow.entities import Metric, Param, RunTag
@@ -443,19 +449,6 @@ class Writer:
         location = attrs.get(sc.INSPECT_TASK_LOG_LOCATION)
         if isinstance(location, str) and location:
             self.eval_logs.enqueue(task["eval_id"], run_id, location)
-
-    def _apply_runs(self) -> bool:
-        did = False
-        for run in self.drain.pending_runs():
-            did = True
-            try:
-                self._apply_run(run)
-            except Exception as e:  # noqa: BLE001 - this run alone (Transient is raised)
-                self.dead_letters.failed(
-                    Item("run", run["run_id"], run["digest"], run["nbytes"]), e)
-                continue
-            self.drain.mark_run_applied(run["run_id"], run["digest"])
-        return did
 
     def _apply_run(self, run: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
