@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError
 
 from inspect_otel.receiver import Receiver, ReceiverConfig
 from inspect_otel.receiver import _mlflow_io as io
-from inspect_otel.receiver._dead_letters import Item, RetryPolicy
+from inspect_otel.receiver._dead_letters import Item, RetryPolicy, result_key
 from inspect_otel.receiver._server import VERSION_META
 from inspect_otel.receiver._spool import Spool, eval_key
 from tests.receiver.mlflow_view import check_eval, complete, snapshot
@@ -97,6 +97,10 @@ def test_a_cause_is_one_bounded_line_without_secrets_or_deployment_details():
     assert not [leak for leak in LEAKS + ("op:pw", "5432", "db.internal") if leak in cause], cause
     # the receiver's own tracking host is scrubbed wherever it appears
     assert "mlflow-host" not in io.scrub_text("refused by mlflow-host", ("mlflow-host",))
+    # an item's key (a result's holds the sender's scorer name) is shown on one line, bounded
+    name = "score\nFAKE LOG LINE " + "n" * 5000
+    shown = str(Item("result", result_key("ab" * 16, "cd" * 8, name)))
+    assert "\n" not in shown and "\\x0a" in shown and len(shown) < 300
     # MLflow's REST paths stay: they tell what was called
     assert "/api/2.0/mlflow/runs/log-batch" in io.scrub_text(
         "API request to endpoint /api/2.0/mlflow/runs/log-batch failed")

@@ -65,7 +65,16 @@ KINDS: dict[str, tuple[str, str]] = {
 
 MAX_CAUSES_SHOWN = 10
 EXAMPLES_PER_CAUSE = 3
+MAX_KEY_SHOWN = 200
 _LOGGED_CAUSES_MAX = 1000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def shown(key: str) -> str:
+    """An item key as the log and /health show it: one line (a scorer name in a result's key is
+    the sender's text), at most MAX_KEY_SHOWN characters."""
+    key = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", key)
+    return key if len(key) <= MAX_KEY_SHOWN else key[: MAX_KEY_SHOWN - 3] + "..."
 
 
 def result_key(trace_id: str, span_id: str, name: str) -> str:
@@ -106,7 +115,7 @@ class Item:
     held_bytes: int = 0  # data it keeps that the spool's bound counts nowhere else
 
     def __str__(self) -> str:
-        return f"{KINDS[self.kind][0]} {self.key}"
+        return f"{KINDS[self.kind][0]} {shown(self.key)}"
 
 
 @dataclass(frozen=True)
@@ -212,7 +221,7 @@ class DeadLetterLedger:
                LIMIT ?""", (limit,))
         out = []
         for kind, cause, n_dead, n_retrying, first_at, last_at in rows:
-            examples = [r[0] for r in self.db.read(
+            examples = [shown(r[0]) for r in self.db.read(
                 "SELECT key FROM failures WHERE kind = ? AND cause = ? ORDER BY first_at, key "
                 "LIMIT ?", (kind, cause, EXAMPLES_PER_CAUSE))]
             out.append({"kind": kind, "cause": cause, "dead": int(n_dead),
