@@ -189,6 +189,12 @@ class DeadLetterLedger:
             self.db.notify()
         return cur.rowcount
 
+    def has(self, kind: str, db: sqlite3.Connection | None = None) -> bool:
+        """Any row of ``kind`` (one index probe): the per-span and per-result paths skip the
+        ledger when it has none, the usual case."""
+        sql, args = "SELECT 1 FROM failures WHERE kind = ? LIMIT 1", (kind,)
+        return bool(db.execute(sql, args).fetchone() if db is not None else self.db.read(sql, args))
+
     def is_dead(self, kind: str, key: str) -> bool:
         return bool(self.db.read("SELECT 1 FROM failures WHERE kind = ? AND key = ? "
                                  "AND retry_at IS NULL", (kind, key)))

@@ -119,11 +119,12 @@ class SpoolDrain:
 
     # --- spans ---------------------------------------------------------------------------------
     def pending_spans(self, max_spans: int, max_bytes: int) -> list[PendingSpan]:
+        not_held = f"AND NOT {held('trace', 's.trace_id')}" if self.ledger.has("trace") else ""
         rows = self.db.read(
             f"""SELECT s.trace_id, s.span_id, s.parent_id, r.payload, s.scope_name,
                       s.scope_version, s.payload, s.digest, s.link_key, s.enrich, s.nbytes
                FROM spans s JOIN resources r ON r.hash = s.resource
-               WHERE s.pending = 1 AND NOT {held('trace', 's.trace_id')}
+               WHERE s.pending = 1 {not_held}
                ORDER BY s.rowid LIMIT ?""", (max_spans,))
         # (s.resource is the hash: kept to delete a resource once no span uses it)
         out, total = [], 0
@@ -158,7 +159,7 @@ class SpoolDrain:
                 if row is not None:
                     db.execute("DELETE FROM resources WHERE hash = ?", (rhash,))
                     freed += int(row[0])
-            for trace_id in sorted(traces):
+            for trace_id in sorted(traces) if self.ledger.has("trace", db) else ():
                 cleared = self.ledger.clear(db, "trace", (trace_id,))
                 if cleared:
                     freed += cleared
@@ -228,6 +229,7 @@ class SpoolDrain:
         freed = 0
         with self.db.tx() as db:
             evals = set()
+            failed = self.ledger.has("result", db)
             for r in rows:
                 cur = db.execute(
                     """UPDATE results SET applied = 1, data = '{}'
@@ -237,8 +239,9 @@ class SpoolDrain:
                     freed += int(r.get("nbytes") or 0)
                     if r.get("eval_id"):
                         evals.add(r["eval_id"])
-                freed += self.ledger.clear(
-                    db, "result", (result_key(r["trace_id"], r["span_id"], r["name"]),))
+                if failed:
+                    freed += self.ledger.clear(
+                        db, "result", (result_key(r["trace_id"], r["span_id"], r["name"]),))
             for eval_id in sorted(evals):
                 self.db.bump(db, eval_id)
         self.db.adjust(-freed)
