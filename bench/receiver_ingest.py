@@ -142,7 +142,7 @@ def through_receivers(server, client, http, tmp: Path, samples: int, batch: int,
             "spans_acked_per_s": n_spans / acked, "traces_forwarded_seconds": traces_s,
             "spans_visible_per_s": n_spans / traces_s, "all_applied_seconds": idle_s,
             "spans_all_applied_per_s": n_spans / idle_s,
-            "dropped": sum(h["writer"]["dropped"] for h in hs),
+            "dead_letters": sum(h["dead_letters"]["count"] for h in hs),
             "rps": rps,
         }
     except BaseException:

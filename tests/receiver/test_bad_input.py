@@ -285,7 +285,7 @@ def test_nul_characters_land_on_postgresql(pg_mlflow_server, receiver_factory):
     rp = receiver_factory(pg_mlflow_server.url, "pg-nul")
     assert rp.post("traces", trace_request(spans).SerializeToString()).status_code == 200
     h = rp.wait_idle(120)
-    assert h["writer"]["dropped"] == 0, h["mlflow"]["last_error"]
+    assert h["dead_letters"]["count"] == 0, h["dead_letters"]
     client = MlflowClient(pg_mlflow_server.url)
     exp = client.get_experiment_by_name("pg-nul")
     (task_run,) = runs(client, exp.experiment_id, ev.run_id, _mlflow_names.ROLE_TASK)

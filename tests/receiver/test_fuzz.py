@@ -316,9 +316,21 @@ def test_fuzz_receiver_over_http_and_grpc(mlflow_server, mlflow_client, tmp_path
         # still serving, drains, orphans expire, and nothing is left counted
         h = wait_for(lambda: (h := rp.health())["idle"] and h["orphaned"]["waiting"] == 0
                      and h["mlflow"]["writer_ok"] and h, 120, what="drained, orphans expired")
-        assert h["status"] == "ok"
         assert h["orphaned"]["expired"] >= len(valid.logs())
-        assert h["spool"]["pending_bytes"] == 0, h["spool"]  # exact under overwrites and expiry
+        # what is kept: the one trace MLflow refuses for good (HTTP 422: the run trace, whose
+        # task span carries the 5000-deep JSON), a dead letter with its cause, nothing else
+        run_trace = deep_task.trace_id.hex()
+        assert h["status"] == "degraded"
+        assert (h["dead_letters"]["count"], h["dead_letters"]["retrying"]) == (1, 0), h
+        (cause,) = h["dead_letters"]["causes"]
+        assert cause["kind"] == "trace" and cause["examples"] == [run_trace], cause
+        assert cause["cause"].startswith("HTTP 422 "), cause
+        kept = [s for s in deep_spans if s.trace_id == deep_task.trace_id]
+        resource = trace_request(kept).resource_spans[0].resource.SerializeToString()
+        kept_bytes = (sum(len(s.SerializeToString()) for s in kept) + len(resource)
+                      + len(run_trace) + len(cause["cause"]))
+        # exact under overwrites and expiry: only the dead letter is left counted
+        assert h["spool"]["pending_bytes"] == kept_bytes, h["spool"]
         expired = h["orphaned"]["expired"]
 
         # kill -9 and restart on the same spool: the recount agrees, expired stay expired
@@ -328,7 +340,8 @@ def test_fuzz_receiver_over_http_and_grpc(mlflow_server, mlflow_client, tmp_path
                              env={"INSPECT_OTEL_RECEIVER_TOKEN": TOKEN})
         channel = grpc.insecure_channel(f"127.0.0.1:{rp2.grpc_port}")
         h = rp2.health()
-        assert h["spool"]["pending_bytes"] == 0 and h["orphaned"]["expired"] == expired
+        assert h["spool"]["pending_bytes"] == kept_bytes and h["orphaned"]["expired"] == expired
+        assert h["dead_letters"]["count"] == 1  # kept across the restart
 
         # the valid eval's spans: half over gRPC, half as OTLP/JSON over HTTP
         spans = valid.spans()

@@ -175,7 +175,7 @@ def test_content_types():
 
 # --- spool: per-span isolation -------------------------------------------------------------------
 def _consistent(spool: Spool) -> None:
-    assert spool.pending_bytes == spool._count_pending_bytes()
+    assert spool.pending_bytes == spool.db.count_pending_bytes()
 
 
 def test_one_bad_span_is_rejected_alone(tmp_path):
@@ -234,7 +234,7 @@ def test_unexpected_failure_of_one_span_rolls_back_only_that_span(tmp_path, monk
     res = spool.ingest_traces(trace_request(ev.spans()))
     assert res.rejected == 1 and "could not store" in res.message
     assert not INTERNAL.search(res.message)
-    rows = spool._read("SELECT COUNT(*) FROM spans WHERE trace_id = ? AND span_id = ?",
+    rows = spool.db.read("SELECT COUNT(*) FROM spans WHERE trace_id = ? AND span_id = ?",
                        (victim.trace_id.hex(), victim.span_id.hex()))
     assert rows[0][0] == 0  # the span row written before the failure was rolled back
     assert spool.stats()["samples"] == 1 and spool.stats()["spans"] == len(ev.spans()) - 1
@@ -277,15 +277,15 @@ def test_overwrites_keep_pending_bytes_exact(tmp_path):
         spool.ingest_traces(trace_request(
             [padded(s, n, rnd.randrange(3)) for s, n in zip(picked, sizes)]))
         if step % 7 == 0:
-            spool.mark_spans_forwarded(spool.pending_spans(rnd.randint(1, 4), 1 << 30))
+            spool.drain.mark_spans_forwarded(spool.drain.pending_spans(rnd.randint(1, 4), 1 << 30))
         _consistent(spool)
         if step % 40 == 39:
             spool.close()
             spool = Spool(path)  # restart: recount from the database
             _consistent(spool)
-    while pending := spool.pending_spans(1000, 1 << 30):
-        spool.mark_spans_forwarded(pending)
-    spool.mark_results_applied(spool.pending_results())  # the scorer spans' evaluation events
+    while pending := spool.drain.pending_spans(1000, 1 << 30):
+        spool.drain.mark_spans_forwarded(pending)
+    spool.drain.mark_results_applied(spool.drain.pending_results())  # the scorer spans' evaluation events
     st = spool.stats()
     assert st["pending_spans"] == st["pending_results"] == 0
     assert spool.pending_bytes == 0 and Spool(path).pending_bytes == 0
@@ -303,7 +303,7 @@ def test_spool_limit_refuses_only_when_really_full(tmp_path):
     assert spool.is_full()  # 10 MB really pending
     with pytest.raises(SpoolFull):
         spool.ingest_traces(trace_request([other]))
-    spool.mark_spans_forwarded(spool.pending_spans(10, 1 << 30))
+    spool.drain.mark_spans_forwarded(spool.drain.pending_spans(10, 1 << 30))
     spool.ingest_traces(trace_request([padded(span, 1 * mb)]))
     assert mb <= spool.pending_bytes < 1.01 * mb and not spool.is_full()
     assert spool.ingest_traces(trace_request([padded(other, 1000)])).accepted == 1
@@ -326,7 +326,7 @@ def test_orphans_expire_after_ttl_survive_reopen_and_revive(tmp_path):
     n = len(ev.logs())
     assert st["orphaned_results"] == n and st["pending_results"] == 0
     assert spool.pending_bytes > 0
-    received = spool._read("SELECT MIN(received) FROM results")[0][0]
+    received = spool.db.read("SELECT MIN(received) FROM results")[0][0]
     assert spool.expire_orphans(now=received + 59) == 0
     spool.close()
     spool = Spool(path, orphan_ttl_s=60)  # restart before the TTL: still waiting, still counted
@@ -343,8 +343,8 @@ def test_orphans_expire_after_ttl_survive_reopen_and_revive(tmp_path):
     st = spool.stats()
     assert st["expired_results"] == 0 and st["pending_results"] == n
     _consistent(spool)
-    spool.mark_spans_forwarded(spool.pending_spans(1000, 1 << 30))
-    assert len(spool.pending_results()) == n
+    spool.drain.mark_spans_forwarded(spool.drain.pending_spans(1000, 1 << 30))
+    assert len(spool.drain.pending_results()) == n
 
 
 def test_sampled_out_orphans_expire_when_their_task_is_finalized(tmp_path):
@@ -355,21 +355,21 @@ def test_sampled_out_orphans_expire_when_their_task_is_finalized(tmp_path):
     spool = Spool(tmp_path / "s.db", orphan_ttl_s=3600)
     spool.ingest_logs(logs_request(with_flags(unsampled.logs(), 0x00)))
     spool.ingest_logs(logs_request(with_flags(sampled.logs(), 0x01)))
-    soon = spool._read("SELECT MAX(received) FROM results")[0][0] + 1
+    soon = spool.db.read("SELECT MAX(received) FROM results")[0][0] + 1
     assert spool.expire_orphans(now=soon) == 0  # nothing finalized, TTL far away
     # the task spans (and run spans) of both evals arrive; their samples were sampled out
     for ev in (unsampled, sampled):
         task_and_run = [s for s in ev.spans() if s.trace_id == ev.spans()[-1].trace_id]
         spool.ingest_traces(trace_request(task_and_run))
-    for ident in spool.identities_without_run():
-        spool.set_mlflow_run_id(ident["key"], "mlflow-" + ident["key"])
-    for task in spool.pending_tasks():  # the writer applied the task spans...
-        spool.mark_task_applied(task["eval_id"], task["digest"])
-    for ev in spool.evals_to_check():  # ...and finalized the tasks
-        spool.mark_finalized(ev["eval_id"], ev["rev"])
+    for ident in spool.drain.identities_without_run():
+        spool.drain.set_mlflow_run_id(ident["key"], "mlflow-" + ident["key"])
+    for task in spool.drain.pending_tasks():  # the writer applied the task spans...
+        spool.drain.mark_task_applied(task["eval_id"], task["digest"])
+    for ev in spool.drain.evals_to_check():  # ...and finalized the tasks
+        spool.drain.mark_finalized(ev["eval_id"], ev["rev"])
     expired = spool.expire_orphans(now=soon)
     assert expired == len(unsampled.logs())
-    rows = spool._read("SELECT DISTINCT eval_id FROM results WHERE applied = ?", (RESULT_EXPIRED,))
+    rows = spool.db.read("SELECT DISTINCT eval_id FROM results WHERE applied = ?", (RESULT_EXPIRED,))
     assert rows == [(unsampled.eval_id("task_a"),)]
     assert spool.stats()["orphaned_results"] == len(sampled.logs())
     _consistent(spool)
@@ -485,11 +485,11 @@ def test_spool_of_an_older_receiver_opens_and_keeps_its_data(tmp_path):
     db.close()
     ev = SynthEval(run_id="old-spool", samples=2).build()
     spool = Spool(path)
-    columns = {r[1] for r in spool._read("PRAGMA table_info(spans)")}
+    columns = {r[1] for r in spool.db.read("PRAGMA table_info(spans)")}
     assert not {"category", "is_error"} & columns
     assert spool.stats()["spans"] == 1
     assert spool.ingest_traces(trace_request(ev.spans())).rejected == 0
-    assert len(spool.pending_spans(1000, 1 << 30)) == len(ev.spans())
+    assert len(spool.drain.pending_spans(1000, 1 << 30)) == len(ev.spans())
 
 
 def _sample_start(trace_id: bytes, **attrs: str) -> logs_pb2.LogRecord:
@@ -514,8 +514,8 @@ def test_running_sample_markers_are_validated_bounded_and_released(tmp_path, mon
         _sample_start(b"\x00" * 16, **ids_),  # no trace id
     ]))
     assert res.accepted == 1 and res.rejected == 2 and "inspect.eval_id" in res.message
-    assert spool._read("SELECT trace_id, eval_id FROM running") == [("02" * 16, "e1")]
-    assert spool.identities_without_run()  # the task's run is claimed before any span
+    assert spool.db.read("SELECT trace_id, eval_id FROM running") == [("02" * 16, "e1")]
+    assert spool.drain.identities_without_run()  # the task's run is claimed before any span
     monkeypatch.setattr(spool_module, "MAX_RUNNING", 1)
     res = spool.ingest_logs(logs_request([_sample_start(b"\x04" * 16, **ids_)]))
     assert res.rejected == 1 and "bounded" in res.message
@@ -524,4 +524,4 @@ def test_running_sample_markers_are_validated_bounded_and_released(tmp_path, mon
     root = sample_root(ev, 0)
     root.trace_id = b"\x02" * 16
     spool.ingest_traces(trace_request([root]))
-    assert spool._read("SELECT COUNT(*) FROM running") == [(0,)]
+    assert spool.db.read("SELECT COUNT(*) FROM running") == [(0,)]

@@ -6,11 +6,15 @@ a file or fetch a URL into MLflow are each tried here, against a real receiver a
 from __future__ import annotations
 
 import http.server
+import importlib
+import logging
 import os
+import sys
 import threading
 from pathlib import Path
 
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 from inspect_ai.log import read_eval_log, write_eval_log
 
 from inspect_otel.receiver import _eval_logs as el
@@ -132,7 +136,7 @@ def test_only_logs_of_the_eval_under_a_root(mlflow_server, mlflow_client, receiv
             f"{ev.log_locations[task]}: {reason}", task
         assert run.info.status == "FINISHED"  # a refused log is never an error of the run
     assert _Recorder.hits == []  # the URL was never fetched
-    assert rp.health()["writer"]["dropped"] == 0
+    assert rp.health()["dead_letters"]["count"] == 0
 
 
 def test_off_without_a_root(mlflow_server, mlflow_client, receiver_factory, tmp_path, real_log):
@@ -148,6 +152,108 @@ def test_off_without_a_root(mlflow_server, mlflow_client, receiver_factory, tmp_
     assert mlflow_client.list_artifacts(run.info.run_id, _mlflow_names.LOG_ARTIFACT_DIR) == []
     assert _mlflow_names.TAG_LOG_ARTIFACT not in run.data.tags
     assert _mlflow_names.TAG_LOG_ARTIFACT_ERROR not in run.data.tags
+
+
+class _MemoryObjectStore(MemoryFileSystem):
+    """An object store in this process's memory, under gs:// (fsspec resolves gs:// URLs to it
+    as it would to gcsfs). No object store can run here: this stand-in is the one mock of these
+    tests; the fsspec calls, the Inspect log and MLflow are real."""
+
+    protocol = ("gs",)
+    store: dict = {}
+    pseudo_dirs = [""]
+
+
+@pytest.mark.parametrize("inspect_private_api", ["present", "gone"])
+def test_object_store_log_with_and_without_inspects_private_api(
+        inspect_private_api, mlflow_server, mlflow_client, tmp_path, real_log, monkeypatch,
+        caplog):
+    """An eval log on an object store is stored under its run, read with fsspec and Inspect's
+    options for the scheme; with ``inspect_ai._util.file`` gone (a private Inspect API), with
+    fsspec's own options, said once in the log."""
+    import fsspec
+
+    from inspect_otel.receiver._dead_letters import DeadLetters, RetryPolicy
+    from inspect_otel.receiver._spool import Spool
+
+    monkeypatch.setitem(importlib.import_module("fsspec.registry")._registry, "gs",
+                        _MemoryObjectStore)
+    monkeypatch.setattr(el, "_fallback_said", threading.Event())
+    if inspect_private_api == "gone":
+        monkeypatch.setitem(sys.modules, "inspect_ai._util.file", None)  # its import fails
+    caplog.set_level(logging.INFO, logger="inspect_otel.receiver")
+    eval_id = f"object-store-{inspect_private_api}"
+    local = _write_log(real_log, tmp_path / "x.eval", eval_id)
+    url = f"gs://bucket/evals/{inspect_private_api}/2026-01-01_task.eval"
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.pipe_file(path, local.read_bytes())
+    exp = mlflow_client.create_experiment(f"log-artifacts-object-store-{inspect_private_api}")
+    run_id = mlflow_client.create_run(exp).info.run_id
+    spool = Spool(tmp_path / "spool.db")
+    stored: list[int] = []
+    store = el.EvalLogStore(spool, lambda: mlflow_client, el.parse_roots(["gs://bucket/evals"]),
+                            1 << 30, threading.Event(), 1.0,
+                            DeadLetters(spool.dead_letters, RetryPolicy()),
+                            lambda: stored.append(1))
+    store.store(run_id, eval_id, url)
+    assert stored == [1]
+    files = [f.path for f in mlflow_client.list_artifacts(run_id, _mlflow_names.LOG_ARTIFACT_DIR)]
+    assert files == [f"{_mlflow_names.LOG_ARTIFACT_DIR}/2026-01-01_task.eval"]
+    copy = mlflow_client.download_artifacts(run_id, files[0], str(tmp_path / "dl"))
+    assert Path(copy).read_bytes() == local.read_bytes()
+    said = [r for r in caplog.records if "private Inspect API" in r.getMessage()]
+    assert len(said) == (1 if inspect_private_api == "gone" else 0)
+    assert el.fetch_log(url, eval_id, store.roots, 1 << 30, str(tmp_path))  # again: not said again
+    assert len([r for r in caplog.records if "private Inspect API" in r.getMessage()]) == len(said)
+
+
+def test_a_failing_eval_log_holds_back_only_itself(mlflow_server, mlflow_client, tmp_path,
+                                                   real_log):
+    """The MLflow client's log_artifact raises a TypeError (wrapped, in process: no such error
+    comes over HTTP) for one eval's log, always: the other eval's log is stored, the failing
+    job is retried, then kept as a dead letter (no longer pending), and stored once re-driven."""
+    from inspect_otel.receiver._dead_letters import DeadLetters, RetryPolicy
+    from inspect_otel.receiver._spool import Spool
+    from tests.support.wait import wait_for
+
+    root = tmp_path / "logs"
+    logs = {e: _write_log(real_log, root / f"{e}.eval", e) for e in ("log-a-poisoned", "log-b-fine")}
+    exp = mlflow_client.create_experiment("log-artifacts-failing")
+    runs = {e: mlflow_client.create_run(exp).info.run_id for e in logs}
+    client = type(mlflow_client)(mlflow_client.tracking_uri)
+    log_artifact = client.log_artifact
+
+    def changed(run_id, local, artifact_path=None):
+        if run_id == runs["log-a-poisoned"]:
+            raise TypeError("log_artifact() got an unexpected keyword argument 'artifact_path'")
+        return log_artifact(run_id, local, artifact_path=artifact_path)
+
+    client.log_artifact = changed
+    spool = Spool(tmp_path / "spool.db")
+    stop = threading.Event()
+    store = el.EvalLogStore(spool, lambda: client, el.parse_roots([str(root)]), 1 << 30, stop,
+                            1.0, DeadLetters(spool.dead_letters, RetryPolicy(2, 0.1, 0.2)),
+                            lambda: None)
+    store.start()
+    try:
+        for e, path in logs.items():
+            store.enqueue(e, runs[e], str(path))
+        wait_for(lambda: spool.dead_letters.counts() == (1, 0) and not store.pending(), 60,
+                 what="the failing log a dead letter, the other stored")
+        stored = {e: [f.path for f in mlflow_client.list_artifacts(
+            r, _mlflow_names.LOG_ARTIFACT_DIR)] for e, r in runs.items()}
+        assert stored == {"log-a-poisoned": [], "log-b-fine": ["inspect/logs/log-b-fine.eval"]}
+        assert [c["examples"] for c in spool.dead_letters.causes()] == [["log-a-poisoned"]]
+        client.log_artifact = log_artifact  # the fix
+        assert spool.dead_letters.redrive() == 1
+        store._wake.set()
+        wait_for(lambda: spool.dead_letters.counts() == (0, 0) and not store.pending(), 60,
+                 what="the re-driven log stored")
+    finally:
+        stop.set()
+        store.stop(10)
+    assert [f.path for f in mlflow_client.list_artifacts(
+        runs["log-a-poisoned"], _mlflow_names.LOG_ARTIFACT_DIR)] == ["inspect/logs/log-a-poisoned.eval"]
 
 
 def test_size_cap(tmp_path, real_log):

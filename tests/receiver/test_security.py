@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from pathlib import Path
 
 import grpc
@@ -53,7 +52,7 @@ def test_longest_ids_then_a_valid_eval_lands(mlflow_server, mlflow_client, recei
     _send(rp, long_eval)
     _send(rp, normal)
     h = rp.wait_idle(180)
-    assert h["writer"]["dropped"] == 0 and h["failed_runs"] == [], h
+    assert h["dead_letters"]["count"] == 0 and h["failed_runs"] == [], h
     check_eval(snapshot(mlflow_client, "long-ids", long_run), long_eval)
     check_eval(snapshot(mlflow_client, "long-ids", "after-long"), normal)
     # bookkeeping out of sight: the claim and finalization tags under MLflow's hidden prefix
@@ -227,19 +226,23 @@ def test_requests_in_flight_are_capped(mlflow_server, receiver_factory, tmp_path
     body = trace_request(SynthEval(run_id="in-flight", samples=1).build().spans()).SerializeToString()
     slow = [_slow_body(rp.port) for _ in range(3)]
     try:
-        (r,) = wait_for(lambda: (r := rp.post("traces", body)).status_code == 503 and (r,), 30,
-                        what="503 beyond the cap")  # (a 503 Response is falsy)
+        # the server says the three are in flight (/health is not capped): the next one is over
+        wait_for(lambda: rp.health()["requests_in_flight"]["http"] == 3, 30,
+                 what="three requests in flight")
+        r = rp.post("traces", body)
+        assert r.status_code == 503, r.text
         assert r.headers["Retry-After"] == "1" and "in flight" in r.text
-        assert rp.health()["status"] in ("ok", "degraded")  # /health is not capped
     finally:
         for s in slow:
             s.close()
-    wait_for(lambda: rp.post("traces", body).status_code == 200, 30, what="served again")
+    wait_for(lambda: rp.health()["requests_in_flight"]["http"] == 0, 30, what="none in flight")
+    assert rp.post("traces", body).status_code == 200
 
 
 def test_grpc_requests_in_flight_are_capped(mlflow_server, tmp_path):
-    """In process: the spool's write lock is held, so two gRPC exports stay in flight; a third
-    is RESOURCE_EXHAUSTED (retried by OTLP exporters), and all is well once they finish."""
+    """In process: the spool's write lock is held, so two gRPC exports stay in flight (the
+    server counts them); a third is RESOURCE_EXHAUSTED (retried by OTLP exporters), and all is
+    well once they finish."""
     receiver = Receiver(ReceiverConfig(mlflow_uri=mlflow_server.url, port=0, grpc_port=0,
                                        data_dir=tmp_path, max_concurrent_requests=2)).start()
     body = trace_request(SynthEval(run_id="grpc-cap", samples=1).build().spans()).SerializeToString()
@@ -248,18 +251,20 @@ def test_grpc_requests_in_flight_are_capped(mlflow_server, tmp_path):
                                  request_serializer=None, response_deserializer=None)
     results: list = []
     try:
-        with receiver.spool._write_lock:
+        with receiver.spool.db.write_lock:
             held = [threading.Thread(target=lambda: results.append(export(body, timeout=60)))
                     for _ in range(2)]
             for t in held:
                 t.start()
-            time.sleep(1.0)
+            wait_for(lambda: receiver.in_flight.counts()["grpc"] == 2, 30,
+                     what="two gRPC exports in flight")
             with pytest.raises(grpc.RpcError) as e:
                 export(body, timeout=10)
             assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         for t in held:
             t.join(30)
         assert len(results) == 2
+        assert receiver.in_flight.counts()["grpc"] == 0
         export(body, timeout=10)
     finally:
         channel.close()
@@ -283,7 +288,7 @@ def test_resources_and_forwarded_rows_bounded(tmp_path: Path):
     rs.scope_spans.add().spans.append(plain_span())
     res = spool.ingest_traces(req)
     assert res.rejected == 1 and res.accepted == 0
-    assert spool._read("SELECT COUNT(*) FROM resources")[0][0] == 0
+    assert spool.db.read("SELECT COUNT(*) FROM resources")[0][0] == 0
     assert spool.pending_bytes == 0
 
     ev = SynthEval(run_id="bounded", samples=2).build()
@@ -292,18 +297,18 @@ def test_resources_and_forwarded_rows_bounded(tmp_path: Path):
     spool.ingest_traces(req)
     rsize = len(req.resource_spans[0].resource.SerializeToString())
     span_bytes = sum(len(s.SerializeToString()) for s in ev.spans())
-    (result_bytes,) = spool._read("SELECT SUM(LENGTH(data)) FROM results")[0]  # span events
-    assert spool.pending_bytes == span_bytes + rsize + result_bytes == spool._count_pending_bytes()
+    (result_bytes,) = spool.db.read("SELECT SUM(LENGTH(data)) FROM results")[0]  # span events
+    assert spool.pending_bytes == span_bytes + rsize + result_bytes == spool.db.count_pending_bytes()
     spool.ingest_logs(logs_request(ev.logs()))
-    assert spool.pending_bytes == spool._count_pending_bytes()
+    assert spool.pending_bytes == spool.db.count_pending_bytes()
 
-    spans = spool.pending_spans(10_000, 1 << 30)
-    spool.mark_spans_forwarded(spans)
-    assert spool._read("SELECT COUNT(*) FROM spans")[0][0] == 0
-    assert spool._read("SELECT COUNT(*) FROM resources")[0][0] == 0
-    assert spool._read("SELECT COUNT(*) FROM traces")[0][0] == len({s.trace_id for s in spans})
-    results = spool.pending_results()
+    spans = spool.drain.pending_spans(10_000, 1 << 30)
+    spool.drain.mark_spans_forwarded(spans)
+    assert spool.db.read("SELECT COUNT(*) FROM spans")[0][0] == 0
+    assert spool.db.read("SELECT COUNT(*) FROM resources")[0][0] == 0
+    assert spool.db.read("SELECT COUNT(*) FROM traces")[0][0] == len({s.trace_id for s in spans})
+    results = spool.drain.pending_results()
     assert len(results) == len(ev.logs())  # the trace was forwarded here: results are ready
-    spool.mark_results_applied(results)
-    assert spool.pending_bytes == 0 == spool._count_pending_bytes()
-    assert {r[0] for r in spool._read("SELECT data FROM results")} == {"{}"}
+    spool.drain.mark_results_applied(results)
+    assert spool.pending_bytes == 0 == spool.db.count_pending_bytes()
+    assert {r[0] for r in spool.db.read("SELECT data FROM results")} == {"{}"}

@@ -7,13 +7,17 @@ Modules, in the order data flows through them:
 - ``_server``: the HTTP and gRPC front ends; ``cli``: the command.
 - ``_decode``: request bodies -> protobuf, 4xx for bad input; ``_values``: OTLP values as
   python; ``_validation``: what is checked before anything is stored.
-- ``_spool``: the durable sqlite state (ack after commit); ``_spool_drain``: its writer side
-  (what is pending, marking it applied). ``_ownership``: which traces this receiver may write
+- ``_spool``: the durable sqlite state (ack after commit), its ingest side, over
+  ``_spool_db`` (schema, connections, the byte count); ``_spool_drain``: its writer side (what
+  is pending, marking it applied); ``_dead_letters``: what the writer could not apply (kept
+  with its cause, retried, re-driven). ``_ownership``: which traces this receiver may write
   (absent, or in its experiment).
-- ``_writer``: applies the spool to MLflow; ``_claims``: one MLflow run per Inspect id across
-  several receivers; ``_task_finalizer``: a task's aggregates, step metrics and tables from what
-  MLflow holds; ``_eval_logs``: a task's eval log as an artifact, only from under the
-  operator's roots; ``_mlflow_io``: the error classes and batched writes they share.
+- ``_writer``: applies the spool to MLflow, stage by stage: ``_claims`` (one MLflow run per
+  Inspect id across several receivers), ``_trace_forwarder`` (spans, running-trace links),
+  ``_assessments`` (evaluation results), ``_task_finalizer`` (a task's aggregates, step
+  metrics and tables from what MLflow holds), ``_eval_logs`` (a task's eval log as an
+  artifact, only from under the operator's roots); ``_mlflow_io``: how failures are sorted and
+  told, and the batched writes they share.
 - Pure mappings (attributes -> MLflow), one concern each: ``_run_params`` (what becomes a param),
   ``_run_metrics`` (task metrics), ``_run_tags`` (run tags, names, status), ``_run_note`` (the
   results table as the run's description), ``_samples`` (sample

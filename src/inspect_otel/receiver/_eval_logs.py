@@ -21,7 +21,13 @@ another file, another eval, too large: one answer, so the tag tells a sender not
 files exist or what they hold). The operator's log has the detail.
 
 Storing runs on its own thread beside the writer (a slow bucket never holds up traces); the jobs
-wait in the spool's meta table, so they survive a restart.
+wait in the spool's meta table, so they survive a restart. A job that fails is held back or
+becomes a dead letter on its own (``_dead_letters.py``); the other jobs go on.
+
+Object-store logs are read with fsspec (Inspect's own dependency) and Inspect's options for the
+scheme (``inspect_ai._util.file.default_fs_options``: S3 caching off, Azure credentials). That is
+a private Inspect API: should it be gone or changed, the receiver uses fsspec with the options it
+needs itself (``_fs_options``), and says so once.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from . import _mlflow_names
+from ._dead_letters import DeadLetters, Item
+from ._mlflow_io import Transient
 from ._spool import Spool
 
 log = logging.getLogger("inspect_otel.receiver")
@@ -210,17 +218,17 @@ def fetch_log(location: str, eval_id: str, roots: Iterable[Root], max_bytes: int
         _check_size(st.st_size, max_bytes)
         _check_log(source, eval_id)
         return source
-    from inspect_ai._util.file import filesystem
+    import fsspec
 
     local = os.path.join(tmp, posixpath.basename(source))
     try:
-        fs = filesystem(source)
-        info = fs.info(source)
+        fs, path = fsspec.core.url_to_fs(source, **_fs_options(source))
+        info = fs.info(path)
     except Exception as e:  # noqa: BLE001 - missing object, no credentials, no such bucket
         raise Refused(REFUSED_LOG, type(e).__name__) from None
     _check_size(int(info.get("size") or 0), max_bytes)
     try:
-        fs.get_file(source, local)
+        fs.get_file(path, local)
     except Exception as e:  # noqa: BLE001
         raise Refused(REFUSED_LOG, type(e).__name__) from None
     _check_size(os.path.getsize(local), max_bytes)  # it may have grown since
@@ -228,19 +236,43 @@ def fetch_log(location: str, eval_id: str, roots: Iterable[Root], max_bytes: int
     return local
 
 
+# What Inspect's own options come down to where they cannot be had: no fsspec instance or
+# listings cache (a log read twice is read again).
+FALLBACK_FS_OPTIONS: dict[str, Any] = {"skip_instance_cache": False, "use_listings_cache": False}
+_fallback_said = threading.Event()
+
+
+def _fs_options(url: str) -> dict[str, Any]:
+    """fsspec options for ``url``: Inspect's (private API), else FALLBACK_FS_OPTIONS."""
+    try:
+        from inspect_ai._util.file import default_fs_options
+
+        options = default_fs_options(url)
+        if not isinstance(options, dict):
+            raise TypeError(f"default_fs_options returned {type(options).__name__}")
+        return options
+    except (ImportError, AttributeError, TypeError) as e:
+        if not _fallback_said.is_set():
+            _fallback_said.set()
+            log.warning("Inspect's filesystem options are not available (%s: a private Inspect "
+                        "API changed); reading object-store eval logs with fsspec's defaults",
+                        type(e).__name__)
+        return dict(FALLBACK_FS_OPTIONS)
+
+
 class EvalLogStore:
     """Stores each task's eval log under its run (``_mlflow_names.LOG_ARTIFACT_DIR``), on its own thread."""
 
     def __init__(self, spool: Spool, client: Callable[[], Any], roots: tuple[Root, ...],
                  max_bytes: int, stop: threading.Event, max_backoff_s: float,
-                 classify: Callable[[BaseException], Exception], on_stored: Callable[[], None]):
+                 dead_letters: DeadLetters, on_stored: Callable[[], None]):
         self.spool = spool
         self._client = client
         self.roots = roots
         self.max_bytes = max_bytes
         self._stop = stop
         self._max_backoff_s = max_backoff_s
-        self._classify = classify
+        self._dead_letters = dead_letters
         self._on_stored = on_stored
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -261,35 +293,53 @@ class EvalLogStore:
             self._thread.join(timeout)
 
     def pending(self) -> bool:
-        return bool(self.spool.meta_items(LOG_ARTIFACT_META))
+        """Jobs still to store (dead letters wait for a re-drive: not pending)."""
+        items = self.spool.meta_items(LOG_ARTIFACT_META)
+        if not items:
+            return False
+        dead = {k for k, _ in self.spool.dead_letters.dead_items("eval_log", len(items) + 1)}
+        return any(key[len(LOG_ARTIFACT_META):] not in dead for key, _ in items)
 
     def enqueue(self, eval_id: str, run_id: str, location: str) -> None:
         if not self.enabled:
             return
         self.spool.set_meta(LOG_ARTIFACT_META + eval_id, json.dumps(
             {"run_id": run_id, "eval_id": eval_id, "location": location}))
+        self.spool.dead_letters.clear_now("eval_log", eval_id)  # a new job starts afresh
         self._wake.set()
 
     def _loop(self) -> None:
-        backoff = 1.0
+        backoff, said = 1.0, None
         while not self._stop.is_set():
-            items = self.spool.meta_items(LOG_ARTIFACT_META)
-            if not items:
-                self._wake.wait(5.0)
-                self._wake.clear()
-                continue
             try:
-                for key, value in items:
-                    job = json.loads(value)
-                    eval_id = job.get("eval_id") or key[len(LOG_ARTIFACT_META):]
-                    self.store(job["run_id"], eval_id, job["location"])
-                    self.spool.delete_meta(key)
-                backoff = 1.0
-            except Exception as e:  # noqa: BLE001 - MLflow unreachable: try again later
-                log.warning("storing an eval log in MLflow failed (%s); retrying in %.0fs",
-                            self._classify(e), backoff)
+                items = self.spool.meta_items(LOG_ARTIFACT_META)
+                held = self.spool.dead_letters.held_keys("eval_log")
+                ready = [(k, v) for k, v in items if k[len(LOG_ARTIFACT_META):] not in held]
+                for key, value in ready:
+                    self._store_job(key, value)
+                backoff, said = 1.0, None
+            except Transient as e:  # MLflow unreachable or failing: try again later
+                if str(e) != said:
+                    log.warning("storing eval logs in MLflow failed (%s); retrying with backoff",
+                                e)
+                    said = str(e)
                 self._stop.wait(backoff)
                 backoff = min(self._max_backoff_s, backoff * 2)
+                continue
+            # held jobs are looked at again every second (their next try comes by the clock)
+            self._wake.wait(1.0 if len(ready) < len(items) else 5.0)
+            self._wake.clear()
+
+    def _store_job(self, key: str, value: str) -> None:
+        eval_id = key[len(LOG_ARTIFACT_META):]
+        try:
+            job = json.loads(value)
+            self.store(job["run_id"], eval_id, job["location"])
+        except Exception as e:  # noqa: BLE001 - this job alone: held back (Transient raised)
+            self._dead_letters.failed(Item("eval_log", eval_id), e)
+            return
+        self.spool.delete_meta(key)
+        self.spool.dead_letters.clear_now("eval_log", eval_id)
 
     def store(self, run_id: str, eval_id: str, location: str) -> None:
         """Store the checked log, or record why not in a tag (never an error of the run).

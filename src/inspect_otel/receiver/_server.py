@@ -1,4 +1,9 @@
-"""OTLP/HTTP (starlette + uvicorn) and OTLP/gRPC (grpcio) front ends over one spool + writer."""
+"""OTLP/HTTP (starlette + uvicorn) and OTLP/gRPC (grpcio) front ends over one spool + writer.
+
+One receiver per spool: the receiver holds an exclusive lock on ``<data-dir>/receiver/spool.lock``
+while it runs (a second one on the same data directory, e.g. a ``--retry-dead-letters`` run
+beside a running receiver, refuses to start).
+"""
 
 from __future__ import annotations
 
@@ -19,10 +24,13 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from .. import __version__
 from ..config import data_dir
 from ..stack import redact_uri
 from . import _decode as dec
+from ._dead_letters import RetryPolicy
 from ._eval_logs import DEFAULT_MAX_LOG_BYTES, Root
+from ._mlflow_io import scrub_text
 from ._ownership import FOREIGN_MESSAGE
 from ._spool import ORPHAN_TTL_S, IngestResult, Spool, SpoolFull
 from ._writer import Writer
@@ -40,6 +48,9 @@ GRPC_SERVICES = {
     "metrics": metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
 }
 
+
+VERSION_META = "receiver_version"  # spool meta: the receiver version that last started on it
+LOCK_FILE = "spool.lock"
 
 # On stop: how long the writer may go on applying accepted data (the stack gives the receiver 15 s
 # between SIGTERM and SIGKILL; the spool keeps the rest for the next start anyway).
@@ -63,10 +74,64 @@ class ReceiverConfig:
     max_log_artifact_bytes: int = DEFAULT_MAX_LOG_BYTES
     max_concurrent_requests: int = 64  # OTLP requests in flight, per front end; more: 503
     orphan_ttl_s: float = ORPHAN_TTL_S  # evaluation results whose trace never arrives expire
+    # items failing unexpectedly: retried so, then dead letters (see _dead_letters.py)
+    retry_policy: RetryPolicy = RetryPolicy()
+    retry_dead_letters: bool = False  # on start, every dead letter is tried again
 
     @property
     def spool_path(self) -> Path:
         return Path(self.data_dir) / "receiver" / "spool.db"
+
+
+class SpoolInUse(RuntimeError):
+    """Another receiver runs on this data directory."""
+
+
+class _SpoolLock:
+    """An exclusive lock on a file beside the spool, held while a receiver runs (released by
+    the kernel if the process dies)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: Any = open(path, "a+")  # noqa: SIM115 - held until release()
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock (Windows): unguarded, as before
+            return
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            raise SpoolInUse("another receiver is running on this --data-dir (its spool is "
+                             "locked): stop it first") from None
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class InFlight:
+    """OTLP requests between arrival and answer, per front end (``/health`` shows them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._n = {"http": 0, "grpc": 0}
+
+    def enter(self, front: str, cap: int | None = None) -> bool:
+        """Count one more request, unless ``cap`` are in flight already (then False)."""
+        with self._lock:
+            if cap is not None and self._n[front] >= cap:
+                return False
+            self._n[front] += 1
+            return True
+
+    def leave(self, front: str) -> None:
+        with self._lock:
+            self._n[front] -= 1
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._n)
 
 
 def _response(signal: str, res: IngestResult) -> Any:
@@ -90,11 +155,18 @@ class Receiver:
 
     def __init__(self, config: ReceiverConfig):
         self.config = config
-        self.spool = Spool(config.spool_path, max_bytes=config.max_spool_bytes,
-                           orphan_ttl_s=config.orphan_ttl_s)
+        self._lock = _SpoolLock(config.spool_path.with_name(LOCK_FILE))
+        try:
+            self.spool = Spool(config.spool_path, max_bytes=config.max_spool_bytes,
+                               orphan_ttl_s=config.orphan_ttl_s)
+        except BaseException:
+            self._lock.release()
+            raise
         self.writer = Writer(self.spool, config.mlflow_uri, config.experiment_name,
                              settle_s=config.settle_s, log_roots=config.log_artifact_roots,
-                             max_log_bytes=config.max_log_artifact_bytes)
+                             max_log_bytes=config.max_log_artifact_bytes,
+                             retry_policy=config.retry_policy)
+        self.in_flight = InFlight()
         self._uvicorn: Any = None
         self._http_thread: threading.Thread | None = None
         self._grpc: Any = None
@@ -157,16 +229,19 @@ class Receiver:
 
     def _nothing_pending(self, stats: dict[str, Any]) -> bool:
         """Nothing in the spool the writer can still apply (orphaned results wait for a trace,
-        see health()) and no eval log still to store."""
+        dead letters for a re-drive, see health()), no item waiting for its next try, and no
+        eval log still to store."""
         return all(v == 0 for k, v in stats.items()
                    if k.startswith("pending_") and k != "pending_bytes") \
-            and not self.writer.logs_pending()
+            and stats["retrying"] == 0 and not self.writer.logs_pending()
 
     def health(self, detailed: bool = True) -> dict[str, Any]:
         """The receiver's state. Not ``detailed`` (a caller without the token, when one is
-        set): only ``status``. Never the spool's path or the tracking URI's credentials."""
+        set): only ``status``. Never the spool's path or the tracking URI's credentials.
+        ``degraded``: MLflow does not answer, or items failed (dead letters, items retried)."""
         reachable, probe_error = self.probe_mlflow()
-        status = "ok" if reachable else "degraded"
+        dead_letters, retrying = self.spool.dead_letters.counts()
+        status = "ok" if reachable and not dead_letters and not retrying else "degraded"
         if not detailed:
             return {"status": status}
         stats = self.spool.stats()
@@ -180,7 +255,14 @@ class Receiver:
                          "ttl_seconds": self.spool.orphan_ttl_s},
             # identities whose MLflow run MLflow refused for good (their data goes on without it)
             "failed_runs": [{**f, "error": self._scrub(f["error"])}
-                            for f in self.spool.failed_identities()],
+                            for f in self.spool.drain.failed_identities()],
+            # what the writer could not apply, kept in the spool (see _dead_letters.py)
+            "dead_letters": {
+                "count": dead_letters, "retrying": retrying,
+                "causes": [{**c, "cause": self._scrub(c["cause"])}
+                           for c in self.spool.dead_letters.causes()],
+                "retry_command": "inspect-otel receiver --retry-dead-letters",
+            },
             "mlflow": {
                 "tracking_uri": redact_uri(self.config.mlflow_uri),
                 "experiment_name": self.config.experiment_name,
@@ -191,22 +273,28 @@ class Receiver:
                 "last_error_at": st.last_error_at,
                 "last_success_at": st.last_success_at,
             },
-            "writer": {"passes": st.passes, "dropped": st.dropped, "applied": dict(st.applied),
+            "writer": {"passes": st.passes, "applied": dict(st.applied),
                        # spans and results of traces in another experiment, never written
                        "foreign_rejected": self.writer.ownership.rejected},
             "ports": {"http": self.http_port, "grpc": self.grpc_port},
+            "requests_in_flight": self.in_flight.counts(),
         }
 
     def _scrub(self, text: str | None) -> str | None:
-        """``text`` without the tracking URI's password (an error may quote the URI)."""
+        """``text`` without the tracking URI's password (an error may quote the URI), URLs,
+        host names or paths (``scrub_text``; errors are stored so, this is for spools written
+        before)."""
         if text is None:
             return None
-        password = urlsplit(self.config.mlflow_uri).password
+        parts = urlsplit(self.config.mlflow_uri)
         text = text.replace(self.config.mlflow_uri, redact_uri(self.config.mlflow_uri))
-        return text.replace(password, "***") if password else text
+        if parts.password:
+            text = text.replace(parts.password, "***")
+        return scrub_text(text, (parts.hostname or "",))
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> "Receiver":
+        self._redrive_dead_letters()
         self.writer.start()
         # gRPC first: once /health answers, every port is bound (callers wait on /health)
         if self.config.grpc_port is not None:
@@ -220,6 +308,20 @@ class Receiver:
                  "from " + ", ".join(map(str, self.config.log_artifact_roots))
                  if self.config.log_artifact_roots else "off (no --log-artifact-root)")
         return self
+
+    def _redrive_dead_letters(self) -> None:
+        """Dead letters are tried again when asked (``retry_dead_letters``) and on the first
+        start of another receiver version (an upgrade may well have fixed their cause)."""
+        previous = self.spool.get_meta(VERSION_META)
+        reason = ("--retry-dead-letters" if self.config.retry_dead_letters else
+                  f"the receiver version changed ({previous or 'unknown'} -> {__version__})"
+                  if previous != __version__ else None)
+        if reason is not None:
+            n = self.spool.dead_letters.redrive()
+            if n or self.config.retry_dead_letters:
+                log.info("%d dead letter(s) tried again: %s", n, reason)
+        if previous != __version__:
+            self.spool.set_meta(VERSION_META, __version__)
 
     def stop(self, drain_s: float = DRAIN_S) -> None:
         """Stop accepting, then give the writer up to ``drain_s`` to apply what was accepted
@@ -238,6 +340,8 @@ class Receiver:
             self.writer.wake()
             time.sleep(0.1)
         self.writer.stop()
+        self.spool.close()
+        self._lock.release()
 
     def _start_http(self) -> None:
         import socket
@@ -313,7 +417,6 @@ def build_app(receiver: Receiver) -> Any:
     from starlette.routing import Route
 
     cfg = receiver.config
-    in_flight = 0  # OTLP requests between arrival and answer (this event loop is their only thread)
 
     def error(status: int, message: str, mt: str = dec.JSON,
               headers: dict[str, str] | None = None) -> Response:
@@ -351,17 +454,15 @@ def build_app(receiver: Receiver) -> Any:
         return dec.encode_response(_response(signal, res), mt), mt
 
     async def otlp(request: Request) -> Response:
-        nonlocal in_flight
-        if in_flight >= cfg.max_concurrent_requests:
+        if not receiver.in_flight.enter("http", cfg.max_concurrent_requests):
             mt = dec.media_type(request.headers.get("content-type"))
             return error(503, f"more than {cfg.max_concurrent_requests} requests in flight, "
                          "retry later", mt if mt in dec.CONTENT_TYPES else dec.JSON,
                          {"Retry-After": str(BUSY_RETRY_AFTER_S)})
-        in_flight += 1
         try:
             return await handle_otlp(request)
         finally:
-            in_flight -= 1
+            receiver.in_flight.leave("http")
 
     async def handle_otlp(request: Request) -> Response:
         signal = dec.PATHS[request.url.path]
@@ -428,6 +529,14 @@ class _GrpcExport:
         self.signal = signal
 
     def __call__(self, body: bytes, context: Any) -> Any:
+        # (grpc caps the calls in flight itself, maximum_concurrent_rpcs: this only counts)
+        self.receiver.in_flight.enter("grpc")
+        try:
+            return self._export(body, context)
+        finally:
+            self.receiver.in_flight.leave("grpc")
+
+    def _export(self, body: bytes, context: Any) -> Any:
         import grpc
 
         md = dict(context.invocation_metadata() or ())

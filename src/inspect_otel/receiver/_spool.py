@@ -3,16 +3,19 @@
 Incoming OTLP data is normalised into tables keyed by the deterministic ids (trace id, span id,
 Inspect run/eval ids, evaluation (trace, name, span)), committed with WAL + ``synchronous=FULL``
 before the HTTP/gRPC answer. Redelivered data hits the same keys, so it is absorbed here; rows
-whose content changed are marked pending again. The writer (``_writer.py``) applies pending rows
-to MLflow and marks them done (``_spool_drain.py``, the writer's side: what MLflow holds leaves
-the spool, or keeps only its key). Task aggregates are computed from what MLflow holds, so
-nothing applied needs to stay here for them.
+whose content changed are marked pending again. This module is the ingest side. The writer
+(``_writer.py``) applies pending rows to MLflow and marks them done through ``Spool.drain``
+(``_spool_drain.py``: what MLflow holds leaves the spool, or keeps only its key); what it cannot
+apply stays, with its cause, in ``Spool.dead_letters`` (``_dead_letters.py``). The three share
+one database (``_spool_db.py``). Task aggregates are computed from what MLflow holds, so nothing
+applied needs to stay here for them.
 
 Each span or log record is validated before it writes anything, and stored on its own: one with
 values that cannot be stored is rejected alone and reported in the OTLP partial success, the rest
 of its request is kept (should storing one item still fail, the request is stored again with a
-savepoint around each item). ``pending_bytes`` counts exactly what is not yet in MLflow (an overwrite replaces
-the old size), and equals a recount from the database at any time.
+savepoint around each item). ``pending_bytes`` counts exactly what is not yet in MLflow (an
+overwrite replaces the old size; dead letters are counted), and equals a recount from the
+database at any time.
 
 Evaluation results whose trace has not arrived are *orphaned*: they wait, and expire (``applied =
 RESULT_EXPIRED``, no longer pending) after ``orphan_ttl_s`` from their first receipt, or earlier
@@ -22,71 +25,21 @@ result comes back to pending if its trace arrives after all.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from inspect_otel import semconv as sc
 
 from . import _evaluations, _forward, _mlflow_names, _run_tags, _samples, _validation, _values
-
-from ._spool_drain import (  # noqa: F401 - PendingSpan, RESULT_*: part of the spool's API
-    RESULT_APPLIED,
-    RESULT_EXPIRED,
-    RESULT_PENDING,
-    TRACE_HERE,
-    PendingSpan,
-    SpoolDrain,
-    _digest,
-)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS resources(hash TEXT PRIMARY KEY, payload BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS spans(
-    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_id TEXT NOT NULL,
-    resource TEXT NOT NULL, scope_name TEXT NOT NULL, scope_version TEXT NOT NULL,
-    payload BLOB, digest TEXT NOT NULL, pending INTEGER NOT NULL, nbytes INTEGER NOT NULL,
-    link_key TEXT, enrich TEXT,
-    received REAL NOT NULL,
-    PRIMARY KEY(trace_id, span_id));
-CREATE INDEX IF NOT EXISTS spans_pending ON spans(pending) WHERE pending = 1;
-CREATE TABLE IF NOT EXISTS identities(
-    key TEXT PRIMARY KEY, role TEXT NOT NULL, run_id TEXT NOT NULL, eval_id TEXT,
-    attrs TEXT NOT NULL, start_ns INTEGER NOT NULL, mlflow_run_id TEXT, failed TEXT);
-CREATE TABLE IF NOT EXISTS samples(
-    trace_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, eval_id TEXT NOT NULL, task TEXT,
-    sample_id TEXT, epoch INTEGER, ordinal INTEGER, status TEXT, start_ns INTEGER,
-    end_ns INTEGER, digest TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS samples_eval ON samples(eval_id);
-CREATE TABLE IF NOT EXISTS tasks(
-    eval_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, attrs TEXT NOT NULL, start_ns INTEGER,
-    end_ns INTEGER, digest TEXT NOT NULL, applied INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS runs(
-    run_id TEXT PRIMARY KEY, attrs TEXT NOT NULL, start_ns INTEGER, end_ns INTEGER,
-    digest TEXT NOT NULL, applied INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS results(
-    trace_id TEXT NOT NULL, name TEXT NOT NULL, span_id TEXT NOT NULL, eval_id TEXT,
-    data TEXT NOT NULL, applied INTEGER NOT NULL, received REAL NOT NULL,
-    PRIMARY KEY(trace_id, name, span_id));
-CREATE INDEX IF NOT EXISTS results_pending ON results(applied) WHERE applied = 0;
-CREATE TABLE IF NOT EXISTS traces(trace_id TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS running(
-    trace_id TEXT PRIMARY KEY, eval_id TEXT NOT NULL, received REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS content_spans(
-    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, PRIMARY KEY(trace_id, span_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS evals(
-    eval_id TEXT PRIMARY KEY, data_rev INTEGER NOT NULL, final_rev INTEGER NOT NULL,
-    changed REAL NOT NULL);
-"""
+from ._dead_letters import DeadLetterLedger
+from ._spool_db import SpoolDb
+from ._spool_db import digest as _digest
+from ._spool_db import dumps as _dumps
+from ._spool_drain import RESULT_EXPIRED, RESULT_PENDING, TRACE_HERE, SpoolDrain
 
 RUN_KEY = "run:"
 EVAL_KEY = "eval:"
@@ -123,10 +76,6 @@ def _carries_content(span: Any, attrs: dict[str, Any]) -> bool:
 
 def eval_key(eval_id: str) -> str:
     return EVAL_KEY + eval_id
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
 
 
 @dataclass
@@ -170,116 +119,38 @@ def _trace_flags_sampled(flags: int) -> bool:
     return bool(flags & 0x01)
 
 
-class Spool(SpoolDrain):
-    """Durable receiver state. Thread-safe: one sqlite connection per thread, one writer lock."""
+class Spool:
+    """Durable receiver state: the ingest side, over one database (``db``), with the writer's
+    side (``drain``) and the ledger of what the writer could not apply (``dead_letters``)."""
 
     def __init__(self, path: str | Path, max_bytes: int = 1 << 30,
                  orphan_ttl_s: float = ORPHAN_TTL_S):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = SpoolDb(path)
+        self.path = self.db.path
         self.max_bytes = max_bytes
         self.orphan_ttl_s = orphan_ttl_s
-        self._local = threading.local()
-        self._write_lock = threading.Lock()
-        self._bytes_lock = threading.Lock()
+        self.dead_letters = DeadLetterLedger(self.db)
+        self.drain = SpoolDrain(self.db, self.dead_letters)
         self._last_orphan_check = float("-inf")
-        self._listeners: list[Any] = []
-        with self._write_lock:
-            db = self._conn()
-            db.executescript(SCHEMA)
-            # Spools written before task aggregates came from MLflow kept per-span counters
-            # (category, is_error) that nothing reads any more; is_error is NOT NULL.
-            columns = {r[1] for r in db.execute("PRAGMA table_info(spans)")}
-            for column in ("category", "is_error"):
-                if column in columns:
-                    db.execute(f"ALTER TABLE spans DROP COLUMN {column}")
-            # Spools written before step metrics came from MLflow at finalization kept each
-            # sample's values until written (vals, metrics_applied NOT NULL).
-            columns = {r[1] for r in db.execute("PRAGMA table_info(samples)")}
-            for column in ("vals", "metrics_applied"):
-                if column in columns:
-                    db.execute(f"ALTER TABLE samples DROP COLUMN {column}")
-            # spools before per-identity failures
-            if "failed" not in {r[1] for r in db.execute("PRAGMA table_info(identities)")}:
-                db.execute("ALTER TABLE identities ADD COLUMN failed TEXT")
-        self._pending_bytes = self._count_pending_bytes()
         # whether a new trace may revive expired results (saves a query per new span otherwise)
-        self._maybe_expired = bool(self._read(
+        self._maybe_expired = bool(self.db.read(
             "SELECT 1 FROM results WHERE applied = ? LIMIT 1", (RESULT_EXPIRED,)))
 
-    # --- connections ---------------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=60000")
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def _savepoint(self, db: sqlite3.Connection) -> Iterator[None]:
-        """One item inside a transaction: its writes are undone alone if it fails."""
-        db.execute("SAVEPOINT item")
-        try:
-            yield
-        except BaseException:
-            db.execute("ROLLBACK TO item")
-            db.execute("RELEASE item")
-            raise
-        db.execute("RELEASE item")
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def _read(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
-        return self._conn().execute(sql, tuple(args)).fetchall()
-
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self.db.close()
 
     def add_listener(self, fn: Any) -> None:
         """``fn()`` is called after every commit of new data (wakes the writer)."""
-        self._listeners.append(fn)
-
-    def _notify(self) -> None:
-        for fn in self._listeners:
-            fn()
+        self.db.add_listener(fn)
 
     # --- size / backpressure -------------------------------------------------------------------
-    def _count_pending_bytes(self) -> int:
-        """Spans not yet forwarded, the resources they travel with, results not yet applied
-        (forwarded spans are deleted, applied results keep only their key)."""
-        (n,) = self._read("SELECT COALESCE(SUM(nbytes), 0) FROM spans WHERE pending = 1")[0]
-        (r,) = self._read("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM results WHERE applied = 0")[0]
-        (c,) = self._read("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM resources")[0]
-        return int(n) + int(r) + int(c)
-
-    def _adjust(self, delta: int) -> None:
-        if delta:
-            with self._bytes_lock:
-                self._pending_bytes += delta
-
     @property
     def pending_bytes(self) -> int:
-        return self._pending_bytes
+        """Exactly the data not yet in MLflow (dead letters included): see SpoolDb."""
+        return self.db.pending_bytes
 
     def is_full(self) -> bool:
-        return self._pending_bytes >= self.max_bytes
+        return self.db.pending_bytes >= self.max_bytes
 
     # --- ingestion -----------------------------------------------------------------------------
     def ingest_traces(self, req: Any) -> IngestResult:
@@ -297,13 +168,13 @@ class Spool(SpoolDrain):
         for isolate in (False, True):
             res = IngestResult()
             try:
-                with self._tx() as db:
+                with self.db.tx() as db:
                     added = store(db, req, res, isolate, now)
             except _ItemFault:
                 continue
-            self._adjust(added)
+            self.db.adjust(added)
             if res.accepted:
-                self._notify()
+                self.db.notify()
             return res
         raise AssertionError("an isolated ingest raised _ItemFault")  # pragma: no cover
 
@@ -313,7 +184,7 @@ class Spool(SpoolDrain):
         try:
             if not isolate:
                 return fn(db, *args)
-            with self._savepoint(db):
+            with self.db.savepoint(db):
                 return fn(db, *args)
         except _Rejected as e:  # raised before the item wrote anything
             res.reject(1, f"{what}s were rejected: {e}")
@@ -464,7 +335,7 @@ class Spool(SpoolDrain):
                      summary.epoch, summary.ordinal, summary.status, start_ns, end_ns, sdigest),
                 )
                 if cur.rowcount > 0:
-                    self._bump(db, summary.eval_id)
+                    self.db.bump(db, summary.eval_id)
         elif kind == sc.SPAN_KIND_TASK:
             run_id, eval_id = attrs.get(sc.INSPECT_RUN_ID), attrs.get(sc.INSPECT_EVAL_ID)
             if run_id and eval_id:
@@ -481,7 +352,7 @@ class Spool(SpoolDrain):
                     (eval_id, run_id, adump, start_ns, end_ns, _digest(adump + str(end_ns))),
                 )
                 if cur.rowcount > 0:
-                    self._bump(db, eval_id)
+                    self.db.bump(db, eval_id)
         elif kind == sc.SPAN_KIND_RUN:
             run_id = attrs.get(sc.INSPECT_RUN_ID)
             if run_id:
@@ -536,14 +407,6 @@ class Spool(SpoolDrain):
                 (eval_key(eval_id), _mlflow_names.ROLE_TASK, run_id, eval_id, ident, start_ns),
             )
 
-    def _bump(self, db: sqlite3.Connection, eval_id: str) -> None:
-        db.execute(
-            """INSERT INTO evals(eval_id, data_rev, final_rev, changed) VALUES(?, 1, 0, ?)
-               ON CONFLICT(eval_id) DO UPDATE SET data_rev = evals.data_rev + 1,
-               changed = excluded.changed""",
-            (eval_id, time.time()),
-        )
-
     def _ingest_evaluation(self, db: sqlite3.Connection, e: _evaluations.Evaluation) -> int:
         fields = {
             "value": e.value, "label": e.label, "rationale": e.rationale,
@@ -560,7 +423,7 @@ class Spool(SpoolDrain):
         )
         if cur.rowcount > 0:
             if e.eval_id:
-                self._bump(db, e.eval_id)
+                self.db.bump(db, e.eval_id)
             return len(data)
         return 0
 
@@ -635,33 +498,19 @@ class Spool(SpoolDrain):
                        (trace_id, str(eval_id), now))
         return 0
 
-    # --- writer side: running traces -----------------------------------------------------------
-    def running_to_link(self, limit: int = 1000) -> list[tuple[str, str]]:
-        """(trace id, MLflow run id) of running traces whose spans are in MLflow (some forwarded)
-        and whose task run is known; traces whose root arrived link themselves."""
-        return [(r[0], r[1]) for r in self._read(
-            """SELECT g.trace_id, i.mlflow_run_id FROM running g
-               JOIN identities i ON i.key = 'eval:' || g.eval_id
-               WHERE i.mlflow_run_id IS NOT NULL AND EXISTS (
-                   SELECT 1 FROM traces t WHERE t.trace_id = g.trace_id)
-               ORDER BY g.received LIMIT ?""", (limit,))]
-
-    def forget_running(self, trace_ids: Iterable[str]) -> None:
-        with self._tx() as db:
-            db.executemany("DELETE FROM running WHERE trace_id = ?", [(t,) for t in trace_ids])
-
     # --- orphaned evaluation results -----------------------------------------------------------
     def expire_orphans(self, now: float | None = None) -> int:
         """Expire results whose trace never arrived: older than ``orphan_ttl_s``, or known
         sampled out (log record flags) once their task is finalized. They stop counting as
-        pending (and toward ``max_bytes``). Without ``now``, runs at most once a second."""
+        pending (and toward ``max_bytes``). Without ``now``, runs at most once a second.
+        Forgets the failures of items no longer waiting, too."""
         if now is None:
             mono = time.monotonic()
             if mono - self._last_orphan_check < ORPHAN_CHECK_INTERVAL_S:
                 return 0
             self._last_orphan_check = mono
             now = time.time()
-        with self._tx() as db:
+        with self.db.tx() as db:
             rows = db.execute(
                 f"""SELECT r.rowid, LENGTH(r.data) FROM results r
                    WHERE r.applied = ? AND NOT EXISTS (
@@ -680,25 +529,29 @@ class Spool(SpoolDrain):
             if rows:
                 self._maybe_expired = True
         if rows:
-            self._adjust(-sum(int(n) for _, n in rows))
+            self.db.adjust(-sum(int(n) for _, n in rows))
             log.info("%d evaluation result(s) expired: their trace did not arrive (sampled out, "
                      "or older than %.0fs)", len(rows), self.orphan_ttl_s)
+        # failures of items that went meanwhile (expired, a running trace whose root came)
+        self.dead_letters.forget_settled()
         return len(rows)
 
     # --- meta ----------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
-        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
-        return rows[0][0] if rows else None
+        return self.db.get_meta(key)
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+        self.db.set_meta(key, value)
 
     def delete_meta(self, key: str) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        self.db.delete_meta(key)
 
     def meta_items(self, prefix: str) -> list[tuple[str, str]]:
-        return [(k, v) for k, v in self._read(
-            "SELECT key, value FROM meta WHERE key >= ? AND key < ? ORDER BY key",
-            (prefix, prefix + "\uffff"))]
+        return self.db.meta_items(prefix)
+
+    # --- health --------------------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        out = self.drain.stats()
+        out["pending_bytes"] = self.db.pending_bytes
+        out["max_bytes"] = self.max_bytes
+        return out

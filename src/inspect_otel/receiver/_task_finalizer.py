@@ -8,6 +8,9 @@ complete, or writes what there is once nothing changed for ``settle_s``. A write
 when the content differs from the finalization the task run already records (tag
 ``mlflow.inspect_otel.finalized``), and the marker is written last, alone: it says what is
 written. The step metrics follow the task span's own results on the run page.
+
+A task whose finalization fails is recorded in the dead letters (``_dead_letters.py``): held back
+and tried again, never marked finalized until it succeeded. ``run()`` returns its counts.
 """
 
 from __future__ import annotations
@@ -15,32 +18,49 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from inspect_otel import semconv as sc
 
 from . import _evaluations, _finalize, _mlflow_names, _samples
-from ._mlflow_io import chunks, log_batch, permanent, write_tables
-from ._spool import Spool
+from ._dead_letters import Item
+from ._mlflow_io import MAX_TRACE_LINKS, chunks, log_batch, write_tables
+from ._spool_drain import SpoolDrain
 
-MAX_TRACE_LINKS = 100
 SEARCH_PAGE = 500
 CHECK_MIN_INTERVAL_S = 0.25  # between two finalization checks of one task
 
 
-class TaskFinalizer:
-    """One receiver's finalization of the tasks whose data it holds (the writer's last stage)."""
+@dataclass(frozen=True)
+class Finalized:
+    """What one ``TaskFinalizer.run()`` did."""
 
-    def __init__(self, spool: Spool, mlflow: Callable[[], Any], trace_store: Callable[[], Any],
-                 experiment_id: Callable[[], str], settle_s: float, applied: dict[str, int],
-                 on_permanent: Callable[[str, Exception], None]):
-        self.spool = spool
+    checked: int = 0  # tasks checked against MLflow
+    finalizations: int = 0  # finalizations written
+    sample_metrics: int = 0  # per-sample step metrics written
+
+
+@dataclass
+class _Written:
+    finalizations: int = 0
+    sample_metrics: int = 0
+
+
+class TaskFinalizer:
+    """One receiver's finalization of the tasks whose data it holds (the writer's last stage).
+    ``on_failure(item, exc)`` records a task whose check failed (and raises ``Transient`` when
+    MLflow is failing: the rest waits for the writer's next pass)."""
+
+    def __init__(self, drain: SpoolDrain, mlflow: Callable[[], Any], trace_store: Callable[[], Any],
+                 experiment_id: Callable[[], str], settle_s: float,
+                 on_failure: Callable[[Item, BaseException], None]):
+        self.drain = drain
         self.settle_s = settle_s
         self._mlflow = mlflow
         self._trace_store = trace_store
         self._experiment_id = experiment_id
-        self._applied = applied
-        self._on_permanent = on_permanent
+        self._on_failure = on_failure
         # eval id -> when to check again (tasks polled by their task-span holder)
         self._poll: dict[str, float] = {}
         self._last_check: dict[str, float] = {}
@@ -58,12 +78,12 @@ class TaskFinalizer:
         """When each polled task is next due (monotonic clock)."""
         return self._poll.values()
 
-    def run(self) -> bool:
-        """Check every task that is due; write what this receiver should. True if any was checked."""
+    def run(self) -> Finalized:
+        """Check every task that is due; write what this receiver should."""
         now = time.monotonic()
         due = [e for e, t in self._poll.items() if t <= now]
-        did = False
-        checkable = self.spool.evals_to_check(due)
+        checked, written = 0, _Written()
+        checkable = self.drain.evals_to_check(due)
         for eval_id in set(due) - {ev["eval_id"] for ev in checkable}:
             self._poll[eval_id] = now + self._poll_interval()  # its own data is still pending
         for ev in checkable:
@@ -73,24 +93,24 @@ class TaskFinalizer:
                 continue
             self._last_check[eval_id] = now
             self._poll.pop(eval_id, None)
-            done = True
+            checked += 1
             try:
-                done = self._check_task(ev)
-            except Exception as e:  # noqa: BLE001
-                self._on_permanent(f"finalize task {eval_id}", permanent(e))
+                done = self._check_task(ev, written)
+            except Exception as e:  # noqa: BLE001 - held back, tried again (never marked done)
+                self._on_failure(Item("finalize", eval_id), e)
+                continue
             if done:
-                self.spool.mark_finalized(eval_id, ev["rev"])
+                self.drain.mark_finalized(eval_id, ev["rev"])
                 self._view.pop(eval_id, None)
                 self._stepped.pop(ev["mlflow_run_id"], None)
             else:
                 self._poll[eval_id] = time.monotonic() + self._poll_interval()
-            did = True
-        return did
+        return Finalized(checked, written.finalizations, written.sample_metrics)
 
     def _poll_interval(self) -> float:
         return max(0.2, min(1.0, self.settle_s / 4))
 
-    def _check_task(self, ev: dict[str, Any]) -> bool:
+    def _check_task(self, ev: dict[str, Any], written: _Written) -> bool:
         """Finalize the task if this receiver should, from what MLflow holds. Returns True when
         this receiver has nothing more to do for it (until its own data changes again)."""
         eval_id, run_id = ev["eval_id"], ev["mlflow_run_id"]
@@ -109,16 +129,16 @@ class TaskFinalizer:
         if recorded == final.marker:
             return final.complete or not ev["holder"] or now - since >= self.settle_s
         if final.complete:
-            self._write_final(run, final)
+            self._write_final(run, final, written)
             return True
         if ev["holder"]:
             if now - since < self.settle_s:
                 return False  # others may still be writing: look again soon
-            self._write_final(run, final)
+            self._write_final(run, final, written)
             return False  # confirm once more: a concurrent writer may have had another view
         if recorded is not None and covers(final, recorded):
             # the holder gave up waiting and wrote what it saw; this receiver saw more
-            self._write_final(run, final)
+            self._write_final(run, final, written)
             return False
         return True
 
@@ -159,7 +179,7 @@ class TaskFinalizer:
             if not token:
                 return out
 
-    def _write_final(self, run: Any, final: _finalize.TaskFinal) -> None:
+    def _write_final(self, run: Any, final: _finalize.TaskFinal, written: _Written) -> None:
         from mlflow.entities import Metric, RunTag
 
         run_id = run.info.run_id
@@ -180,11 +200,11 @@ class TaskFinalizer:
                   [Metric(k, v, ts, final.n_samples) for k, v in sorted(final.aggregates.items())]
                   + [Metric(k, v, t, step) for k, v, t, step in steps])
         stepped.update(steps)
-        self._applied["sample_metrics"] += len(steps)
+        written.sample_metrics += len(steps)
         log_batch(self._mlflow(), run_id,
                   tags=[RunTag(_mlflow_names.TAG_LOGGED_ARTIFACTS, json.dumps(logged)),
                         RunTag(_mlflow_names.TAG_FINALIZED, final.marker)])
-        self._applied["finalizations"] += 1
+        written.finalizations += 1
 
 
 def covers(final: _finalize.TaskFinal, recorded: str) -> bool:

@@ -11,6 +11,7 @@ import threading
 
 from ..config import (DATA_DIR_ENV, LOG_ARTIFACT_ROOTS_ENV, data_dir, default_experiment,
                       log_artifact_roots)
+from ._dead_letters import RetryPolicy
 
 ENV_TOKEN = "INSPECT_OTEL_RECEIVER_TOKEN"
 DEFAULT_MLFLOW_URI = "http://127.0.0.1:5000"
@@ -57,6 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "stops counting as pending this long after it arrived; sooner when "
                              "its log record says the trace was not sampled and its task is "
                              "finalized (default 3600)")
+    parser.add_argument("--retry-dead-letters", action="store_true",
+                        help="on start, try every dead letter again (items the writer could not "
+                             "apply, kept in the spool; /health lists them), then serve as usual. "
+                             "For after a fix; a new receiver version does it on its first start. "
+                             "Refuses to start while another receiver runs on this --data-dir")
+    parser.add_argument("--dead-letter-after", type=int, default=RetryPolicy.attempts,
+                        metavar="ATTEMPTS",
+                        help="attempts before an item that keeps failing unexpectedly becomes a "
+                             f"dead letter (default {RetryPolicy.attempts}; 1 s between the first "
+                             f"two, doubling to {RetryPolicy.max_delay_s:.0f} s)")
     parser.add_argument("--log-level", default=os.environ.get("INSPECT_OTEL_LOG_LEVEL", "INFO"))
 
 
@@ -77,6 +88,10 @@ def main(args: argparse.Namespace) -> int:
     if not args.orphan_ttl_seconds > 0:
         print("inspect-otel receiver: --orphan-ttl-seconds must be a positive number of seconds "
               f"(got {args.orphan_ttl_seconds})", file=sys.stderr)
+        return 2
+    if args.dead_letter_after < 1:
+        print("inspect-otel receiver: --dead-letter-after must be at least 1 attempt "
+              f"(got {args.dead_letter_after})", file=sys.stderr)
         return 2
     if args.max_concurrent_requests < 1:
         print("inspect-otel receiver: --max-concurrent-requests must be at least 1 "
@@ -108,12 +123,18 @@ def main(args: argparse.Namespace) -> int:
         max_log_artifact_bytes=int(args.max_log_artifact_mb * (1 << 20)),
         max_concurrent_requests=args.max_concurrent_requests,
         orphan_ttl_s=args.orphan_ttl_seconds,
+        retry_policy=RetryPolicy(attempts=args.dead_letter_after),
+        retry_dead_letters=args.retry_dead_letters,
     )
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.token:
         logging.getLogger("inspect_otel.receiver").warning(
             "binding %s without %s: anyone who can reach this port can write to MLflow",
             config.host, ENV_TOKEN)
-    receiver = Receiver(config)
+    try:
+        receiver = Receiver(config)
+    except (OSError, RuntimeError) as e:  # the spool in use by another receiver, unreadable
+        print(f"inspect-otel receiver: {e}", file=sys.stderr)
+        return 1
     try:
         receiver.start()
     except (OSError, RuntimeError) as e:
