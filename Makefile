@@ -28,7 +28,7 @@ LOWEST_TESTS := tests/test_dependency_floors.py \
 	tests/hook/test_units.py tests/hook/test_mapping_cases.py tests/hook/test_mapping_stream.py \
 	tests/hook/test_span_encoding.py tests/hook/test_export_paths.py \
 	tests/hook/test_export_causes.py tests/hook/test_json_attributes.py \
-	tests/hook/test_replay.py tests/hook/test_live_export.py \
+	tests/hook/test_replay.py tests/hook/test_live_export.py tests/hook/test_trio.py \
 	tests/hook/test_provider_units.py tests/hook/test_provider_e2e.py \
 	tests/receiver/test_hook_e2e.py tests/receiver/test_delivery.py tests/receiver/test_mapping.py \
 	tests/receiver/test_bad_input.py tests/receiver/test_log_artifacts.py \
