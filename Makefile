@@ -22,7 +22,7 @@ LOWEST_SCOUT_FLOORS := scout
 # The subsets run there (the newest run has the whole suite): the hook with the SDK's encoder,
 # exporters and error messages, replay, Inspect's real providers, the receiver against a real
 # MLflow (sqlite, and PostgreSQL for psycopg), compare; then Scout. Not the timing, fault, scale
-# and hostile-input tests, the embedded stack or interop (README, Tests).
+# and hostile-input tests, the embedded stack or interop (README, Supported versions).
 SCOUT_IN_HOOK_TEST := tests/hook/test_provider_e2e.py::test_receiver_keeps_the_raw_call_on_mlflow_spans_and_scout_imports_it
 LOWEST_TESTS := tests/test_dependency_floors.py \
 	tests/hook/test_units.py tests/hook/test_mapping_cases.py tests/hook/test_mapping_stream.py \
