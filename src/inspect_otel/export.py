@@ -169,6 +169,19 @@ def _capture_export_logs() -> None:
             export_logger.propagate = False
 
 
+_RAISED: set[str] = set()
+
+
+def _warn_export_raised(ex: Exception) -> None:
+    """An exporter that raises (rather than report a failure) loses its batch: said at WARNING,
+    once per cause, not once per batch."""
+    cause = f"{type(ex).__name__}: {ex}"
+    if cause not in _RAISED:
+        _RAISED.add(cause)
+        _logger.warning("inspect-otel: the span exporter raised (%s); its batches are lost",
+                        cause, exc_info=True)
+
+
 class _CountingExporter(SpanExporter):
     """Counts spans the backend confirmed, so the hook can report what was lost."""
 
@@ -180,8 +193,8 @@ class _CountingExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             result = self._inner.export(spans)
-        except Exception:
-            _logger.debug("span export raised", exc_info=True)
+        except Exception as ex:  # noqa: BLE001 - e.g. an SDK whose exporter changed its contract
+            _warn_export_raised(ex)
             return SpanExportResult.FAILURE
         if result is SpanExportResult.SUCCESS:
             with self._lock:
@@ -193,6 +206,16 @@ class _CountingExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._inner.force_flush(timeout_millis)
+
+
+# The SDK's OTLP exporters, imported when a pipeline is built: protobuf, grpc and requests load
+# only when the hook is on (Inspect imports the entry point in every eval process).
+def _span_exporter(protocol: Protocol) -> SpanExporter:
+    if protocol is Protocol.GRPC:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter()
 
 
 def _log_exporter(protocol: Protocol) -> Any:
@@ -293,13 +316,8 @@ class TelemetryPipeline:
             self._resource = global_tp.resource
             self._sampler = global_tp.sampler
         else:
-            if exporters is not None:
-                spans_out = exporters[0]
-            else:
-                # imported here: protobuf and the OTLP exporters load only when the hook is on
-                from .span_encoding import span_exporter
-
-                spans_out = span_exporter(settings.traces_protocol)
+            spans_out = (exporters[0] if exporters is not None
+                         else _span_exporter(settings.traces_protocol))
             self._exporters.append(spans_out)
             self._counter = _CountingExporter(spans_out)
             # A single agent sample can hold thousands of spans: a larger queue than the SDK

@@ -58,16 +58,3 @@ def test_summary_and_table_render() -> None:
     assert "inspect-otel (OTLP sink)" in text and "ratio" in text
     pts = [{"samples": n, "rss": 100 + 2 * n} for n in range(1, 101)]
     assert abs(bench_run.rss_slope(pts, 100) - 2.0) < 1e-9
-
-
-def test_span_encoding_bench_runs_and_finds_the_same_bytes(tmp_path: Path) -> None:
-    out = tmp_path / "encoding.json"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "span_encoding.py"), "--samples", "3", "--passes",
-         "1", "--json", str(out)],
-        env=bench_run.clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=240,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(out.read_text())
-    assert result["same_bytes"] is True and result["spans"] == 3 * 16 + 1  # and the task span
-    assert set(result["us_per_span"]) == {"sdk", "in_place"}
