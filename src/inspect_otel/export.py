@@ -18,16 +18,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import _logs, metrics, trace
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import _get_from_env_or_default as sampler_from_env
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+    SpanProcessor,
+)
+from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
@@ -208,6 +211,62 @@ class _CountingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
+def sampler_from_env() -> Sampler:
+    """The sampler OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG name, as the SDK builds it: the
+    one a TracerProvider made without a sampler reads from the environment (public API)."""
+    return SdkTracerProvider(resource=Resource.get_empty(), shutdown_on_exit=False).sampler
+
+
+_WARNED_SDK: set[str] = set()
+
+
+def _warn_sdk_once(what: str) -> None:
+    if what not in _WARNED_SDK:
+        _WARNED_SDK.add(what)
+        _logger.warning("inspect-otel: %s", what)
+
+
+_PROVIDERS_PROCESSOR = "_active_span_processor"  # the SDK TracerProvider's (private) processors
+
+
+def _users_span_processor() -> tuple[SpanProcessor, SdkTracerProvider] | None:
+    """The processors of the process's own SDK TracerProvider (the user's OpenTelemetry set-up),
+    and the provider; None without one.
+
+    The SDK has no public way to hand a provider a finished span with its own ids (the hook's
+    ids are deterministic: a replay must give the live ids), so this reads the provider's
+    private ``_active_span_processor``. Without it (an SDK that renamed it), the hook sends with its
+    own pipeline (the OTEL_EXPORTER_OTLP_* settings) and says so once."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, SdkTracerProvider):
+        return None
+    processor = getattr(provider, _PROVIDERS_PROCESSOR, None)
+    if callable(getattr(processor, "on_end", None)) and callable(
+            getattr(processor, "force_flush", None)):
+        return processor, provider
+    _warn_sdk_once("this OpenTelemetry SDK's TracerProvider offers no span processor the hook "
+                   "can hand its spans to; they go to the hook's own OTLP exporter instead "
+                   "(OTEL_EXPORTER_OTLP_*)")
+    return None
+
+
+def _logs_sdk() -> tuple[Any, type, type] | None:
+    """The logs API module, the SDK's LoggerProvider and BatchLogRecordProcessor. OpenTelemetry
+    Python keeps its logs signal in underscored modules (``opentelemetry._logs``,
+    ``opentelemetry.sdk._logs``), the only place it has them: imported here, not at module level,
+    so an SDK that moves them costs the evaluation results (said once), not the hook."""
+    try:
+        from opentelemetry import _logs as api
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    except ImportError as ex:
+        _warn_sdk_once(f"this OpenTelemetry SDK has no logs signal where the hook looks for it "
+                       f"({ex}); evaluation results are not sent as log records (scores still "
+                       "go on spans as events)")
+        return None
+    return api, LoggerProvider, BatchLogRecordProcessor
+
+
 # The SDK's OTLP exporters, imported when a pipeline is built: protobuf, grpc and requests load
 # only when the hook is on (Inspect imports the entry point in every eval process).
 def _span_exporter(protocol: Protocol) -> SpanExporter:
@@ -310,9 +369,9 @@ class TelemetryPipeline:
         self._redactor = Redactor(settings.redact_patterns)
         self._metric_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
 
-        global_tp = trace.get_tracer_provider()
-        if isinstance(global_tp, SdkTracerProvider) and exporters is None:
-            self._processor = global_tp._active_span_processor  # noqa: SLF001 (documented above)
+        users = _users_span_processor() if exporters is None else None
+        if users is not None:
+            self._processor, global_tp = users
             self._resource = global_tp.resource
             self._sampler = global_tp.sampler
         else:
@@ -340,7 +399,12 @@ class TelemetryPipeline:
     def _make_event_logger(self, settings: Settings) -> Any | None:
         if not settings.logs_enabled:
             return None
-        provider: Any = _logs.get_logger_provider()
+        logs_sdk = _logs_sdk()
+        if logs_sdk is None:
+            return None
+        api, LoggerProvider, BatchLogRecordProcessor = logs_sdk  # noqa: N806 (classes)
+        self._info = api.SeverityNumber.INFO
+        provider: Any = api.get_logger_provider()
         if not isinstance(provider, LoggerProvider) or self._file_exporters is not None:
             # shutdown_on_exit=False: the SDK's own exit hook would wait the full export timeout
             # on a dead endpoint; close() flushes with a bounded wait instead.
@@ -476,7 +540,7 @@ class TelemetryPipeline:
             self._event_logger.emit(
                 timestamp=result.time_ns,
                 context=ctx,
-                severity_number=_logs.SeverityNumber.INFO,
+                severity_number=self._info,
                 event_name=sc.EVENT_EVALUATION_RESULT,
                 attributes=self._redactor.attributes(result.attributes),
             )
@@ -490,7 +554,7 @@ class TelemetryPipeline:
             timestamp=root.start_ns,
             context=trace.set_span_in_context(NonRecordingSpan(SpanContext(
                 root.trace_id, root.span_id, is_remote=False, trace_flags=_SAMPLED))),
-            severity_number=_logs.SeverityNumber.INFO,
+            severity_number=self._info,
             event_name=sc.EVENT_SAMPLE_START,
             attributes=self._redactor.attributes(root.attributes),
         )

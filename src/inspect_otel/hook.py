@@ -429,16 +429,21 @@ def _is_cancellation(ex: BaseException) -> bool:
     )
 
 
+# Inspect's running sample: a private API of Inspect's (module, function), looked up when used.
+_ACTIVE_SAMPLE = ("inspect_ai.log._samples", "sample_active")
+
+
 def _sample_attachments() -> dict[str, str] | None:
     """The running sample's attachments (a live dict), for ModelEvent.call payloads Inspect
     condensed into ``attachment://`` references before the event reached this hook (it condenses
     right after notifying its own subscribers; hooks get events through a stream). The emitter
-    task runs in the sample's context, where Inspect's active sample is set."""
+    task runs in the sample's context, where Inspect's active sample is set. Without that private
+    API (another Inspect version) the call goes out as Inspect holds it: condensed."""
+    import importlib
+
+    module, name = _ACTIVE_SAMPLE
     try:
-        from inspect_ai.log._samples import sample_active
-
-        active = sample_active()
+        active = getattr(importlib.import_module(module), name)()
         return active.transcript.attachments if active is not None else None
-    except Exception:  # a private API of Inspect: without it the call stays condensed
+    except Exception:  # noqa: BLE001 - a private API of Inspect: the fallback above
         return None
-

@@ -90,3 +90,43 @@ def test_the_hook_loads_no_exporter_until_it_is_on():
                           timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_the_sampler_comes_from_the_standard_variables(monkeypatch):
+    from inspect_otel.export import sampler_from_env
+
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    assert "AlwaysOnSampler" in sampler_from_env().get_description()  # the SDK's default root
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    assert "TraceIdRatioBased{0.25}" in sampler_from_env().get_description()
+
+
+def test_without_the_sdks_logs_signal_spans_still_leave(monkeypatch, caplog):
+    """OpenTelemetry Python keeps its logs signal in underscored modules: an SDK without them
+    (forced here: the imports fail) costs the log records, said once, and nothing else."""
+    from inspect_otel import export
+    from inspect_otel.mapping import EvaluationResult
+    from tests.support.otlp_sink import HttpSink
+
+    sink = HttpSink()
+    for module in ("opentelemetry._logs", "opentelemetry.sdk._logs",
+                   "opentelemetry.sdk._logs.export"):
+        monkeypatch.setitem(sys.modules, module, None)  # import of it raises ImportError
+    monkeypatch.setattr(export, "_WARNED_SDK", set())
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint)
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    try:
+        with caplog.at_level(logging.WARNING, logger="inspect_otel"):
+            pipeline = TelemetryPipeline(load_settings())
+            pipeline.emit_spans(spans(3), sampled=True)
+            pipeline.emit_results([EvaluationResult(0xABC, 1, 1_500, {"gen_ai.evaluation.name":
+                                                                        "match"})])
+            report = pipeline.flush(10)
+            pipeline.close()
+    finally:
+        sink.stop()
+    assert report.completed and report.lost == 0
+    assert len(sink.sink.spans) == 3 and sink.sink.logs == []
+    said = [r.getMessage() for r in caplog.records if "no logs signal" in r.getMessage()]
+    assert len(said) == 1, caplog.text

@@ -314,3 +314,25 @@ def test_receiver_keeps_the_raw_call_on_mlflow_spans_and_scout_imports_it(
         request = {k: v for k, v in original.request.items() if k != "extra_headers"}
         assert event.call is not None and event.call.request == request
         assert event.call.response == original.response
+
+
+def test_without_inspects_active_sample_the_hook_still_exports(servers, tmp_path):
+    """The hook reads the running sample's attachments through a private API of Inspect's
+    (``inspect_ai.log._samples.sample_active``). Inspect itself uses that function, so it cannot
+    be taken away here: the hook's lookup is pointed at a name a later Inspect might leave it
+    under. The eval and its chat spans go on; the raw call goes out as Inspect holds it."""
+    from inspect_otel import hook
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hook, "_ACTIVE_SAMPLE", ("inspect_ai.log._samples", "renamed_sample_active"))
+        assert hook._sample_attachments() is None
+        _provider_env(servers, mp)
+        for run in capture(tmp_path, {
+                "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_AND_EVENT",
+                "INSPECT_OTEL_CAPTURE_PROVIDER_CALL": "true"}, run=_run(servers)):
+            assert run.log.status == "success", run.log.error
+            chats = _chats(run, MODEL)
+            assert len(chats) == 2 * len(ROWS)
+            requests = [s.attributes[sc.INSPECT_MODEL_CALL_REQUEST] for s in chats]
+            assert all(json.loads(r)["model"] == "gpt-4o-mini" for r in requests)
+            assert any("attachment://" in r for r in requests), requests  # b's long prompt
