@@ -76,10 +76,12 @@ _WARNED_SETTINGS: set[str] = set()
 LIVE_COALESCE_S = 0.25
 # One mapping pass holds the eval's loop at most about this long before it yields the loop.
 LIVE_SLICE_S = 0.005
-_WARNED: set[str] = set()
+_WARNED: set[str] = set()  # the parts of the hook whose failure was reported (once per process)
 
 
 def _warn_once(what: str, ex: Exception) -> None:
+    """Telemetry must never fail an eval: a failure of the hook's part ``what`` (a hook method or
+    a callback of one) is swallowed; its first one is logged."""
     if what not in _WARNED:
         _WARNED.add(what)
         logger.warning("inspect-otel: %s failed (%s: %s); telemetry for it is skipped",
@@ -99,18 +101,14 @@ def _call_later(delay_s: float, fn: Callable[..., Any], *args: Any) -> Any | Non
 
 
 def _never_raise(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Telemetry must never fail an eval: log the first failure of each hook, swallow all."""
-    warned: set[str] = set()
+    """A hook method whose failures go to ``_warn_once`` instead of the eval."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, data: Any) -> None:
         try:
             await method(self, data)
         except Exception as ex:  # noqa: BLE001 - the eval comes first
-            if method.__name__ not in warned:
-                warned.add(method.__name__)
-                logger.warning("inspect-otel: %s failed (%s: %s); telemetry for it is skipped",
-                               method.__name__, type(ex).__name__, ex, exc_info=True)
+            _warn_once(method.__name__, ex)
 
     return wrapper
 

@@ -256,8 +256,8 @@ def test_users_own_tracer_provider_is_used(tmp_path, processor):
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
         if {processor!r} == "vanished":  # an SDK that renamed it (Inspect's own tracing uses it)
-            import inspect_otel.export
-            inspect_otel.export._PROVIDERS_PROCESSOR = "_renamed_in_a_later_sdk"
+            import inspect_otel.export._sdk
+            inspect_otel.export._sdk._PROVIDERS_PROCESSOR = "_renamed_in_a_later_sdk"
         sink = HttpSink()
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
         os.environ["OTEL_LOGS_EXPORTER"] = "none"

@@ -105,7 +105,7 @@ def test_the_sampler_comes_from_the_standard_variables(monkeypatch):
 def test_without_the_sdks_logs_signal_spans_still_leave(monkeypatch, caplog):
     """OpenTelemetry Python keeps its logs signal in underscored modules: an SDK without them
     (forced here: the imports fail) costs the log records, said once, and nothing else."""
-    from inspect_otel import export
+    from inspect_otel.export import _sdk
     from inspect_otel.mapping import EvaluationResult
     from tests.support.otlp_sink import HttpSink
 
@@ -113,7 +113,7 @@ def test_without_the_sdks_logs_signal_spans_still_leave(monkeypatch, caplog):
     for module in ("opentelemetry._logs", "opentelemetry.sdk._logs",
                    "opentelemetry.sdk._logs.export"):
         monkeypatch.setitem(sys.modules, module, None)  # import of it raises ImportError
-    monkeypatch.setattr(export, "_WARNED_SDK", set())
+    monkeypatch.setattr(_sdk, "_WARNED_SDK", set())
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint)
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
     try:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import threading
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,24 +22,29 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    SpanExporter,
-    SpanExportResult,
-    SpanProcessor,
-)
-from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util.types import Attributes
 
-from . import __version__
-from . import semconv as sc
-from .config import Protocol, Settings
-from .mapping import EvaluationResult, Kind, SampleTelemetry, SpanData
-from .redaction import Redactor
+from .. import __version__
+from .. import semconv as sc
+from ..config import Protocol, Settings
+from ..mapping import EvaluationResult, Kind, SampleTelemetry, SpanData
+from ..redaction import Redactor
+from ._diagnosis import (
+    EXPORT_ERRORS,
+    HTTP2_ONLY,
+    NOTHING,
+    capture_export_logs,
+    export_cause,
+    traces_url,
+    what_listens_at,
+)
+from ._exporters import CountingExporter, log_exporter, metric_exporter, span_exporter
+from ._sdk import logs_sdk as load_logs_sdk
+from ._sdk import sampler_from_env, users_span_processor
 
 _logger = logging.getLogger(__name__)
 
@@ -48,8 +52,6 @@ _SCOPE = InstrumentationScope(sc.INSTRUMENTATION_NAME, __version__, sc.SCHEMA_UR
 _KINDS = {Kind.INTERNAL: SpanKind.INTERNAL, Kind.CLIENT: SpanKind.CLIENT}
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
-# Loggers of the OTLP exporters and SDK processors: their per-batch retry noise is summarised in
-# one warning at run end instead of flooding the eval's console.
 _QUEUE_SIZE = 16384
 # A sample's spans and results are handed over at once when it ends: the SDK's default schedule
 # delays (5 s for spans, 1 s for log records) would only hold them back from the backend, with
@@ -65,232 +67,6 @@ _SAMPLING_ATTRIBUTES = frozenset({
 })
 # What the exit grants a failing pipeline's shutdown (exporters stopped, nothing to deliver).
 _FAILING_SHUTDOWN_WAIT_S = 0.5
-_EXPORT_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk._shared_internal")
-
-
-class _LastError(logging.Handler):
-    """Keeps the exporters' last complaints for the run-end warning and the export's cause
-    (installed once, for good)."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.message: str | None = None
-        self.recent: deque[str] = deque(maxlen=8)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.message = record.getMessage()
-        except Exception:  # a malformed log call must not break export
-            self.message = str(record.msg)
-        self.recent.append(self.message)
-
-
-_EXPORT_ERRORS = _LastError()
-
-
-# The exporters' complaints -> the cause a user can act on (first match wins).
-_HTTP_STATUS = re.compile(r"code: (\d{3}), reason: ([^,]*)")
-_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"Failed parsing HTTP/2|http1\.x server", re.I),
-     "protocol mismatch: gRPC sent to an endpoint that speaks HTTP/1 (OTLP/HTTP is port 4318: "
-     "use --protocol http/protobuf, or the gRPC port 4317)"),
-    (re.compile(r"RemoteDisconnected|BadStatusLine|Connection aborted|without response", re.I),
-     "protocol mismatch: the endpoint closed the connection without an HTTP answer (a gRPC "
-     "port? use --protocol grpc, or the OTLP/HTTP port 4318)"),
-    (re.compile(r"Connection refused|ECONNREFUSED", re.I),
-     "connection refused: nothing listens at {endpoint}"),
-    (re.compile(r"Name or service not known|nodename nor servname|getaddrinfo", re.I),
-     "the endpoint's host name does not resolve: {endpoint}"),
-    (re.compile(r"timed? ?out|DEADLINE_EXCEEDED", re.I),
-     "timeout: {endpoint} did not answer within OTEL_EXPORTER_OTLP_TIMEOUT"),
-)
-
-
-def export_cause(messages: Sequence[str], endpoint: str) -> str | None:
-    """Why an export failed, in words a user can act on, from the exporters' log messages
-    (refused, timeout, an HTTP status with the URL, a protocol mismatch); None if unknown."""
-    # The SDK's summaries ("... due to timeout, max retries or shutdown", "already shutdown") name
-    # no cause: whether a transient error was logged before them is a race with the flush.
-    useful = [m for m in messages if not _NO_CAUSE.search(m)]
-    for message in reversed(useful):
-        status = _HTTP_STATUS.search(message)
-        if status:
-            return f"HTTP {status.group(1)} {status.group(2).strip()} from {endpoint}"
-    text = "\n".join(useful)
-    for pattern, cause in _CAUSES:
-        if pattern.search(text):
-            return cause.format(endpoint=endpoint)
-    if useful:
-        return useful[-1][:300]
-    if any("due to timeout" in m for m in messages):  # no answer in time (or none at all: a
-        return _CAUSES[-1][1].format(endpoint=endpoint)  # probe tells refused apart)
-    return None
-
-
-_NO_CAUSE = re.compile(r"due to timeout, max retries or shutdown|already shutdown", re.I)
-
-
-_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
-
-
-def _probe(url: str, timeout_s: float = 1.0) -> str | None:
-    """One bounded look at the endpoint: "refused" when nothing listens, "http2" when the server
-    answers an HTTP/2 connection preface with HTTP/2 frames (a gRPC port), else None."""
-    import socket
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        return None
-    try:
-        with socket.create_connection((parts.hostname, parts.port or 80), timeout_s) as conn:
-            conn.settimeout(timeout_s)
-            conn.sendall(_HTTP2_PREFACE)
-            head = conn.recv(9)
-    except ConnectionRefusedError:
-        return "refused"
-    except OSError:
-        return None
-    return "http2" if len(head) == 9 and head[3] == 4 else None  # 4: a SETTINGS frame
-
-
-def traces_url(settings: Settings) -> str:
-    """The traces URL the exporter posts to (for messages)."""
-    if os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        return os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-    base = (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").rstrip("/")
-    if settings.traces_protocol is Protocol.GRPC:
-        return base or "(the SDK's default gRPC endpoint)"
-    return f"{base}/v1/traces" if base else "(the SDK's default endpoint)"
-
-
-def _capture_export_logs() -> None:
-    for name in _EXPORT_LOGGERS:
-        export_logger = logging.getLogger(name)
-        if _EXPORT_ERRORS not in export_logger.handlers:
-            export_logger.addHandler(_EXPORT_ERRORS)
-            export_logger.propagate = False
-
-
-_RAISED: set[str] = set()
-
-
-def _warn_export_raised(ex: Exception) -> None:
-    """An exporter that raises (rather than report a failure) loses its batch: said at WARNING,
-    once per cause, not once per batch."""
-    cause = f"{type(ex).__name__}: {ex}"
-    if cause not in _RAISED:
-        _RAISED.add(cause)
-        _logger.warning("inspect-otel: the span exporter raised (%s); its batches are lost",
-                        cause, exc_info=True)
-
-
-class _CountingExporter(SpanExporter):
-    """Counts spans the backend confirmed, so the hook can report what was lost."""
-
-    def __init__(self, inner: SpanExporter) -> None:
-        self._inner = inner
-        self._lock = threading.Lock()
-        self.exported = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self._inner.export(spans)
-        except Exception as ex:  # noqa: BLE001 - e.g. an SDK whose exporter changed its contract
-            _warn_export_raised(ex)
-            return SpanExportResult.FAILURE
-        if result is SpanExportResult.SUCCESS:
-            with self._lock:
-                self.exported += len(spans)
-        return result
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
-def sampler_from_env() -> Sampler:
-    """The sampler OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG name, as the SDK builds it: the
-    one a TracerProvider made without a sampler reads from the environment (public API)."""
-    return SdkTracerProvider(resource=Resource.get_empty(), shutdown_on_exit=False).sampler
-
-
-_WARNED_SDK: set[str] = set()
-
-
-def _warn_sdk_once(what: str) -> None:
-    if what not in _WARNED_SDK:
-        _WARNED_SDK.add(what)
-        _logger.warning("inspect-otel: %s", what)
-
-
-_PROVIDERS_PROCESSOR = "_active_span_processor"  # the SDK TracerProvider's (private) processors
-
-
-def _users_span_processor() -> tuple[SpanProcessor, SdkTracerProvider] | None:
-    """The processors of the process's own SDK TracerProvider (the user's OpenTelemetry set-up),
-    and the provider; None without one.
-
-    The SDK has no public way to hand a provider a finished span with its own ids (the hook's
-    ids are deterministic: a replay must give the live ids), so this reads the provider's
-    private ``_active_span_processor``. Without it (an SDK that renamed it), the hook sends with its
-    own pipeline (the OTEL_EXPORTER_OTLP_* settings) and says so once."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, SdkTracerProvider):
-        return None
-    processor = getattr(provider, _PROVIDERS_PROCESSOR, None)
-    if callable(getattr(processor, "on_end", None)) and callable(
-            getattr(processor, "force_flush", None)):
-        return processor, provider
-    _warn_sdk_once("this OpenTelemetry SDK's TracerProvider offers no span processor the hook "
-                   "can hand its spans to; they go to the hook's own OTLP exporter instead "
-                   "(OTEL_EXPORTER_OTLP_*)")
-    return None
-
-
-def _logs_sdk() -> tuple[Any, type, type] | None:
-    """The logs API module, the SDK's LoggerProvider and BatchLogRecordProcessor. OpenTelemetry
-    Python keeps its logs signal in underscored modules (``opentelemetry._logs``,
-    ``opentelemetry.sdk._logs``), the only place it has them: imported here, not at module level,
-    so an SDK that moves them costs the evaluation results (said once), not the hook."""
-    try:
-        from opentelemetry import _logs as api
-        from opentelemetry.sdk._logs import LoggerProvider
-        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-    except ImportError as ex:
-        _warn_sdk_once(f"this OpenTelemetry SDK has no logs signal where the hook looks for it "
-                       f"({ex}); evaluation results are not sent as log records (scores still "
-                       "go on spans as events)")
-        return None
-    return api, LoggerProvider, BatchLogRecordProcessor
-
-
-# The SDK's OTLP exporters, imported when a pipeline is built: protobuf, grpc and requests load
-# only when the hook is on (Inspect imports the entry point in every eval process).
-def _span_exporter(protocol: Protocol) -> SpanExporter:
-    if protocol is Protocol.GRPC:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter()
-
-
-def _log_exporter(protocol: Protocol) -> Any:
-    if protocol is Protocol.GRPC:
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    return OTLPLogExporter()
-
-
-def _metric_exporter(protocol: Protocol) -> Any:
-    if protocol is Protocol.GRPC:
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter()
 
 
 class _Resource(Resource):
@@ -359,7 +135,7 @@ class TelemetryPipeline:
         self._since_drain = 0
         self._submitted = 0
         self._lock = threading.Lock()
-        self._counter: _CountingExporter | None = None
+        self._counter: CountingExporter | None = None
         self._owned: list[Any] = []  # providers/processors we created and must flush
         # Exporters we created: shut down first at exit, which ends their retry back-off at once.
         self._exporters: list[Any] = []
@@ -369,16 +145,16 @@ class TelemetryPipeline:
         self._redactor = Redactor(settings.redact_patterns)
         self._metric_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
 
-        users = _users_span_processor() if exporters is None else None
+        users = users_span_processor() if exporters is None else None
         if users is not None:
             self._processor, global_tp = users
             self._resource = global_tp.resource
             self._sampler = global_tp.sampler
         else:
             spans_out = (exporters[0] if exporters is not None
-                         else _span_exporter(settings.traces_protocol))
+                         else span_exporter(settings.traces_protocol))
             self._exporters.append(spans_out)
-            self._counter = _CountingExporter(spans_out)
+            self._counter = CountingExporter(spans_out)
             # A single agent sample can hold thousands of spans: a larger queue than the SDK
             # default (2048) unless the user set OTEL_BSP_MAX_QUEUE_SIZE.
             queue = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else _QUEUE_SIZE
@@ -388,8 +164,8 @@ class TelemetryPipeline:
             self._resource = build_resource(self._redactor)
             self._sampler = sampler_from_env()
             self._owned.append(self._processor)
-            _capture_export_logs()
-            _EXPORT_ERRORS.recent.clear()  # complaints of this pipeline only
+            capture_export_logs()
+            EXPORT_ERRORS.recent.clear()  # complaints of this pipeline only
 
         self._event_logger = self._make_event_logger(settings)
         self._instruments = self._make_instruments(settings)
@@ -399,7 +175,7 @@ class TelemetryPipeline:
     def _make_event_logger(self, settings: Settings) -> Any | None:
         if not settings.logs_enabled:
             return None
-        logs_sdk = _logs_sdk()
+        logs_sdk = load_logs_sdk()
         if logs_sdk is None:
             return None
         api, LoggerProvider, BatchLogRecordProcessor = logs_sdk  # noqa: N806 (classes)
@@ -409,12 +185,12 @@ class TelemetryPipeline:
             # shutdown_on_exit=False: the SDK's own exit hook would wait the full export timeout
             # on a dead endpoint; close() flushes with a bounded wait instead.
             provider = LoggerProvider(resource=self._resource, shutdown_on_exit=False)
-            log_exporter = (self._file_exporters[1] if self._file_exporters is not None
-                            else _log_exporter(settings.logs_protocol))
-            self._exporters.append(log_exporter)
+            logs_out = (self._file_exporters[1] if self._file_exporters is not None
+                        else log_exporter(settings.logs_protocol))
+            self._exporters.append(logs_out)
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
-                    log_exporter,
+                    logs_out,
                     schedule_delay_millis=None if os.environ.get("OTEL_BLRP_SCHEDULE_DELAY")
                     else _SCHEDULE_DELAY_MS)
             )
@@ -428,9 +204,9 @@ class TelemetryPipeline:
             return None
         provider: Any = metrics.get_meter_provider()
         if not isinstance(provider, MeterProvider):
-            metric_exporter = _metric_exporter(settings.metrics_protocol)
-            self._exporters.append(metric_exporter)
-            reader = PeriodicExportingMetricReader(metric_exporter)
+            metrics_out = metric_exporter(settings.metrics_protocol)
+            self._exporters.append(metrics_out)
+            reader = PeriodicExportingMetricReader(metrics_out)
             provider = MeterProvider(
                 resource=self._resource, metric_readers=[reader], shutdown_on_exit=False,
                 exemplar_filter=_exemplar_filter(),
@@ -631,7 +407,7 @@ class TelemetryPipeline:
             submitted=submitted,
             exported=self._counter.exported if self._counter else submitted,
             counted=self._counter is not None,
-            last_error=_EXPORT_ERRORS.message,
+            last_error=EXPORT_ERRORS.message,
         )
         self._failing = self._failing or not completed or report.lost > 0
         return report
@@ -641,13 +417,13 @@ class TelemetryPipeline:
         OTLP/HTTP request to a gRPC port goes unanswered like a hung server: a timeout is told
         apart by asking the endpoint whether it speaks HTTP/2 (one bounded probe)."""
         url = traces_url(self.settings)
-        cause = export_cause(list(_EXPORT_ERRORS.recent), url)
+        cause = export_cause(list(EXPORT_ERRORS.recent), url)
         if self.settings.traces_protocol is Protocol.HTTP_PROTOBUF and (
                 cause is None or cause.startswith("timeout")):
-            probe = _probe(url)
-            if probe == "refused":
+            listener = what_listens_at(url)
+            if listener == NOTHING:
                 return export_cause(["Connection refused"], url)
-            if probe == "http2":
+            if listener == HTTP2_ONLY:
                 return ("protocol mismatch: the endpoint speaks HTTP/2 only, as a gRPC port does "
                         "(use --protocol grpc, or the OTLP/HTTP port 4318)")
         return cause
