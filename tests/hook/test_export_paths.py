@@ -119,17 +119,22 @@ def test_per_signal_endpoint_and_headers(tmp_path, monkeypatch):
         server.stop()
 
 
-def test_unreachable_endpoint_eval_completes_with_one_warning(tmp_path, monkeypatch, hook_log):
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+def test_unreachable_endpoint_eval_completes_with_two_warnings(tmp_path, monkeypatch, hook_log):
+    """One when the run starts (the endpoint check), one at its end (what was lost, the command
+    that sends it again); the exports failing in between for the same cause say nothing more."""
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
     monkeypatch.setenv("INSPECT_OTEL_FLUSH_TIMEOUT", "2")
     log = run_simple(tmp_path, count=3)
     assert log.status == "success" and len(log.samples) == 3
     warnings = [r.getMessage() for r in hook_log if r.levelno == logging.WARNING]
-    assert len(warnings) == 1, warnings
-    message = warnings[0]
-    assert "spans were not confirmed" in message
-    assert f"inspect-otel export {log.location}" in message
+    assert len(warnings) == 2, "\n".join(warnings)
+    refused = f"connection refused: nothing listens at {endpoint}/v1/traces"
+    assert warnings[0].startswith(f"inspect-otel: spans are not reaching the OTLP endpoint: "
+                                  f"{refused}; start the collector or receiver there")
+    assert "spans were not confirmed" in warnings[1] and refused in warnings[1]
+    assert warnings[1].endswith(f"Send them again with: inspect-otel export {log.location}")
 
 
 def test_disabled_switches(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -29,10 +29,13 @@ def _warn_export_raised(ex: Exception) -> None:
 
 
 class CountingExporter(SpanExporter):
-    """Counts spans the backend confirmed, so the hook can report what was lost."""
+    """Counts spans the backend confirmed, so the hook can report what was lost, and tells
+    ``on_failure`` (on the exporter's thread) when a batch was not confirmed."""
 
-    def __init__(self, inner: SpanExporter) -> None:
+    def __init__(self, inner: SpanExporter,
+                 on_failure: Callable[[], None] = lambda: None) -> None:
         self._inner = inner
+        self._on_failure = on_failure
         self._lock = threading.Lock()
         self.exported = 0
 
@@ -45,6 +48,8 @@ class CountingExporter(SpanExporter):
         if result is SpanExportResult.SUCCESS:
             with self._lock:
                 self.exported += len(spans)
+        else:
+            self._on_failure()
         return result
 
     def shutdown(self) -> None:
@@ -56,12 +61,14 @@ class CountingExporter(SpanExporter):
 
 # The SDK's OTLP exporters, imported when a pipeline is built: protobuf, grpc and requests load
 # only when the hook is on (Inspect imports the entry point in every eval process).
-def span_exporter(protocol: Protocol) -> SpanExporter:
+def span_exporter(protocol: Protocol, timeout_s: float | None = None) -> SpanExporter:
+    """Configured by the standard OTEL_EXPORTER_OTLP_* variables, as always; ``timeout_s``
+    instead of OTEL_EXPORTER_OTLP_TIMEOUT when given."""
     if protocol is Protocol.GRPC:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter()
+    return OTLPSpanExporter(timeout=timeout_s)
 
 
 def log_exporter(protocol: Protocol) -> Any:

@@ -30,17 +30,19 @@ from opentelemetry.util.types import Attributes
 
 from .. import __version__
 from .. import semconv as sc
-from ..config import Protocol, Settings
+from ..config import Settings
 from ..mapping import EvaluationResult, Kind, SampleTelemetry, SpanData
 from ..redaction import Redactor
 from ._diagnosis import (
     EXPORT_ERRORS,
-    HTTP2_ONLY,
-    NOTHING,
+    SPANS,
+    TIMEOUT,
+    Cause,
+    advice,
     capture_export_logs,
-    export_cause,
+    cause_of_silence,
+    diagnose,
     traces_url,
-    what_listens_at,
 )
 from ._exporters import CountingExporter, log_exporter, metric_exporter, span_exporter
 from ._sdk import logs_sdk as load_logs_sdk
@@ -110,7 +112,7 @@ class FlushReport:
     submitted: int  # spans handed to the pipeline since it started
     exported: int  # of those, spans the backend confirmed (only known for our own pipeline)
     counted: bool  # False when spans went to the user's provider (no count available)
-    last_error: str | None
+    problem: str | None  # why spans were not confirmed, and what to do, as far as known
 
     @property
     def lost(self) -> int:
@@ -144,6 +146,9 @@ class TelemetryPipeline:
         self._failing = False
         self._redactor = Redactor(settings.redact_patterns)
         self._metric_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
+        self._checked = False  # the endpoint check runs once per pipeline
+        self._announced: set[str] = set()  # causes said while running (once each)
+        self._spans_cause: Cause | None = None  # the last one said about spans
 
         users = users_span_processor() if exporters is None else None
         if users is not None:
@@ -154,7 +159,7 @@ class TelemetryPipeline:
             spans_out = (exporters[0] if exporters is not None
                          else span_exporter(settings.traces_protocol))
             self._exporters.append(spans_out)
-            self._counter = CountingExporter(spans_out)
+            self._counter = CountingExporter(spans_out, on_failure=self._spans_failed)
             # A single agent sample can hold thousands of spans: a larger queue than the SDK
             # default (2048) unless the user set OTEL_BSP_MAX_QUEUE_SIZE.
             queue = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else _QUEUE_SIZE
@@ -165,7 +170,7 @@ class TelemetryPipeline:
             self._sampler = sampler_from_env()
             self._owned.append(self._processor)
             capture_export_logs()
-            EXPORT_ERRORS.recent.clear()  # complaints of this pipeline only
+            EXPORT_ERRORS.clear()  # complaints of this pipeline only
 
         self._event_logger = self._make_event_logger(settings)
         self._instruments = self._make_instruments(settings)
@@ -402,31 +407,77 @@ class TelemetryPipeline:
         completed = done.wait(timeout_s)
         with self._lock:
             submitted = self._submitted
+        exported = self._counter.exported if self._counter else submitted
+        lost = submitted - exported if self._counter else 0
+        # What was said while running, else the complaints' words: no look at the endpoint here,
+        # which would add to the run end's wait.
+        cause = (self._spans_cause or diagnose(EXPORT_ERRORS.recent(SPANS),
+                                               traces_url(self.settings))) if lost > 0 else None
         report = FlushReport(
             completed=completed,
             submitted=submitted,
-            exported=self._counter.exported if self._counter else submitted,
+            exported=exported,
             counted=self._counter is not None,
-            last_error=EXPORT_ERRORS.message,
+            problem=self._in_words(cause) if cause is not None else None,
         )
         self._failing = self._failing or not completed or report.lost > 0
         return report
 
-    def failure_cause(self) -> str | None:
-        """Why spans were not confirmed (see export_cause), from the exporters' complaints. An
-        OTLP/HTTP request to a gRPC port goes unanswered like a hung server: a timeout is told
-        apart by asking the endpoint whether it speaks HTTP/2 (one bounded probe)."""
-        url = traces_url(self.settings)
-        cause = export_cause(list(EXPORT_ERRORS.recent), url)
-        if self.settings.traces_protocol is Protocol.HTTP_PROTOBUF and (
-                cause is None or cause.startswith("timeout")):
-            listener = what_listens_at(url)
-            if listener == NOTHING:
-                return export_cause(["Connection refused"], url)
-            if listener == HTTP2_ONLY:
-                return ("protocol mismatch: the endpoint speaks HTTP/2 only, as a gRPC port does "
-                        "(use --protocol grpc, or the OTLP/HTTP port 4318)")
+    def _cause_of_failure(self) -> Cause | None:
+        """Why spans were not confirmed (``diagnose``). An OTLP/HTTP request to a gRPC port goes
+        unanswered like a hung server, and the SDK's retries can end "due to timeout" before
+        naming a refused connection: a timeout is told apart by one bounded look at the
+        endpoint."""
+        cause = diagnose(EXPORT_ERRORS.recent(SPANS), traces_url(self.settings))
+        if cause is None or cause.kind == TIMEOUT:
+            cause = cause_of_silence(traces_url(self.settings), self.settings) or cause
         return cause
+
+    def _in_words(self, cause: Cause, cli: bool = False) -> str:
+        fix = advice(cause, self.settings, cli=cli)
+        return f"{cause.text}; {fix}" if fix else cause.text
+
+    def failure_cause(self) -> str | None:
+        """Why spans were not confirmed and what to do, in ``inspect-otel export``'s terms."""
+        cause = self._cause_of_failure()
+        return self._in_words(cause, cli=True) if cause is not None else None
+
+    # --- problems said as they happen -----------------------------------------------------------
+    def check_endpoint(self) -> None:
+        """Check the endpoint once, off the caller's thread (``_start_check``): a problem is said
+        at once, not at the end of the run. Only for the pipeline's own OTLP exporter."""
+        if self._checked or self._counter is None or self._file_exporters is not None:
+            return
+        self._checked = True
+        threading.Thread(target=self._check, name="inspect-otel-endpoint-check",
+                         daemon=True).start()
+
+    def _check(self) -> None:
+        from ._start_check import check_endpoint
+
+        try:
+            cause = check_endpoint(self.settings)
+        except Exception:  # noqa: BLE001 - a check that fails says nothing: the run's exports will
+            _logger.debug("endpoint check failed", exc_info=True)
+            return
+        if cause is not None:
+            self._announce(cause)
+
+    def _spans_failed(self) -> None:
+        """A span batch was not confirmed (the exporter's thread): its cause is said once."""
+        cause = self._cause_of_failure()
+        if cause is not None:
+            self._announce(cause)
+
+    def _announce(self, cause: Cause) -> None:
+        with self._lock:
+            self._spans_cause = cause
+            if cause.text in self._announced:
+                return
+            self._announced.add(cause.text)
+        _logger.warning("inspect-otel: spans are not reaching the OTLP endpoint: %s. The eval "
+                        "goes on; its end counts the spans lost and gives the command that sends "
+                        "them again.", self._in_words(cause))
 
     def close(self) -> None:
         """Bounded flush and shutdown of what we own (also runs at interpreter exit).
