@@ -58,3 +58,18 @@ def test_summary_and_table_render() -> None:
     assert "inspect-otel (OTLP sink)" in text and "ratio" in text
     pts = [{"samples": n, "rss": 100 + 2 * n} for n in range(1, 101)]
     assert abs(bench_run.rss_slope(pts, 100) - 2.0) < 1e-9
+
+
+def test_request_size_bench_runs_and_reports_a_ratio(tmp_path: Path) -> None:
+    out = tmp_path / "request_size.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "request_size.py"), "--samples", "3", "--passes",
+         "2", "--json", str(out)],
+        env=bench_run.clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert result["spans"] == 3 * 16 + 1  # and the task span
+    assert set(result["us_per_span"]) == {"sdk_encoding", "size_bound"}
+    assert all(v > 0 for v in result["us_per_span"].values())
+    assert 0 < result["size_bound_over_encoding"]["median"]

@@ -45,6 +45,7 @@ from ._diagnosis import (
     traces_url,
 )
 from ._exporters import CountingExporter, log_exporter, metric_exporter, span_exporter
+from ._request_size import REQUEST_LIMITS, SizeBoundLogExporter, SizeBoundSpanExporter
 from ._sdk import logs_sdk as load_logs_sdk
 from ._sdk import sampler_from_env, users_span_processor
 
@@ -160,11 +161,16 @@ class TelemetryPipeline:
                          else span_exporter(settings.traces_protocol))
             self._exporters.append(spans_out)
             self._counter = CountingExporter(spans_out, on_failure=self._spans_failed)
+            # Each request within what endpoints take by default (counted per request); a file
+            # has no such limit.
+            batches: SpanExporter = (self._counter if exporters is not None else
+                                     SizeBoundSpanExporter(
+                                         self._counter, REQUEST_LIMITS[settings.traces_protocol]))
             # A single agent sample can hold thousands of spans: a larger queue than the SDK
             # default (2048) unless the user set OTEL_BSP_MAX_QUEUE_SIZE.
             queue = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else _QUEUE_SIZE
             delay = None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else _SCHEDULE_DELAY_MS
-            self._processor = BatchSpanProcessor(self._counter, max_queue_size=queue,
+            self._processor = BatchSpanProcessor(batches, max_queue_size=queue,
                                                  schedule_delay_millis=delay)
             self._resource = build_resource(self._redactor)
             self._sampler = sampler_from_env()
@@ -190,12 +196,15 @@ class TelemetryPipeline:
             # shutdown_on_exit=False: the SDK's own exit hook would wait the full export timeout
             # on a dead endpoint; close() flushes with a bounded wait instead.
             provider = LoggerProvider(resource=self._resource, shutdown_on_exit=False)
-            logs_out = (self._file_exporters[1] if self._file_exporters is not None
-                        else log_exporter(settings.logs_protocol))
+            if self._file_exporters is not None:
+                logs_out = records = self._file_exporters[1]
+            else:
+                logs_out = log_exporter(settings.logs_protocol)
+                records = SizeBoundLogExporter(logs_out, REQUEST_LIMITS[settings.logs_protocol])
             self._exporters.append(logs_out)
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
-                    logs_out,
+                    records,
                     schedule_delay_millis=None if os.environ.get("OTEL_BLRP_SCHEDULE_DELAY")
                     else _SCHEDULE_DELAY_MS)
             )
