@@ -33,6 +33,32 @@ PROVIDER_CALL_WITHOUT_CONTENT = (
     "the raw provider request and response are not sent"
 )
 
+# Every variable the hook (and its receiver, stack and commands) honours: a name in the
+# environment one typo away from one of these is said to be a typo (``misspelled_variables``).
+_OTLP_SETTINGS = ("ENDPOINT", "HEADERS", "TIMEOUT", "COMPRESSION", "PROTOCOL", "CERTIFICATE",
+                  "CLIENT_KEY", "CLIENT_CERTIFICATE", "INSECURE")
+_BATCH_SETTINGS = ("SCHEDULE_DELAY", "MAX_QUEUE_SIZE", "MAX_EXPORT_BATCH_SIZE", "EXPORT_TIMEOUT")
+KNOWN_VARIABLES: frozenset[str] = frozenset({
+    # OpenTelemetry's, read by the hook or by the SDK and its OTLP exporters on the hook's behalf
+    "OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER",
+    "OTEL_METRICS_EXEMPLAR_FILTER", "OTEL_METRIC_EXPORT_INTERVAL", "OTEL_METRIC_EXPORT_TIMEOUT",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+    *(f"OTEL_EXPORTER_OTLP_{signal}{setting}" for signal in ("", "TRACES_", "METRICS_", "LOGS_")
+      for setting in _OTLP_SETTINGS),
+    *(f"OTEL_{processor}_{setting}" for processor in ("BSP", "BLRP") for setting in _BATCH_SETTINGS),
+    # inspect-otel's own
+    "INSPECT_OTEL_ENABLED", "INSPECT_OTEL_LIVE", "INSPECT_OTEL_FLUSH_TIMEOUT",
+    "INSPECT_OTEL_MAX_ATTRIBUTE_LENGTH", "INSPECT_OTEL_REDACT_PATTERNS",
+    "INSPECT_OTEL_SAMPLE_METADATA_KEYS", PROVIDER_CALL_ENV, DATA_DIR_ENV, LOG_ARTIFACT_ROOTS_ENV,
+    "INSPECT_OTEL_RECEIVER_TOKEN", "INSPECT_OTEL_LOG_LEVEL", "INSPECT_OTEL_MLFLOW_STARTUP_S",
+    "INSPECT_OTEL_RECEIVER_STARTUP_S",
+})
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -262,3 +288,42 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         live=_flag(env, "INSPECT_OTEL_LIVE") is not False,
         warnings=tuple(warnings),
     )
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """One character inserted, deleted, replaced, or two neighbours swapped (``a != b``)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        swapped = i + 1 < len(a) and a[i] == b[i + 1] and a[i + 1] == b[i]
+        return a[i + 1:] == b[i + 1:] or (swapped and a[i + 2:] == b[i + 2:])
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[i + 1:] == shorter[i:]
+
+
+def misspelled_variables(env: Mapping[str, str] | None = None,
+                         also_known: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """(name, the known name it likely means) for each variable in ``env`` that is not known
+    (``KNOWN_VARIABLES``, ``also_known``: e.g. the SDK's whole list) but one typo away from a
+    known one, or a known one in other letter case (names are case-sensitive)."""
+    env = os.environ if env is None else env
+    known = KNOWN_VARIABLES | also_known
+    by_length: dict[int, list[str]] = {}
+    for name in KNOWN_VARIABLES:
+        by_length.setdefault(len(name), []).append(name)
+    found = []
+    for name in env:
+        if name in known:
+            continue
+        if name.upper() in KNOWN_VARIABLES:
+            found.append((name, name.upper()))
+            continue
+        for length in (len(name) - 1, len(name), len(name) + 1):
+            match = next((k for k in by_length.get(length, ()) if _one_edit_apart(name, k)), None)
+            if match is not None:
+                found.append((name, match))
+                break
+    return sorted(found)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shlex
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -45,9 +46,9 @@ from inspect_ai.hooks import (
     TaskStart,
 )
 
-from .config import Settings, is_enabled, load_settings
+from .config import Settings, is_enabled, load_settings, misspelled_variables
 from .content import ContentPolicy
-from .export import TelemetryPipeline
+from .export import TelemetryPipeline, traces_url
 from .mapping import (
     Completed,
     SampleMapper,
@@ -66,6 +67,7 @@ from .mapping import (
 from .mapping._common import to_ns
 
 logger = logging.getLogger("inspect_otel")
+_NAMES_CHECKED = False  # variable names checked (once per process)
 
 T = TypeVar("T")
 _ENV_PREFIXES = ("OTEL_", "INSPECT_OTEL_")
@@ -76,10 +78,12 @@ _WARNED_SETTINGS: set[str] = set()
 LIVE_COALESCE_S = 0.25
 # One mapping pass holds the eval's loop at most about this long before it yields the loop.
 LIVE_SLICE_S = 0.005
-_WARNED: set[str] = set()
+_WARNED: set[str] = set()  # the parts of the hook whose failure was reported (once per process)
 
 
 def _warn_once(what: str, ex: Exception) -> None:
+    """Telemetry must never fail an eval: a failure of the hook's part ``what`` (a hook method or
+    a callback of one) is swallowed; its first one is logged."""
     if what not in _WARNED:
         _WARNED.add(what)
         logger.warning("inspect-otel: %s failed (%s: %s); telemetry for it is skipped",
@@ -99,18 +103,14 @@ def _call_later(delay_s: float, fn: Callable[..., Any], *args: Any) -> Any | Non
 
 
 def _never_raise(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Telemetry must never fail an eval: log the first failure of each hook, swallow all."""
-    warned: set[str] = set()
+    """A hook method whose failures go to ``_warn_once`` instead of the eval."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, data: Any) -> None:
         try:
             await method(self, data)
         except Exception as ex:  # noqa: BLE001 - the eval comes first
-            if method.__name__ not in warned:
-                warned.add(method.__name__)
-                logger.warning("inspect-otel: %s failed (%s: %s); telemetry for it is skipped",
-                               method.__name__, type(ex).__name__, ex, exc_info=True)
+            _warn_once(method.__name__, ex)
 
     return wrapper
 
@@ -161,6 +161,7 @@ class OtelHooks(Hooks):
         self._live: dict[str, _LiveSample] = {}  # by sample uuid
 
     def enabled(self) -> bool:
+        _check_variable_names_once()
         return is_enabled()
 
     # --- pipeline ---------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ class OtelHooks(Hooks):
     # --- run and task -----------------------------------------------------------------------------
     @_never_raise
     async def on_run_start(self, data: RunStart) -> None:
-        self._current_pipeline()
+        self._current_pipeline().check_endpoint()  # on a thread: a wrong endpoint is said now
         self._runs[data.run_id] = _RunState(
             data.run_id, data.eval_set_id, list(data.task_names), _now_ns()
         )
@@ -389,18 +390,20 @@ class OtelHooks(Hooks):
         lost = report.lost - self._warned_lost
         if lost > 0:
             self._warned_lost = report.lost
-            locations = [l.location for l in logs_by_eval.values() if l.location]
-            replay = " ".join(locations) if locations else "<log files of this run>"
+            locations = [log.location for log in logs_by_eval.values() if log.location]
+            command = (shlex.join(["inspect-otel", "export", *locations]) if locations
+                       else "inspect-otel export <log files of this run>")
             timed_out = "" if report.completed else (
                 f" within INSPECT_OTEL_FLUSH_TIMEOUT={pipeline.settings.flush_timeout_s:g}s"
             )
             logger.warning(
                 "inspect-otel: %d of %d spans were not confirmed by the OTLP endpoint %s%s%s. "
-                "The eval itself is complete. Send them again with: inspect-otel export %s",
-                lost, report.submitted, pipeline.settings.traces_endpoint or "(SDK default)",
-                timed_out, f" (last error: {report.last_error})" if report.last_error else "",
-                replay,
+                "The eval itself is complete. Send them again with: %s",
+                lost, report.submitted, traces_url(pipeline.settings), timed_out,
+                f" ({report.problem})" if report.problem else "", command,
             )
+            if locations:
+                _print_whole(command)
 
     # --- helpers ----------------------------------------------------------------------------------
     def _task(self, run_id: str, eval_id: str) -> _TaskState | None:
@@ -421,6 +424,56 @@ def _policy(settings: Settings) -> ContentPolicy:
     return ContentPolicy.from_settings(settings)
 
 
+def _check_variable_names_once() -> None:
+    """A misspelled OTEL_* / INSPECT_OTEL_* variable name is said once per process, with the
+    hook on or off (a misspelled endpoint or INSPECT_OTEL_ENABLED leaves it off). Inspect asks
+    ``enabled()`` before every hook call: after the first, this is one test of a flag."""
+    global _NAMES_CHECKED
+    if _NAMES_CHECKED:
+        return
+    _NAMES_CHECKED = True
+    try:
+        # Loaded with the SDK already (no further import): OpenTelemetry's own lists of names.
+        from opentelemetry import environment_variables as api_names
+        from opentelemetry.sdk import environment_variables as sdk_names
+
+        also_known = frozenset(value for module in (api_names, sdk_names)
+                               for key, value in vars(module).items()
+                               if key.isupper() and isinstance(value, str))
+        for name, meant in misspelled_variables(also_known=also_known):
+            logger.warning("inspect-otel: %s is not a variable inspect-otel or OpenTelemetry "
+                           "reads; did you mean %s?", name, meant)
+    except Exception as ex:  # noqa: BLE001 - the eval comes first
+        _warn_once("checking variable names", ex)
+
+
+def _print_whole(line: str) -> None:
+    """``line`` on the console in one piece: Inspect's console log handler (rich) wraps messages
+    at the terminal's width, which breaks a command to paste. Printed through that handler's own
+    console, unwrapped, right after the warning that holds it; other handlers (plain, JSON, a
+    file) never wrap, and the warning has it whole."""
+    try:
+        from rich.logging import RichHandler
+
+        handlers: list[logging.Handler] = []
+        current: logging.Logger | None = logger
+        while current is not None:
+            handlers += current.handlers
+            current = current.parent if current.propagate else None
+        for handler in handlers:
+            # Inspect's handler shows a record on the console only at or above its display level
+            # and writes it through rich only in its "rich" format.
+            level = getattr(handler, "display_level", None)
+            shown = (handler.level <= logging.WARNING if level is None
+                     else logging.NOTSET != level <= logging.WARNING)
+            if (isinstance(handler, RichHandler) and shown
+                    and getattr(handler, "logger_format", "rich") == "rich"):
+                handler.console.print(line, soft_wrap=True, markup=False, highlight=False)
+                return
+    except Exception as ex:  # noqa: BLE001 - the warning above has the command
+        _warn_once("printing the replay command", ex)
+
+
 def _is_cancellation(ex: BaseException) -> bool:
     import asyncio
 
@@ -429,16 +482,21 @@ def _is_cancellation(ex: BaseException) -> bool:
     )
 
 
+# Inspect's running sample: a private API of Inspect's (module, function), looked up when used.
+_ACTIVE_SAMPLE = ("inspect_ai.log._samples", "sample_active")
+
+
 def _sample_attachments() -> dict[str, str] | None:
     """The running sample's attachments (a live dict), for ModelEvent.call payloads Inspect
     condensed into ``attachment://`` references before the event reached this hook (it condenses
     right after notifying its own subscribers; hooks get events through a stream). The emitter
-    task runs in the sample's context, where Inspect's active sample is set."""
+    task runs in the sample's context, where Inspect's active sample is set. Without that private
+    API (another Inspect version) the call goes out as Inspect holds it: condensed."""
+    import importlib
+
+    module, name = _ACTIVE_SAMPLE
     try:
-        from inspect_ai.log._samples import sample_active
-
-        active = sample_active()
+        active = getattr(importlib.import_module(module), name)()
         return active.transcript.attachments if active is not None else None
-    except Exception:  # a private API of Inspect: without it the call stays condensed
+    except Exception:  # noqa: BLE001 - a private API of Inspect: the fallback above
         return None
-

@@ -38,7 +38,7 @@ class _OtlpFile:
 
     def write_traces(self, spans: Sequence[Any]) -> None:
         if self.fmt == "proto":
-            from .span_encoding import encode_spans  # the SDK's bytes, built in place
+            from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
             self._frame(encode_spans(spans).SerializeToString())
         else:
             from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans

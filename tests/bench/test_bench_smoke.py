@@ -60,14 +60,16 @@ def test_summary_and_table_render() -> None:
     assert abs(bench_run.rss_slope(pts, 100) - 2.0) < 1e-9
 
 
-def test_span_encoding_bench_runs_and_finds_the_same_bytes(tmp_path: Path) -> None:
-    out = tmp_path / "encoding.json"
+def test_request_size_bench_runs_and_reports_a_ratio(tmp_path: Path) -> None:
+    out = tmp_path / "request_size.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "span_encoding.py"), "--samples", "3", "--passes",
-         "1", "--json", str(out)],
+        [sys.executable, str(ROOT / "bench" / "request_size.py"), "--samples", "3", "--passes",
+         "2", "--json", str(out)],
         env=bench_run.clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(out.read_text())
-    assert result["same_bytes"] is True and result["spans"] == 3 * 16 + 1  # and the task span
-    assert set(result["us_per_span"]) == {"sdk", "in_place"}
+    assert result["spans"] == 3 * 16 + 1  # and the task span
+    assert set(result["us_per_span"]) == {"sdk_encoding", "size_bound"}
+    assert all(v > 0 for v in result["us_per_span"].values())
+    assert 0 < result["size_bound_over_encoding"]["median"]

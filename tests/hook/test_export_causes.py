@@ -4,42 +4,14 @@ way round). Every case against a real local server on loopback, through the real
 
 from __future__ import annotations
 
-import http.server
-import socketserver
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.hook.test_replay import CLI, _base_env
 from tests.support.evals import run_simple
-from tests.support.otlp_sink import GrpcSink, free_port
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-def _http_server(answer: str) -> tuple[_Server, str]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            if answer == "hang":
-                time.sleep(10)
-                return
-            self.send_response(404)
-            self.end_headers()
-            self.wfile.write(b"no such path")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = _Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
+from tests.support.otlp_sink import GrpcSink, StatusServer, free_port
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +33,22 @@ def test_export_names_the_cause(one_log, case):
     if case == "refused":
         endpoint, protocol = f"http://127.0.0.1:{free_port()}", "http/protobuf"
         want = f"connection refused: nothing listens at {endpoint}/v1/traces"
+        fix = "or fix --endpoint"
     elif case in ("timeout", "404", "grpc-to-http"):
-        server, endpoint = _http_server("hang" if case == "timeout" else "404")
-        stop = server.shutdown
+        server = StatusServer("hang" if case == "timeout" else 404)
+        stop, endpoint = server.stop, server.endpoint
         protocol = "grpc" if case == "grpc-to-http" else "http/protobuf"
         want = {"timeout": f"timeout: {endpoint}/v1/traces did not answer",
                 "404": f"HTTP 404 Not Found from {endpoint}/v1/traces",
                 "grpc-to-http": "protocol mismatch: gRPC sent to an endpoint that speaks HTTP/1"}[case]
+        fix = {"timeout": "", "404": "; --endpoint must be the base URL",
+               "grpc-to-http": "; use --protocol http/protobuf"}[case]
     else:
         sink = GrpcSink()
         stop, endpoint, protocol = sink.stop, sink.endpoint, "http/protobuf"
         # a gRPC server answers an HTTP/1 request with nothing (or closes): both are named
         want = "protocol mismatch: the endpoint "
+        fix = "; use --protocol grpc"
     try:
         result = _export(one_log, endpoint, protocol)
     finally:
@@ -81,4 +57,4 @@ def test_export_names_the_cause(one_log, case):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "spans were not confirmed by the endpoint: " in errors[0], \
         result.stderr
-    assert want in errors[0], errors[0]
+    assert want in errors[0] and fix in errors[0], errors[0]  # the fix in the command's terms

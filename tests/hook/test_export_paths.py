@@ -119,17 +119,22 @@ def test_per_signal_endpoint_and_headers(tmp_path, monkeypatch):
         server.stop()
 
 
-def test_unreachable_endpoint_eval_completes_with_one_warning(tmp_path, monkeypatch, hook_log):
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+def test_unreachable_endpoint_eval_completes_with_two_warnings(tmp_path, monkeypatch, hook_log):
+    """One when the run starts (the endpoint check), one at its end (what was lost, the command
+    that sends it again); the exports failing in between for the same cause say nothing more."""
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
     monkeypatch.setenv("INSPECT_OTEL_FLUSH_TIMEOUT", "2")
     log = run_simple(tmp_path, count=3)
     assert log.status == "success" and len(log.samples) == 3
     warnings = [r.getMessage() for r in hook_log if r.levelno == logging.WARNING]
-    assert len(warnings) == 1, warnings
-    message = warnings[0]
-    assert "spans were not confirmed" in message
-    assert f"inspect-otel export {log.location}" in message
+    assert len(warnings) == 2, "\n".join(warnings)
+    refused = f"connection refused: nothing listens at {endpoint}/v1/traces"
+    assert warnings[0].startswith(f"inspect-otel: spans are not reaching the OTLP endpoint: "
+                                  f"{refused}; start the collector or receiver there")
+    assert "spans were not confirmed" in warnings[1] and refused in warnings[1]
+    assert warnings[1].endswith(f"Send them again with: inspect-otel export {log.location}")
 
 
 def test_disabled_switches(tmp_path, monkeypatch):
@@ -232,37 +237,57 @@ def test_run_state_is_freed_after_the_run(tmp_path, monkeypatch):
         server.stop()
 
 
-def test_users_own_tracer_provider_is_used(tmp_path):
+@pytest.mark.parametrize("processor", ["there", "vanished"])
+def test_users_own_tracer_provider_is_used(tmp_path, processor):
     """A process with its own SDK TracerProvider: the hook emits through it (fresh interpreter,
-    because a global provider can only be set once per process)."""
+    because a global provider can only be set once per process). The SDK has no public way in for
+    a finished span with its own ids: the hook reads the provider's private span processor. An
+    SDK without it ("vanished", forced): the spans go to the hook's own OTLP exporter, said once."""
     script = textwrap.dedent(f"""
-        import json, os, sys
+        import json, logging, os, sys
         sys.path.insert(0, {str(REPO)!r})
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from tests.support.otlp_sink import HttpSink
+        warnings = []
+        handler = logging.Handler()
+        handler.emit = lambda record: warnings.append(record.getMessage())
+        logging.getLogger("inspect_otel").addHandler(handler)
         exporter = InMemorySpanExporter()
         provider = TracerProvider(resource=Resource.create({{"service.name": "users-app"}}))
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
-        os.environ["INSPECT_OTEL_ENABLED"] = "true"
+        if {processor!r} == "vanished":  # an SDK that renamed it (Inspect's own tracing uses it)
+            import inspect_otel.export._sdk
+            inspect_otel.export._sdk._PROVIDERS_PROCESSOR = "_renamed_in_a_later_sdk"
+        sink = HttpSink()
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
         os.environ["OTEL_LOGS_EXPORTER"] = "none"
         os.environ["OTEL_METRICS_EXPORTER"] = "none"
         from tests.support.evals import run_simple
         run_simple({str(tmp_path)!r}, count=2)
-        spans = exporter.get_finished_spans()
+        def roots(spans):
+            return sum(1 for s in spans if s.attributes.get("inspect.span.kind") == "sample")
+        sink.sink.wait_for(lambda s: roots(s.spans) == 2, timeout=30)
         print(json.dumps({{
-            "roots": sum(1 for s in spans if s.attributes.get("inspect.span.kind") == "sample"),
-            "services": sorted({{s.resource.attributes["service.name"] for s in spans}}),
+            "users": roots(exporter.get_finished_spans()), "own": roots(sink.sink.spans),
+            "services": sorted({{s.resource["service.name"] for s in sink.sink.spans}} |
+                               {{s.resource.attributes["service.name"]
+                                 for s in exporter.get_finished_spans()}}),
+            "said": sum("no span processor" in w for w in warnings),
         }}))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=240, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary == {"roots": 2, "services": ["users-app"]}
+    if processor == "there":
+        assert summary == {"users": 2, "own": 0, "services": ["users-app"], "said": 0}
+    else:
+        assert summary == {"users": 0, "own": 2, "services": ["inspect-ai"], "said": 1}
 
 
 def test_sample_limit_is_visible(tmp_path, monkeypatch):

@@ -244,3 +244,43 @@ def run_slow(log_dir: Path, seconds: float = 1.0, samples: tuple[str, ...] = SLO
         fail_on_error=False, display="none", **kwargs,
     )
     return logs[0]
+
+
+# --- large model calls (request sizes): each call sends a prompt of ``size`` characters, which its
+# chat span carries twice with content capture and the raw provider call (the input messages and
+# mockllm's own record of the request) ---
+def _answer_ok(input: list[Any], tools: Any, tool_choice: Any, config: Any) -> ModelOutput:
+    output = ModelOutput.from_content(MODEL, "ok")
+    output.usage = _usage()
+    return output
+
+
+@solver
+def ask_again(calls: int):
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        for _ in range(calls):
+            state.output = await get_model().generate(state.messages)
+        return state
+
+    return solve
+
+
+@task
+def large_calls(samples: int = 1, calls: int = 1, size: int = 100_000):
+    return Task(
+        dataset=[Sample(id=f"large{i}", input=f"sample {i}: " + "x" * size, target="ok")
+                 for i in range(samples)],
+        solver=ask_again(calls),
+        scorer=match(),
+    )
+
+
+def run_large_calls(log_dir: Path, samples: int, calls: int, size: int = 100_000,
+                    **kwargs: Any) -> EvalLog:
+    """Every model call's raw request is logged (``log_model_api``), not only the first few."""
+    logs = eval(
+        large_calls(samples=samples, calls=calls, size=size), model=MODEL,
+        model_args={"custom_outputs": _answer_ok}, log_dir=str(log_dir), display="none",
+        log_model_api=True, **kwargs,
+    )
+    return logs[0]

@@ -247,3 +247,37 @@ class GrpcSink:
 
     def stop(self) -> None:
         self.server.stop(grace=None)
+
+
+class StatusServer:
+    """An HTTP server on a free localhost port that answers every POST with ``status`` (an
+    endpoint that is wrong in one way: 401, 404, ...), or, with ``status="hang"``, never."""
+
+    def __init__(self, status: int | str) -> None:
+        import http.server
+        import socketserver
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                if status == "hang":
+                    time.sleep(10)
+                    return
+                self.send_response(int(status))
+                self.end_headers()
+                self.wfile.write(b"no")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

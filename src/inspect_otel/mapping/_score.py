@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from inspect_ai._util.text import is_finite_number
 from inspect_ai.scorer import CORRECT, INCORRECT, NOANSWER, PARTIAL, value_to_float
 
 from .. import semconv as sc
@@ -19,6 +19,15 @@ _SENTINELS = (CORRECT, INCORRECT, PARTIAL, NOANSWER)
 _BOOLEAN_WORDS = ("yes", "true", "no", "false")
 
 
+def _is_finite_number(text: str) -> bool:
+    """Does ``text`` parse as a finite float ("-5", "3.14", "1e3"; not "nan" or "inf")? The test
+    Inspect's ``value_to_float`` applies to strings (a private helper of Inspect's, repeated)."""
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def numeric_score(value: Any) -> float | None:
     """``value_to_float`` of a score value; None when Inspect has no numeric reading of it.
 
@@ -30,7 +39,7 @@ def numeric_score(value: Any) -> float | None:
     if value is None or isinstance(value, (list, dict, Mapping)):
         return None
     if isinstance(value, str) and not (
-        value in _SENTINELS or value.lower() in _BOOLEAN_WORDS or is_finite_number(value)
+        value in _SENTINELS or value.lower() in _BOOLEAN_WORDS or _is_finite_number(value)
     ):
         return None
     if not isinstance(value, (str, int, float, bool)):

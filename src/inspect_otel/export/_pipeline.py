@@ -11,33 +11,43 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import threading
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import _logs, metrics, trace
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import _get_from_env_or_default as sampler_from_env
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util.types import Attributes
 
-from . import __version__
-from . import semconv as sc
-from .config import Protocol, Settings
-from .mapping import EvaluationResult, Kind, SampleTelemetry, SpanData
-from .redaction import Redactor
+from .. import __version__
+from .. import semconv as sc
+from ..config import Settings
+from ..mapping import EvaluationResult, Kind, SampleTelemetry, SpanData
+from ..redaction import Redactor
+from ._diagnosis import (
+    EXPORT_ERRORS,
+    SPANS,
+    TIMEOUT,
+    Cause,
+    advice,
+    capture_export_logs,
+    cause_of_silence,
+    diagnose,
+    traces_url,
+)
+from ._exporters import CountingExporter, log_exporter, metric_exporter, span_exporter
+from ._request_size import REQUEST_LIMITS, SizeBoundLogExporter, SizeBoundSpanExporter
+from ._sdk import logs_sdk as load_logs_sdk
+from ._sdk import sampler_from_env, users_span_processor
 
 _logger = logging.getLogger(__name__)
 
@@ -45,8 +55,6 @@ _SCOPE = InstrumentationScope(sc.INSTRUMENTATION_NAME, __version__, sc.SCHEMA_UR
 _KINDS = {Kind.INTERNAL: SpanKind.INTERNAL, Kind.CLIENT: SpanKind.CLIENT}
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
-# Loggers of the OTLP exporters and SDK processors: their per-batch retry noise is summarised in
-# one warning at run end instead of flooding the eval's console.
 _QUEUE_SIZE = 16384
 # A sample's spans and results are handed over at once when it ends: the SDK's default schedule
 # delays (5 s for spans, 1 s for log records) would only hold them back from the backend, with
@@ -62,153 +70,6 @@ _SAMPLING_ATTRIBUTES = frozenset({
 })
 # What the exit grants a failing pipeline's shutdown (exporters stopped, nothing to deliver).
 _FAILING_SHUTDOWN_WAIT_S = 0.5
-_EXPORT_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk._shared_internal")
-
-
-class _LastError(logging.Handler):
-    """Keeps the exporters' last complaints for the run-end warning and the export's cause
-    (installed once, for good)."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.message: str | None = None
-        self.recent: deque[str] = deque(maxlen=8)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.message = record.getMessage()
-        except Exception:  # a malformed log call must not break export
-            self.message = str(record.msg)
-        self.recent.append(self.message)
-
-
-_EXPORT_ERRORS = _LastError()
-
-
-# The exporters' complaints -> the cause a user can act on (first match wins).
-_HTTP_STATUS = re.compile(r"code: (\d{3}), reason: ([^,]*)")
-_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"Failed parsing HTTP/2|http1\.x server", re.I),
-     "protocol mismatch: gRPC sent to an endpoint that speaks HTTP/1 (OTLP/HTTP is port 4318: "
-     "use --protocol http/protobuf, or the gRPC port 4317)"),
-    (re.compile(r"RemoteDisconnected|BadStatusLine|Connection aborted|without response", re.I),
-     "protocol mismatch: the endpoint closed the connection without an HTTP answer (a gRPC "
-     "port? use --protocol grpc, or the OTLP/HTTP port 4318)"),
-    (re.compile(r"Connection refused|ECONNREFUSED", re.I),
-     "connection refused: nothing listens at {endpoint}"),
-    (re.compile(r"Name or service not known|nodename nor servname|getaddrinfo", re.I),
-     "the endpoint's host name does not resolve: {endpoint}"),
-    (re.compile(r"timed? ?out|DEADLINE_EXCEEDED", re.I),
-     "timeout: {endpoint} did not answer within OTEL_EXPORTER_OTLP_TIMEOUT"),
-)
-
-
-def export_cause(messages: Sequence[str], endpoint: str) -> str | None:
-    """Why an export failed, in words a user can act on, from the exporters' log messages
-    (refused, timeout, an HTTP status with the URL, a protocol mismatch); None if unknown."""
-    # The SDK's summaries ("... due to timeout, max retries or shutdown", "already shutdown") name
-    # no cause: whether a transient error was logged before them is a race with the flush.
-    useful = [m for m in messages if not _NO_CAUSE.search(m)]
-    for message in reversed(useful):
-        status = _HTTP_STATUS.search(message)
-        if status:
-            return f"HTTP {status.group(1)} {status.group(2).strip()} from {endpoint}"
-    text = "\n".join(useful)
-    for pattern, cause in _CAUSES:
-        if pattern.search(text):
-            return cause.format(endpoint=endpoint)
-    if useful:
-        return useful[-1][:300]
-    if any("due to timeout" in m for m in messages):  # no answer in time (or none at all: a
-        return _CAUSES[-1][1].format(endpoint=endpoint)  # probe tells refused apart)
-    return None
-
-
-_NO_CAUSE = re.compile(r"due to timeout, max retries or shutdown|already shutdown", re.I)
-
-
-_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
-
-
-def _probe(url: str, timeout_s: float = 1.0) -> str | None:
-    """One bounded look at the endpoint: "refused" when nothing listens, "http2" when the server
-    answers an HTTP/2 connection preface with HTTP/2 frames (a gRPC port), else None."""
-    import socket
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        return None
-    try:
-        with socket.create_connection((parts.hostname, parts.port or 80), timeout_s) as conn:
-            conn.settimeout(timeout_s)
-            conn.sendall(_HTTP2_PREFACE)
-            head = conn.recv(9)
-    except ConnectionRefusedError:
-        return "refused"
-    except OSError:
-        return None
-    return "http2" if len(head) == 9 and head[3] == 4 else None  # 4: a SETTINGS frame
-
-
-def traces_url(settings: Settings) -> str:
-    """The traces URL the exporter posts to (for messages)."""
-    if os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        return os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-    base = (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").rstrip("/")
-    if settings.traces_protocol is Protocol.GRPC:
-        return base or "(the SDK's default gRPC endpoint)"
-    return f"{base}/v1/traces" if base else "(the SDK's default endpoint)"
-
-
-def _capture_export_logs() -> None:
-    for name in _EXPORT_LOGGERS:
-        export_logger = logging.getLogger(name)
-        if _EXPORT_ERRORS not in export_logger.handlers:
-            export_logger.addHandler(_EXPORT_ERRORS)
-            export_logger.propagate = False
-
-
-class _CountingExporter(SpanExporter):
-    """Counts spans the backend confirmed, so the hook can report what was lost."""
-
-    def __init__(self, inner: SpanExporter) -> None:
-        self._inner = inner
-        self._lock = threading.Lock()
-        self.exported = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            result = self._inner.export(spans)
-        except Exception:
-            _logger.debug("span export raised", exc_info=True)
-            return SpanExportResult.FAILURE
-        if result is SpanExportResult.SUCCESS:
-            with self._lock:
-                self.exported += len(spans)
-        return result
-
-    def shutdown(self) -> None:
-        self._inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
-
-
-def _log_exporter(protocol: Protocol) -> Any:
-    if protocol is Protocol.GRPC:
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    return OTLPLogExporter()
-
-
-def _metric_exporter(protocol: Protocol) -> Any:
-    if protocol is Protocol.GRPC:
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter()
 
 
 class _Resource(Resource):
@@ -252,7 +113,7 @@ class FlushReport:
     submitted: int  # spans handed to the pipeline since it started
     exported: int  # of those, spans the backend confirmed (only known for our own pipeline)
     counted: bool  # False when spans went to the user's provider (no count available)
-    last_error: str | None
+    problem: str | None  # why spans were not confirmed, and what to do, as far as known
 
     @property
     def lost(self) -> int:
@@ -277,7 +138,7 @@ class TelemetryPipeline:
         self._since_drain = 0
         self._submitted = 0
         self._lock = threading.Lock()
-        self._counter: _CountingExporter | None = None
+        self._counter: CountingExporter | None = None
         self._owned: list[Any] = []  # providers/processors we created and must flush
         # Exporters we created: shut down first at exit, which ends their retry back-off at once.
         self._exporters: list[Any] = []
@@ -286,33 +147,36 @@ class TelemetryPipeline:
         self._failing = False
         self._redactor = Redactor(settings.redact_patterns)
         self._metric_attributes: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
+        self._checked = False  # the endpoint check runs once per pipeline
+        self._announced: set[str] = set()  # causes said while running (once each)
+        self._spans_cause: Cause | None = None  # the last one said about spans
 
-        global_tp = trace.get_tracer_provider()
-        if isinstance(global_tp, SdkTracerProvider) and exporters is None:
-            self._processor = global_tp._active_span_processor  # noqa: SLF001 (documented above)
+        users = users_span_processor() if exporters is None else None
+        if users is not None:
+            self._processor, global_tp = users
             self._resource = global_tp.resource
             self._sampler = global_tp.sampler
         else:
-            if exporters is not None:
-                spans_out = exporters[0]
-            else:
-                # imported here: protobuf and the OTLP exporters load only when the hook is on
-                from .span_encoding import span_exporter
-
-                spans_out = span_exporter(settings.traces_protocol)
+            spans_out = (exporters[0] if exporters is not None
+                         else span_exporter(settings.traces_protocol))
             self._exporters.append(spans_out)
-            self._counter = _CountingExporter(spans_out)
+            self._counter = CountingExporter(spans_out, on_failure=self._spans_failed)
+            # Each request within what endpoints take by default (counted per request); a file
+            # has no such limit.
+            batches: SpanExporter = (self._counter if exporters is not None else
+                                     SizeBoundSpanExporter(
+                                         self._counter, REQUEST_LIMITS[settings.traces_protocol]))
             # A single agent sample can hold thousands of spans: a larger queue than the SDK
             # default (2048) unless the user set OTEL_BSP_MAX_QUEUE_SIZE.
             queue = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else _QUEUE_SIZE
             delay = None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else _SCHEDULE_DELAY_MS
-            self._processor = BatchSpanProcessor(self._counter, max_queue_size=queue,
+            self._processor = BatchSpanProcessor(batches, max_queue_size=queue,
                                                  schedule_delay_millis=delay)
             self._resource = build_resource(self._redactor)
             self._sampler = sampler_from_env()
             self._owned.append(self._processor)
-            _capture_export_logs()
-            _EXPORT_ERRORS.recent.clear()  # complaints of this pipeline only
+            capture_export_logs()
+            EXPORT_ERRORS.clear()  # complaints of this pipeline only
 
         self._event_logger = self._make_event_logger(settings)
         self._instruments = self._make_instruments(settings)
@@ -322,17 +186,25 @@ class TelemetryPipeline:
     def _make_event_logger(self, settings: Settings) -> Any | None:
         if not settings.logs_enabled:
             return None
-        provider: Any = _logs.get_logger_provider()
+        logs_sdk = load_logs_sdk()
+        if logs_sdk is None:
+            return None
+        api, LoggerProvider, BatchLogRecordProcessor = logs_sdk  # noqa: N806 (classes)
+        self._info = api.SeverityNumber.INFO
+        provider: Any = api.get_logger_provider()
         if not isinstance(provider, LoggerProvider) or self._file_exporters is not None:
             # shutdown_on_exit=False: the SDK's own exit hook would wait the full export timeout
             # on a dead endpoint; close() flushes with a bounded wait instead.
             provider = LoggerProvider(resource=self._resource, shutdown_on_exit=False)
-            log_exporter = (self._file_exporters[1] if self._file_exporters is not None
-                            else _log_exporter(settings.logs_protocol))
-            self._exporters.append(log_exporter)
+            if self._file_exporters is not None:
+                logs_out = records = self._file_exporters[1]
+            else:
+                logs_out = log_exporter(settings.logs_protocol)
+                records = SizeBoundLogExporter(logs_out, REQUEST_LIMITS[settings.logs_protocol])
+            self._exporters.append(logs_out)
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
-                    log_exporter,
+                    records,
                     schedule_delay_millis=None if os.environ.get("OTEL_BLRP_SCHEDULE_DELAY")
                     else _SCHEDULE_DELAY_MS)
             )
@@ -346,9 +218,9 @@ class TelemetryPipeline:
             return None
         provider: Any = metrics.get_meter_provider()
         if not isinstance(provider, MeterProvider):
-            metric_exporter = _metric_exporter(settings.metrics_protocol)
-            self._exporters.append(metric_exporter)
-            reader = PeriodicExportingMetricReader(metric_exporter)
+            metrics_out = metric_exporter(settings.metrics_protocol)
+            self._exporters.append(metrics_out)
+            reader = PeriodicExportingMetricReader(metrics_out)
             provider = MeterProvider(
                 resource=self._resource, metric_readers=[reader], shutdown_on_exit=False,
                 exemplar_filter=_exemplar_filter(),
@@ -458,7 +330,7 @@ class TelemetryPipeline:
             self._event_logger.emit(
                 timestamp=result.time_ns,
                 context=ctx,
-                severity_number=_logs.SeverityNumber.INFO,
+                severity_number=self._info,
                 event_name=sc.EVENT_EVALUATION_RESULT,
                 attributes=self._redactor.attributes(result.attributes),
             )
@@ -472,7 +344,7 @@ class TelemetryPipeline:
             timestamp=root.start_ns,
             context=trace.set_span_in_context(NonRecordingSpan(SpanContext(
                 root.trace_id, root.span_id, is_remote=False, trace_flags=_SAMPLED))),
-            severity_number=_logs.SeverityNumber.INFO,
+            severity_number=self._info,
             event_name=sc.EVENT_SAMPLE_START,
             attributes=self._redactor.attributes(root.attributes),
         )
@@ -544,31 +416,77 @@ class TelemetryPipeline:
         completed = done.wait(timeout_s)
         with self._lock:
             submitted = self._submitted
+        exported = self._counter.exported if self._counter else submitted
+        lost = submitted - exported if self._counter else 0
+        # What was said while running, else the complaints' words: no look at the endpoint here,
+        # which would add to the run end's wait.
+        cause = (self._spans_cause or diagnose(EXPORT_ERRORS.recent(SPANS),
+                                               traces_url(self.settings))) if lost > 0 else None
         report = FlushReport(
             completed=completed,
             submitted=submitted,
-            exported=self._counter.exported if self._counter else submitted,
+            exported=exported,
             counted=self._counter is not None,
-            last_error=_EXPORT_ERRORS.message,
+            problem=self._in_words(cause) if cause is not None else None,
         )
         self._failing = self._failing or not completed or report.lost > 0
         return report
 
-    def failure_cause(self) -> str | None:
-        """Why spans were not confirmed (see export_cause), from the exporters' complaints. An
-        OTLP/HTTP request to a gRPC port goes unanswered like a hung server: a timeout is told
-        apart by asking the endpoint whether it speaks HTTP/2 (one bounded probe)."""
-        url = traces_url(self.settings)
-        cause = export_cause(list(_EXPORT_ERRORS.recent), url)
-        if self.settings.traces_protocol is Protocol.HTTP_PROTOBUF and (
-                cause is None or cause.startswith("timeout")):
-            probe = _probe(url)
-            if probe == "refused":
-                return export_cause(["Connection refused"], url)
-            if probe == "http2":
-                return ("protocol mismatch: the endpoint speaks HTTP/2 only, as a gRPC port does "
-                        "(use --protocol grpc, or the OTLP/HTTP port 4318)")
+    def _cause_of_failure(self) -> Cause | None:
+        """Why spans were not confirmed (``diagnose``). An OTLP/HTTP request to a gRPC port goes
+        unanswered like a hung server, and the SDK's retries can end "due to timeout" before
+        naming a refused connection: a timeout is told apart by one bounded look at the
+        endpoint."""
+        cause = diagnose(EXPORT_ERRORS.recent(SPANS), traces_url(self.settings))
+        if cause is None or cause.kind == TIMEOUT:
+            cause = cause_of_silence(traces_url(self.settings), self.settings) or cause
         return cause
+
+    def _in_words(self, cause: Cause, cli: bool = False) -> str:
+        fix = advice(cause, self.settings, cli=cli)
+        return f"{cause.text}; {fix}" if fix else cause.text
+
+    def failure_cause(self) -> str | None:
+        """Why spans were not confirmed and what to do, in ``inspect-otel export``'s terms."""
+        cause = self._cause_of_failure()
+        return self._in_words(cause, cli=True) if cause is not None else None
+
+    # --- problems said as they happen -----------------------------------------------------------
+    def check_endpoint(self) -> None:
+        """Check the endpoint once, off the caller's thread (``_start_check``): a problem is said
+        at once, not at the end of the run. Only for the pipeline's own OTLP exporter."""
+        if self._checked or self._counter is None or self._file_exporters is not None:
+            return
+        self._checked = True
+        threading.Thread(target=self._check, name="inspect-otel-endpoint-check",
+                         daemon=True).start()
+
+    def _check(self) -> None:
+        from ._start_check import check_endpoint
+
+        try:
+            cause = check_endpoint(self.settings)
+        except Exception:  # noqa: BLE001 - a check that fails says nothing: the run's exports will
+            _logger.debug("endpoint check failed", exc_info=True)
+            return
+        if cause is not None:
+            self._announce(cause)
+
+    def _spans_failed(self) -> None:
+        """A span batch was not confirmed (the exporter's thread): its cause is said once."""
+        cause = self._cause_of_failure()
+        if cause is not None:
+            self._announce(cause)
+
+    def _announce(self, cause: Cause) -> None:
+        with self._lock:
+            self._spans_cause = cause
+            if cause.text in self._announced:
+                return
+            self._announced.add(cause.text)
+        _logger.warning("inspect-otel: spans are not reaching the OTLP endpoint: %s. The eval "
+                        "goes on; its end counts the spans lost and gives the command that sends "
+                        "them again.", self._in_words(cause))
 
     def close(self) -> None:
         """Bounded flush and shutdown of what we own (also runs at interpreter exit).
