@@ -19,14 +19,15 @@ LOWEST_FLOORS := base,$(LOWEST_EXTRAS)
 LOWEST_SCOUT_VENV := .venv-lowest-scout
 LOWEST_SCOUT_EXTRAS := test
 LOWEST_SCOUT_FLOORS := scout
-# The subsets run there (the newest run has the whole suite): the hook with the SDK's encoder,
-# exporters and error messages, replay, Inspect's real providers, the receiver against a real
+# The subsets run there (the newest run has the whole suite): the hook with the SDK's exporters,
+# their request sizes and error messages (at start and at run end), replay, Inspect's real providers, the receiver against a real
 # MLflow (sqlite, and PostgreSQL for psycopg), compare; then Scout. Not the timing, fault, scale
 # and hostile-input tests, the embedded stack or interop (README, Supported versions).
 SCOUT_IN_HOOK_TEST := tests/hook/test_provider_e2e.py::test_receiver_keeps_the_raw_call_on_mlflow_spans_and_scout_imports_it
 LOWEST_TESTS := tests/test_dependency_floors.py \
 	tests/hook/test_units.py tests/hook/test_mapping_cases.py tests/hook/test_mapping_stream.py \
-	tests/hook/test_span_encoding.py tests/hook/test_export_paths.py \
+	tests/hook/test_exporters.py tests/hook/test_request_size.py \
+	tests/hook/test_early_warnings.py tests/hook/test_export_paths.py \
 	tests/hook/test_export_causes.py tests/hook/test_json_attributes.py \
 	tests/hook/test_replay.py tests/hook/test_live_export.py tests/hook/test_trio.py \
 	tests/hook/test_provider_units.py tests/hook/test_provider_e2e.py \
