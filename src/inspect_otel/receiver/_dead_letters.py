@@ -183,8 +183,10 @@ class DeadLetterLedger:
         """Every dead letter tried again now, from its first attempt. Returns how many."""
         self.forget_settled()
         with self.db.tx() as db:
-            cur = db.execute("UPDATE failures SET retry_at = ?, attempts = 0 "
-                             "WHERE retry_at IS NULL", (time.time(),))
+            # due at SQLite's own "now" (milliseconds): a Python time.time() a fraction of a
+            # millisecond ahead of it would hold the item back until the clock moves on
+            cur = db.execute(f"UPDATE failures SET retry_at = {NOW_SQL}, attempts = 0 "
+                             "WHERE retry_at IS NULL")
         if cur.rowcount:
             self.db.notify()
         return cur.rowcount
