@@ -37,7 +37,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from headless_chromium import Browser, choose, click, fill, find_chromium, text_visible
 from incident_triage import INCIDENTS, TASK, run_triage

@@ -14,7 +14,6 @@ times each page took to show its data are printed. Skipped without Chromium (Deb
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sys
 from pathlib import Path
@@ -63,6 +62,7 @@ COMPARISON_LAYOUT = """(() => {
 
 @pytest.fixture(scope="module")
 def two_evals(mlflow_server, mlflow_client, tmp_path_factory):
+    from tests.support.capture import hook_env
     from tests.support.evals import run_calculator
     from tests.support.receiver import start_receiver
 
@@ -70,12 +70,8 @@ def two_evals(mlflow_server, mlflow_client, tmp_path_factory):
     rp = start_receiver(mlflow_server.url, tmp / "data", EXPERIMENT, settle=2.0)
     try:
         with pytest.MonkeyPatch.context() as m:
-            for name in list(os.environ):
-                if name.startswith(("OTEL_", "INSPECT_OTEL_")):
-                    m.delenv(name)
-            m.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rp.url)
-            m.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
-            m.setenv("OTEL_METRICS_EXPORTER", "none")
+            hook_env(m, rp.url, {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true",
+                                 "OTEL_METRICS_EXPORTER": "none"})
             base = run_calculator(tmp / "logs", epochs=2, tags=["baseline"])
             cand = run_calculator(tmp / "logs", epochs=2, tags=["candidate-v2"])
         rp.wait_idle(240)

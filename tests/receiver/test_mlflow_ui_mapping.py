@@ -23,7 +23,9 @@ from inspect_ai.model import (
 from inspect_ai.tool import ToolCall, ToolCallError
 
 from inspect_otel import semconv as sc
-from inspect_otel.content import message_to_semconv, truncate_json
+from inspect_otel.config import ContentCapture
+from inspect_otel.content import ContentPolicy
+from inspect_otel.conversation import Conversation
 from inspect_otel.receiver import _chat, _forward, _mlflow_names, _root_view, _run_tags
 from inspect_otel.receiver._trace_labels import TRACE_TAG_RUN_NAME, missing_labels, run_labels
 
@@ -75,8 +77,9 @@ def conversation() -> list[Any]:
 
 
 def semconv(messages: list[Any], limit: int = 100_000) -> str:
-    """The hook's inspect.sample.messages: semconv messages within its attribute budget."""
-    return truncate_json([message_to_semconv(m) for m in messages], limit)
+    """inspect.sample.messages as the hook makes it: semconv messages within its budget."""
+    policy = ContentPolicy(capture=ContentCapture.SPAN_AND_EVENT, max_length=limit)
+    return Conversation(policy).input_messages(messages, keep_system=True)
 
 
 def sample_root(**extra: Any) -> dict[str, Any]:
