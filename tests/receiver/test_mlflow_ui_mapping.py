@@ -147,6 +147,12 @@ def test_a_long_conversation_keeps_its_start_and_end_within_the_budget():
     assert len(json.dumps(kept, ensure_ascii=False, separators=(",", ":"))) <= 800
     assert kept[0] == many[0] and kept[-1] == many[-1] and "not shown" in kept[len(kept) // 2]["content"]
     assert _chat.fit(many[:2], 10) == many[:2]
+    # a sender's endless list (the hook never sends one): at most MAX_ITEMS converted
+    endless = [{"role": "user", "parts": [{"type": "text", "content": str(i)}]} for i in range(5000)]
+    chat = _chat.chat_messages(json.dumps(endless))
+    assert len(chat) == _chat.MAX_ITEMS and renders_as_chat(chat)
+    assert chat[0]["content"] == "0" and chat[-1]["content"] == "4999"
+    assert f"{5000 - _chat.MAX_ITEMS + 1} messages not shown" in chat[_chat.MAX_ITEMS // 2]["content"]
 
 
 def test_the_sample_root_opens_on_its_conversation():

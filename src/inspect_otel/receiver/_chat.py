@@ -30,6 +30,9 @@ ROLES = frozenset({"system", "user", "assistant", "tool"})
 NOTE_ROLE = "system"
 TRUNCATED_ITEMS = re.compile(r"\.\.\.\[truncated (\d+) items\]")
 MIN_BUDGET = 4096  # characters: the least a conversation may take, whatever the hook's limit
+# Items converted at most (the first half and the newest): a sender controls the attribute, and
+# the conversion runs on its request's path. The hook's budget holds a few hundred messages.
+MAX_ITEMS = 1000
 
 
 def _dumps(value: Any) -> str:
@@ -113,31 +116,40 @@ def chat_message(item: Any, index: int) -> list[dict[str, Any]]:
 def chat_messages(items: Any) -> list[dict[str, Any]] | None:
     """The conversation (a JSON list of semconv messages) as MLflow chat messages; None when
     ``items`` is not a non-empty list."""
+    text = items if isinstance(items, str) else ""
     items = json_value(items)
     if not isinstance(items, list) or not items:
         return None
-    items = no_nul(items)  # before tool arguments become JSON text (where NUL is an escape)
+    if len(items) > MAX_ITEMS:
+        half = MAX_ITEMS // 2
+        items = items[:half] + [f"...[truncated {len(items) - 2 * half + 1} items]"] + \
+            items[-(half - 1):]
+    if "\\u0000" in text or not text:  # before tool arguments become JSON text (NUL escaped)
+        items = no_nul(items)
     out = [m for i, item in enumerate(items) for m in chat_message(item, i)]
     return out or None
 
 
 def fit(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
     """``messages`` whose JSON is at most ``budget`` characters: middle messages replaced by one
-    note, keeping the first and the newest (as the hook does); at least the first and last."""
-    if len(_dumps(messages)) <= budget or len(messages) <= 2:
+    note, keeping the first and the newest (as the hook does); at least the first and last.
+    Linear in the number of messages (each is measured once): it runs on a request's path."""
+    if len(messages) <= 2 or len(_dumps(messages)) <= budget:
         return messages
-    head, tail = messages[: len(messages) // 2], messages[len(messages) // 2:]
-    dropped = 0
-    while len(head) + len(tail) > 2:
-        if len(head) > len(tail) or len(tail) == 1:
-            head.pop()
+    sizes = [len(_dumps(m)) + 1 for m in messages]  # a comma after each
+    total = sum(sizes) + 1
+    lo = hi = len(messages) // 2  # messages[lo:hi] give way, growing from the middle
+    removed = 0
+    while lo > 1 or hi < len(messages) - 1:
+        if lo > 1 and (lo >= len(messages) - hi or hi >= len(messages) - 1):
+            lo -= 1
+            removed += sizes[lo]
         else:
-            tail.pop(0)
-        dropped += 1
-        candidate = head + [omitted_note(dropped)] + tail
-        if len(_dumps(candidate)) <= budget:
-            return candidate
-    return head + [omitted_note(dropped)] + tail
+            removed += sizes[hi]
+            hi += 1
+        if total - removed + len(_dumps(omitted_note(hi - lo))) + 1 <= budget:
+            break
+    return messages[:lo] + [omitted_note(hi - lo)] + messages[hi:]
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,12 @@ SAMPLE_ROOT_ATTRIBUTES_NOT_FORWARDED = frozenset({sc.GEN_AI_CONVERSATION_ID})
 
 
 def _dumps(value: Any, sort_keys: bool = False) -> str:
-    return json.dumps(no_nul(value), ensure_ascii=False, sort_keys=sort_keys, default=jsonable)
+    """JSON without NUL (MLflow copies previews into text columns, where an escaped NUL is a NUL
+    again); only a text that has one is rebuilt."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=sort_keys, default=jsonable)
+    if "\\u0000" in text:
+        text = json.dumps(no_nul(value), ensure_ascii=False, sort_keys=sort_keys, default=jsonable)
+    return text
 
 
 def _pick(attrs: Mapping[str, Any], table: tuple[tuple[str, str], ...]) -> dict[str, Any]:
