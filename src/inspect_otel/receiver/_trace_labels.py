@@ -12,11 +12,15 @@ _root_view.py.)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
+from ._mlflow_io import TRANSIENT, Transient, classify
 from ._mlflow_names import TAG_LABEL_PREFIX, TAG_VALUE_MAX, mlflow_text
+
+log = logging.getLogger("inspect_otel.receiver")
 
 TRACE_TAG_RUN_NAME = "inspect.run_name"
 
@@ -43,15 +47,19 @@ class TraceLabeller:
 
     def label(self, run: Any, traces: Iterable[tuple[str, Mapping[str, str]]]) -> int:
         """Set what each (trace id, its tags) lacks of ``run``'s labels; the number of tags
-        set. Raises the first failure (after the others finished)."""
+        set. MLflow failing is raised (after the others finished: the finalization is tried
+        again); any other failure (a trace MLflow refuses, deleted meanwhile) is logged, its
+        cause scrubbed, and the trace left: labels never hold up a task's tables and metrics."""
         labels = run_labels(run.data.tags, run.info.run_name)
         writes = [(trace_id, k, v) for trace_id, tags in traces
                   for k, v in missing_labels(labels, tags).items()]
         client = self._mlflow()
         futures = [self._pool.submit(client.set_trace_tag, *w) for w in writes]
-        errors = [f.exception() for f in futures]
-        first = next((e for e in errors if e is not None), None)
-        if first is not None:
-            raise first
-        return len(writes)
+        failures = [(w, classify(e)) for w, f in zip(writes, futures)
+                    if (e := f.exception()) is not None]
+        for (trace_id, key, _), failure in failures:
+            if failure.kind == TRANSIENT:
+                raise Transient(failure.cause)
+            log.warning("trace %s left without its tag %s: %s", trace_id, key, failure.cause)
+        return len(writes) - len(failures)
 
