@@ -1,72 +1,53 @@
-"""Baseline vs candidate in MLflow's own evaluation UI, checked in a real browser.
+"""Baseline vs candidate in MLflow's own UI, checked in a real browser.
 
-Starts the embedded stack (MLflow + receiver, fresh data directory, free ports), runs the bundled
-calculator eval twice through the live hook (a baseline tagged ``baseline`` and a candidate
-tagged ``candidate-v2`` whose model gets one more question wrong), waits until both landed, then
-takes screenshots with headless Chromium (Debian's ``chromium``) of:
+Starts the embedded stack (MLflow + receiver, fresh data directory, free ports) and runs an agent
+eval shaped like a team's own (``docs/incident_triage.py``: 8 incidents x 2 epochs, a react
+agent with two tools, two scorers, one sample that crashes; offline) through the live hook with
+content capture on: a baseline (``--tags baseline``), the same baseline again (a re-run), and a
+candidate (``--tags candidate-v2``). Once all three landed, headless Chromium (Debian's
+``chromium``) opens MLflow's pages, waits until each shows its data (the time that took is
+printed), and takes screenshots of:
 
-- the runs list (``runs-list.png``): the two evals told apart by name and tags;
-- a sample trace (``trace.png``): it opens with its scores;
-- MLflow's side-by-side comparison of the two evaluation runs (``compare-runs.png``): the same
-  sample paired across baseline and candidate;
-- the candidate's run page (``run-overview.png``): its overview opens with the task's own results
-  (its description, then the metrics table: ``includes/accuracy``, ..., the per-sample step
-  metrics after them).
+- ``eval-runs.png``: the Evaluation runs page: one row per eval, baseline, re-run and
+  candidate told apart by name;
+- ``compare-runs.png``: MLflow's side-by-side comparison of candidate and baseline: one row per
+  incident, both runs' epoch means;
+- ``trace.png``: a sample trace: it opens on its conversation, system prompt first;
+- ``traces.png``: the Traces table filtered to the candidate by its Inspect tag;
+- ``runs-list.png``: the runs list;
+- ``run-overview.png``: the candidate's run page: the task's own results first.
 
-    .venv/bin/python docs/eval_ui_screenshots.py [--out docs/img] [--keep]
+    .venv/bin/python docs/eval_ui_screenshots.py [--out docs/img] [--width 1920] [--keep]
 
-Offline: mockllm, no API key, everything on 127.0.0.1. ``--keep`` leaves the stack running and
-prints its URL.
+MLflow's Assistant panel opens by itself on a browser's first visit and takes a third of the
+width; the screenshots are taken as a user sees MLflow after closing it once. Everything runs on
+127.0.0.1. ``--keep`` leaves the stack running and prints its URL.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--hide-scrollbars")
+from headless_chromium import Browser, choose, click, fill, find_chromium, text_visible
+from incident_triage import INCIDENTS, TASK, run_triage
+
+EXPERIMENT = "incident-triage"
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def candidate_model(input: Any, tools: Any, tool_choice: Any, config: Any) -> Any:
-    """The demo's scripted model, except that it answers 17 * 23 wrongly (a regression)."""
-    from inspect_otel.demo.task import scripted_model
-
-    from inspect_ai.model import ModelOutput
-
-    from inspect_otel.demo.task import MODEL
-
-    out = scripted_model(input, tools, tool_choice, config)
-    if "17 * 23" in " ".join(getattr(m, "text", "") for m in input) and not out.message.tool_calls:
-        wrong = ModelOutput.from_content(MODEL, "17 * 23 = 381. ANSWER: 381")
-        wrong.usage = out.usage
-        return wrong
-    return out
-
-
-def run_eval(log_dir: Path, tags: list[str], model_fn: Any) -> Any:
-    from inspect_ai import eval as inspect_eval
-
-    from inspect_otel.demo.task import MODEL, calculator_demo
-
-    return inspect_eval(calculator_demo(), model=MODEL, model_args={"custom_outputs": model_fn},
-                        log_dir=str(log_dir), tags=tags, metadata={"prompt": "v1"},
-                        display="none")[0]
 
 
 def wait_for_runs(client: Any, experiment: str, logs: list[Any], timeout: float = 300) -> dict:
@@ -91,34 +72,79 @@ def wait_for_runs(client: Any, experiment: str, logs: list[Any], timeout: float 
         time.sleep(1.0)
 
 
-def screenshot(chromium: str, url: str, path: Path, profile: Path, size: str = "1920,1080",
-               budget_ms: int = 20000) -> None:
-    # A fresh profile per shot: nothing cached, no state from the previous page.
-    shot_profile = Path(tempfile.mkdtemp(dir=profile))
-    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={shot_profile}",
-                    f"--window-size={size}", f"--virtual-time-budget={budget_ms}",
-                    f"--screenshot={path}", url],
-                   check=True, capture_output=True, timeout=180)
-    print(f"  {path}")
+@dataclass(frozen=True)
+class Shot:
+    name: str  # file name
+    route: str  # MLflow's hash route
+    ready: str  # JS expression: the page shows its data
+    what: str
+    actions: tuple[str, ...] = ()  # JS statements run in turn once ready (what a user clicks)
+    done: str = "true"  # JS expression: the actions took effect
+
+
+def shots(exp_id: str, base: Any, rerun: Any, cand: Any, trace_id: str, n_samples: int
+          ) -> list[Shot]:
+    ui = f"#/experiments/{exp_id}"
+    question = "What is the root cause?"
+    table = "web-shared.traces-table.filter"
+    return [
+        Shot("eval-runs.png", f"{ui}/evaluation-runs",
+             text_visible(base.info.run_name, rerun.info.run_name, cand.info.run_name),
+             "Evaluation runs"),
+        Shot("compare-runs.png", f"{ui}/evaluation-runs?selectedRunUuid={cand.info.run_id}"
+             f"&compareToRunUuid={base.info.run_id}",
+             text_visible("Comparing", question), "side-by-side comparison"),
+        Shot("trace.png", f"{ui}/traces?selectedEvaluationId={trace_id}",
+             text_visible("on-call SRE"), "a sample trace"),
+        # the Traces table filtered as a user does: Filters, field Tag, key, value, Apply
+        Shot("traces.png", f"{ui}/traces", text_visible(question), "Traces, filtered by tag",
+             actions=(click(f"{table}.trigger"), click(f"{table}.field"), choose("Tag"),
+                      fill(f"{table}.key", "inspect.tag.candidate-v2"), fill(f"{table}.value", "true"),
+                      click(f"{table}.apply")),
+             done=text_visible(f"{n_samples} of ")),
+        Shot("runs-list.png", f"{ui}/runs", text_visible(cand.info.run_name), "runs list"),
+        Shot("run-overview.png", f"{ui}/runs/{cand.info.run_id}", text_visible("Inspect results"),
+             "the candidate's run page"),
+    ]
+
+
+async def take(chromium: str, origin: str, todo: list[Shot], out: Path, width: int,
+               height: int) -> dict[str, float]:
+    """Each shot: open its page, wait until it shows its data (the seconds that took are
+    returned: MLflow's load time as a user sees it, at this machine's load), act, screenshot."""
+    took = {}
+    async with Browser(chromium, width, height) as browser:
+        await browser.skip_first_visit(origin)
+        for shot in todo:
+            took[shot.name] = await browser.open(f"{origin}/{shot.route}", shot.ready)
+            for action in shot.actions:
+                await browser.evaluate(action)
+                await asyncio.sleep(0.5)  # a popover opens, a list renders
+            if shot.actions:
+                await browser.wait(shot.done)
+                await asyncio.sleep(1.0)
+            await browser.screenshot(out / shot.name)
+            print(f"  {out / shot.name}  ({shot.what}: ready after {took[shot.name]:.2f}s)")
+    return took
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "img")
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     args = parser.parse_args(argv)
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = find_chromium()
     if chromium is None:
         print("error: needs chromium (apt-get install -y chromium)", file=sys.stderr)
         return 2
 
-    from inspect_otel.demo.task import scripted_model
     from inspect_otel.stack import EmbeddedStack, otlp_headers
 
     work = Path(tempfile.mkdtemp(prefix="inspect-otel-ui-"))
-    experiment = "baseline-vs-candidate"
     stack = EmbeddedStack(data_dir=work / "data", mlflow_port=_free_port(),
-                          http_port=_free_port(), grpc_port=_free_port(), experiment=experiment)
+                          http_port=_free_port(), grpc_port=_free_port(), experiment=EXPERIMENT)
     stack.start()
     try:
         for key in [k for k in os.environ if k.startswith(("OTEL_", "INSPECT_OTEL_"))]:
@@ -127,34 +153,30 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["OTEL_EXPORTER_OTLP_HEADERS"] = otlp_headers(stack.token)  # the receiver's token
         os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true"
         os.environ["MLFLOW_TRACKING_URI"] = stack.mlflow_url
-        baseline = run_eval(work / "logs", ["baseline"], scripted_model)
-        candidate = run_eval(work / "logs", ["candidate-v2"], candidate_model)
+        logs = work / "logs"
+        baseline = run_triage(logs, "baseline", ["baseline"])
+        rerun = run_triage(logs, "baseline", ["baseline"])
+        candidate = run_triage(logs, "candidate", ["candidate-v2"])
 
         from mlflow import MlflowClient
 
-        client = MlflowClient(stack.mlflow_url)
-        landed = wait_for_runs(client, experiment, [baseline, candidate])
-        exp_id = landed["experiment_id"]
-        base_run = landed["runs"][baseline.eval.eval_id].info.run_id
-        cand_run = landed["runs"][candidate.eval.eval_id].info.run_id
-        wrong = next(s for s in candidate.samples if s.input == "What is 17 * 23?")
         from inspect_otel.demo import mlflow_trace_id
 
-        trace_id = mlflow_trace_id(wrong.uuid)
-        ui = f"{stack.mlflow_url}/#/experiments/{exp_id}"
+        client = MlflowClient(stack.mlflow_url)
+        landed = wait_for_runs(client, EXPERIMENT, [baseline, rerun, candidate])
+        runs = landed["runs"]
+        base, again, cand = (runs[log.eval.eval_id] for log in (baseline, rerun, candidate))
+        # the candidate's first incident, first epoch: a trace whose conversation has tool calls
+        sample = next(s for s in candidate.samples if s.id == INCIDENTS[0].id and s.epoch == 1)
         args.out.mkdir(parents=True, exist_ok=True)
-        profile = work / "chromium"
-        profile.mkdir()
-        print("screenshots:")
-        screenshot(chromium, f"{ui}/runs", args.out / "runs-list.png", profile)
-        # the trace drawer needs more (virtual) time to render than a page
-        screenshot(chromium, f"{ui}/traces?selectedEvaluationId={trace_id}",
-                   args.out / "trace.png", profile, budget_ms=30000)
-        screenshot(chromium, f"{ui}/evaluation-runs?selectedRunUuid={cand_run}"
-                   f"&compareToRunUuid={base_run}", args.out / "compare-runs.png", profile)
-        screenshot(chromium, f"{ui}/runs/{cand_run}", args.out / "run-overview.png", profile)
+        print(f"screenshots at {args.width}x{args.height}:")
+        asyncio.run(take(chromium, stack.mlflow_url,
+                         shots(landed["experiment_id"], base, again, cand,
+                               mlflow_trace_id(sample.uuid), len(candidate.samples)),
+                         args.out, args.width, args.height))
         if args.keep:
-            print(f"stack left running: {ui} (data in {work})")
+            print(f"stack left running: {stack.mlflow_url}/#/experiments/"
+                  f"{landed['experiment_id']} (data in {work}; task {TASK})")
             return 0
     finally:
         if not args.keep:

@@ -33,6 +33,16 @@ EXPERIMENT = "compare-e2e"
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _legacy_parent(client: Any, exp_id: str, *task_runs: Any) -> str:
+    """A parent run above ``task_runs``, as receivers before top-level task runs made one per
+    Inspect run (compare still resolves such a run to its single task)."""
+    parent = client.create_run(exp_id, run_name="inspect run (older receiver)", tags={
+        _mlflow_names.TAG_ROLE: _mlflow_names.ROLE_RUN}).info.run_id
+    for run in task_runs:
+        client.set_tag(run.info.run_id, _mlflow_names.TAG_PARENT_RUN_ID, parent)
+    return parent
+
+
 def _task_run(client: Any, exp_id: str, eval_id: str) -> Any:
     runs = client.search_runs([exp_id], filter_string=f"tags.`inspect.eval_id` = '{eval_id}'")
     assert len(runs) == 1, eval_id
@@ -81,7 +91,7 @@ def _numbers(c: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("cluster", [None, "topic"])
-def test_log_and_mlflow_run_give_identical_comparisons(world, cluster):
+def test_log_and_mlflow_run_give_identical_comparisons(world, cluster, mlflow_client):
     base, cand, runs, url = world["base"], world["cand"], world["runs"], world["url"]
     from_logs = compare_evals(base.location, cand.location, cluster=cluster)
     from_runs = compare_evals(runs["base"].info.run_id, f"runs:/{runs['cand'].info.run_id}",
@@ -92,7 +102,7 @@ def test_log_and_mlflow_run_give_identical_comparisons(world, cluster):
     header = compare_evals(read_eval_log(base.location, header_only=True), cand.location,
                            cluster=cluster)
     # the Inspect (parent) run of a single task stands for its task run
-    parent = runs["base"].data.tags[_mlflow_names.TAG_PARENT_RUN_ID]
+    parent = _legacy_parent(mlflow_client, world["exp"], runs["base"])
     from_parent = compare_evals(parent, cand.location, tracking_uri=url, cluster=cluster)
     assert _numbers(from_runs) == _numbers(from_logs)
     assert _numbers(mixed) == _numbers(from_logs) == _numbers(header) == _numbers(from_parent)
@@ -288,11 +298,12 @@ def test_fail_on_regression(world, capsys):
         "inspect-otel compare: regression: match significantly worse after Holm's correction"]
 
 
-def test_other_bad_input(world, capsys):
+def test_other_bad_input(world, capsys, mlflow_client):
     from inspect_otel.cli import main
 
     runs, url = world["runs"], world["url"]
-    parent = runs["pair"].data.tags[_mlflow_names.TAG_PARENT_RUN_ID]
+    pair = [_task_run(mlflow_client, world["exp"], log.eval.eval_id) for log in world["pair"]]
+    parent = _legacy_parent(mlflow_client, world["exp"], *pair)
     cases = [
         (["/", world["base"].location], "is a directory"),
         (["nonsense", world["base"].location], "is not a log file"),

@@ -50,16 +50,24 @@ def run_page_note(client: Any, run_id: str) -> str:
     return tags.get(_mlflow_names.TAG_RUN_NOTE, "")
 
 
+def run_traces(client: Any, exp_id: str, run_id: str) -> list[Any]:
+    """The run trace of an Inspect run (its run and task spans), by its tags."""
+    return client.search_traces(
+        locations=[exp_id], include_spans=False,
+        filter_string=f"tags.`{sc.INSPECT_RUN_ID}` = '{run_id}' AND "
+                      f"tags.`{_mlflow_names.TRACE_TAG_KIND}` = '{_mlflow_names.TRACE_KIND_RUN}'")
+
+
 def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
-    """Everything MLflow holds for one Inspect run, with MLflow's own ids normalised away."""
+    """Everything MLflow holds for one Inspect run, with MLflow's own ids normalised away.
+    ``parents``: MLflow runs of the Inspect run itself (receivers make none: its tasks are
+    top-level runs); ``run_trace``: its run trace, and the runs it is linked to."""
     exp = client.get_experiment_by_name(experiment)
     parents = runs(client, exp.experiment_id, run_id, _mlflow_names.ROLE_RUN)
     out: dict[str, Any] = {"parents": len(parents), "tasks": {}}
-    if parents:
-        p = parents[0]
-        out["parent"] = {"status": p.info.status, "name": p.info.run_name,
-                         "traces": len(client.search_traces(locations=[exp.experiment_id],
-                                                            run_id=p.info.run_id))}
+    for t in run_traces(client, exp.experiment_id, run_id):
+        out["run_trace"] = {"status": t.info.state.value if t.info.state else None,
+                            "linked": t.info.trace_metadata.get("mlflow.sourceRun")}
     for child in runs(client, exp.experiment_id, run_id, _mlflow_names.ROLE_TASK):
         cid = child.info.run_id
         task = child.data.tags.get(sc.INSPECT_TASK_NAME)
@@ -88,12 +96,14 @@ def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
                 "response_preview": bool(full.info.response_preview),
                 "tokens": (full.info.token_usage or {}).get("total_tokens"),
                 "sample": full.info.tags.get(sc.INSPECT_SAMPLE_ID),
+                "session": full.info.trace_metadata.get("mlflow.trace.session"),
+                "labels": {k: v for k, v in full.info.tags.items()
+                           if k.startswith(_mlflow_names.TAG_LABEL_PREFIX)},
             }
         out["tasks"][task] = {
             "count": 1 + out["tasks"].get(task, {}).get("count", 0),
             "status": child.info.status,
-            "parent_ok": bool(parents) and child.data.tags.get(_mlflow_names.TAG_PARENT_RUN_ID)
-            == parents[0].info.run_id,
+            "top_level": _mlflow_names.TAG_PARENT_RUN_ID not in child.data.tags,
             "params": dict(child.data.params),
             "metrics": dict(child.data.metrics),
             "history": history,
@@ -105,7 +115,7 @@ def snapshot(client: Any, experiment: str, run_id: str) -> dict[str, Any]:
 
 def complete(snap: dict[str, Any], ev: Any) -> bool:
     """True once MLflow holds everything for the eval (used for bounded polling)."""
-    if snap["parents"] != 1 or snap.get("parent", {}).get("status") != "FINISHED":
+    if snap.get("run_trace", {}).get("status") != "OK":
         return False
     for task in ev.tasks:
         t = snap["tasks"].get(task)
@@ -125,15 +135,14 @@ def complete(snap: dict[str, Any], ev: Any) -> bool:
 
 def check_eval(snap: dict[str, Any], ev: Any, exact_history: bool = True) -> None:
     """Assert the full content for a SynthEval: runs, params, metrics, tables, traces, links."""
-    assert snap["parents"] == 1
-    assert snap["parent"]["status"] == "FINISHED"
-    assert snap["parent"]["traces"] == 1  # the run trace, linked to the parent run
+    assert snap["parents"] == 0  # the tasks are the runs: no empty row above them in MLflow
+    assert snap["run_trace"] == {"status": "OK", "linked": None}  # in the experiment, no run
     n = ev.samples * ev.epochs
     for task in ev.tasks:
         t = snap["tasks"][task]
         exp = ev.expected[task]
         assert t["count"] == 1, "one child run per task"
-        assert t["parent_ok"]
+        assert t["top_level"]
         assert t["status"] == "FINISHED"
         p = t["params"]
         assert p["task"] == task and p["model"] == ev.model and p["dataset"] == "synthetic"
@@ -179,6 +188,7 @@ def check_eval(snap: dict[str, Any], ev: Any, exact_history: bool = True) -> Non
             assert {"AGENT", "CHAT_MODEL", "TOOL", "EVALUATOR", "CHAIN"} <= types
             assert len(tr["spans"]) == 5 + len(ev.scorers)
             assert tr["request_preview"] and tr["response_preview"]
+            assert tr["session"] is None  # MLflow pairs the runs' traces by request, per epoch
             assert tr["tokens"]
             names = [a[0] for a in tr["assessments"]]
             assert sorted(names) == sorted(ev.scorers), f"assessments {tr['assessments']}"

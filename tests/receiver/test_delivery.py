@@ -17,7 +17,7 @@ def deliver(rp, batches) -> None:
 
 def test_shuffled_duplicated_delivery_lands_once(mlflow_backend, backend_client, receiver_factory):
     """Out of order (samples and results before their task span), arbitrary batches, every
-    request twice: one parent run, one child per task, no duplicate metrics/traces/assessments."""
+    request twice: one run per task, no duplicate metrics, traces or assessments."""
     ev = SynthEval(run_id="e2e-shuffle", tasks=("task_a", "task_b"), samples=3, epochs=2,
                    scorers=("match", "judge"), model_graded=("judge",)).build()
     rp = receiver_factory(mlflow_backend.url, "e2e", settle=30.0)

@@ -46,9 +46,9 @@ def hook_run(mlflow_backend, backend_client, tmp_path_factory):
 
 def test_runs_params_metrics(hook_run, backend_client):
     log, snap, secret, _ = hook_run
-    assert snap["parents"] == 1 and snap["parent"]["traces"] == 1
+    assert snap["parents"] == 0 and snap["run_trace"]["linked"] is None
     task = snap["tasks"][log.eval.task]
-    assert task["count"] == 1 and task["parent_ok"]
+    assert task["count"] == 1 and task["top_level"]
     assert task["status"] == "FINISHED"
     # Inspect's task stats have whole seconds; the run still ends after its last sample
     last_sample_ms = max(to_ns(s.completed_at) for s in log.samples) // 1_000_000
@@ -195,34 +195,73 @@ def test_eval_log_stored_with_the_task_run(hook_run, backend_client, tmp_path):
 
 
 def test_labels_tell_runs_apart(hook_run, backend_client):
-    """Inspect's eval tags and metadata are run tags (searchable), run names carry the model and
-    the tags, task runs are MLflow evaluation runs."""
+    """Each task is one top-level MLflow evaluation run named ``tags · model · task · #id``;
+    Inspect's eval tags and metadata are run tags (searchable), and the eval tags and the run's
+    name are on every sample trace, so MLflow's Traces table filters to one run by tag."""
+    from inspect_otel.receiver._trace_labels import TRACE_TAG_RUN_NAME
+
     log, _, secret, _ = hook_run
     exp = backend_client.get_experiment_by_name(EXPERIMENT)
     found = backend_client.search_runs(
         [exp.experiment_id], filter_string='tags."inspect.tag.candidate-v2" = \'true\'')
-    by_role = {r.data.tags[_mlflow_names.TAG_ROLE]: r for r in found
-               if r.data.tags.get(sc.INSPECT_RUN_ID) == log.eval.run_id}
-    assert set(by_role) == {_mlflow_names.ROLE_RUN, _mlflow_names.ROLE_TASK}
-    task, parent = by_role[_mlflow_names.ROLE_TASK], by_role[_mlflow_names.ROLE_RUN]
+    mine = [r for r in found if r.data.tags.get(sc.INSPECT_RUN_ID) == log.eval.run_id]
+    assert [r.data.tags[_mlflow_names.TAG_ROLE] for r in mine] == [_mlflow_names.ROLE_TASK]
+    (task,) = mine
     assert sorted(log.eval.tags) == sorted(TAGS)
-    label = f"model \u00b7 {', '.join(log.eval.tags)}"  # in the log's order
-    assert task.info.run_name == f"{log.eval.task} \u00b7 {label}"
-    assert parent.info.run_name == task.info.run_name  # a one-task run is named like its task
+    # the eval tags first (in the log's order): what a run list shows of a name
+    assert task.info.run_name == (f"{', '.join(log.eval.tags)} \u00b7 model \u00b7 "
+                                  f"{log.eval.task} \u00b7 #{log.eval.eval_id[:6]}")
     tags = task.data.tags
     assert tags["mlflow.runType"] == "genai_evaluate"
-    assert "mlflow.runType" not in parent.data.tags
+    assert _mlflow_names.TAG_PARENT_RUN_ID not in tags
     assert tags["inspect.tag.prompt verbose"] == "true"
     assert tags["inspect.tags"] == ", ".join(log.eval.tags)
     assert tags["inspect.metadata.team"] == "evals" and tags["inspect.metadata.round"] == "2"
     assert not any(secret in v for v in tags.values()), "a secret became a tag"
     assert "inspect.metadata.api_key" not in tags
-    # a sample's session is the same in every run of the task: MLflow's comparison pairs on it
-    for t in backend_client.search_traces(locations=[exp.experiment_id],
-                                          run_id=task.info.run_id, max_results=500):
-        want = (f"{log.eval.task} sample {t.info.tags[sc.INSPECT_SAMPLE_ID]} epoch "
-                f"{t.info.tags[sc.INSPECT_SAMPLE_EPOCH]}")
-        assert t.info.trace_metadata.get("mlflow.trace.session") == want
+    traces = backend_client.search_traces(locations=[exp.experiment_id], run_id=task.info.run_id,
+                                          max_results=500)
+    assert len(traces) == len(log.samples)
+    for t in traces:
+        assert t.info.tags["inspect.tag.candidate-v2"] == "true"
+        assert t.info.tags[TRACE_TAG_RUN_NAME] == task.info.run_name
+        assert "mlflow.trace.session" not in t.info.trace_metadata
+    # the Traces table's tag filter (the string MLflow's UI sends) finds exactly these traces
+    by_tag = backend_client.search_traces(
+        locations=[exp.experiment_id], max_results=500,
+        filter_string="tags.`inspect.tag.candidate-v2` = 'true' AND "
+                      "tags.`inspect.trace.kind` = 'sample'")
+    assert {t.info.trace_id for t in by_tag} == {t.info.trace_id for t in traces}
+
+
+def test_sample_traces_open_on_their_conversation(hook_run, backend_client):
+    """With content capture a sample root holds its whole conversation as MLflow chat messages
+    (system prompt first) and its agent turns as ``{"messages": [...]}`` outputs; its request is
+    ``{sample_id, epoch, input}`` (the same in every run, one per epoch: what MLflow's
+    comparison pairs on); the bookkeeping summary tag is under MLflow's hidden prefix."""
+    import json
+
+    from inspect_otel.receiver._chat import CHAT_MESSAGES
+
+    log, _, _, _ = hook_run
+    done = [s for s in log.samples if not s.error]
+    assert done
+    for sample in done:
+        trace = backend_client.get_trace("tr-" + ids.trace_id_hex(ids.sample_trace_id(sample.uuid)))
+        root = next(s for s in trace.data.spans if s.parent_id is None)
+        chat = root.attributes[CHAT_MESSAGES]
+        assert [m["role"] for m in chat] == [m.role for m in sample.messages]
+        assert chat[0]["content"] == sample.messages[0].text
+        calls = [c["function"]["name"] for m in chat for c in m.get("tool_calls", [])]
+        assert calls == [c.function for m in sample.messages for c in (getattr(m, "tool_calls", None) or [])]
+        assert root.inputs == {"sample_id": sample.id, "epoch": sample.epoch,
+                               "input": sample.input}
+        assert root.outputs["messages"] == chat[-len(root.outputs["messages"]):]
+        assert json.loads(trace.info.request_preview)["sample_id"] == sample.id
+        tags = trace.info.tags
+        assert _mlflow_names.TRACE_TAG_SAMPLE.startswith("mlflow.")
+        assert json.loads(tags[_mlflow_names.TRACE_TAG_SAMPLE])["sample_id"] == sample.id
+        assert _mlflow_names.LEGACY_TRACE_TAG_SAMPLE not in tags
 
 
 def test_a_content_off_replay_of_a_relative_path_removes_nothing(hook_run, backend_client,

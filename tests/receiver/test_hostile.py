@@ -393,12 +393,12 @@ def test_deeply_nested_json_attributes_are_kept_as_text_and_tagged(depth):
     assert metrics["m/acc"] == 1 and metrics["samples/total"] == 3
     assert _tables.model_usage_table(attrs) == {"model": [], **{f: [] for f, _ in
                                                            _run_metrics.MODEL_USAGE_FIELDS}}
-    tags = _run_tags.task_run_tags("e", "p", attrs)
+    tags = _run_tags.task_run_tags("e", attrs)
     assert tags[_mlflow_names.TAG_UNPARSED] == f"{sc.INSPECT_TASK_ARGS},{sc.INSPECT_TASK_MODEL_USAGE}"
     # JSON within the bound is structure as before, and no tag
     ok = {**attrs, sc.INSPECT_TASK_ARGS: deep_json(3), sc.INSPECT_TASK_MODEL_USAGE: "{}"}
     assert _run_params.task_params(ok)["task_args.a"] == '{"a":{"a":1}}'
-    assert _mlflow_names.TAG_UNPARSED not in _run_tags.task_run_tags("e", "p", ok)
+    assert _mlflow_names.TAG_UNPARSED not in _run_tags.task_run_tags("e", ok)
 
 
 def test_metric_and_param_keys_are_always_valid_for_mlflow():
@@ -462,8 +462,16 @@ def test_root_inputs_and_outputs_carry_no_nul():
     e = _forward.span_enrichment(attrs, is_root=True)
     assert not any("\x00" in v or "\\u0000" in v for v in e.values()), e
     assert json.loads(e[_mlflow_names.SPAN_INPUTS])["sample_id"] == "1"
-    e = _forward.span_enrichment({**attrs, sc.INSPECT_SAMPLE_INPUT: "a\x00b"}, is_root=True)
-    assert e[_mlflow_names.SPAN_INPUTS] == "ab"
+    messages = json.dumps([{"role": "user\x00", "parts": [{"type": "text", "content": "q\x00"}]},
+                           {"role": "assistant", "parts": [{"type": "tool_call", "id": "c\x00",
+                                                            "name": "f", "arguments": {"k\x00": 1}}]}])
+    e = _forward.span_enrichment({**attrs, sc.INSPECT_SAMPLE_INPUT: "a\x00b",
+                                  sc.INSPECT_SAMPLE_MESSAGES: messages}, is_root=True)
+    assert not any("\x00" in v or "\\u0000" in v for v in e.values()), e
+    assert json.loads(e[_mlflow_names.SPAN_INPUTS])["input"] == "ab"
+    chat = json.loads(e["mlflow.chat.messages"])
+    assert chat[0] == {"role": "user", "content": "q"}
+    assert chat[1]["tool_calls"][0]["id"] == "c"
 
 
 def test_spool_of_an_older_receiver_opens_and_keeps_its_data(tmp_path):

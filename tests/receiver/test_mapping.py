@@ -118,16 +118,22 @@ def test_aggregates_percentiles():
 
 def test_root_enrichment_content_and_summary():
     attrs = {sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE, sc.INSPECT_TASK_NAME: "t",
-             sc.INSPECT_SAMPLE_ID: "7", sc.INSPECT_RUN_ID: "r",
+             sc.INSPECT_SAMPLE_ID: "7", sc.INSPECT_SAMPLE_EPOCH: 2, sc.INSPECT_RUN_ID: "r",
              sc.INSPECT_SAMPLE_SCORE_PREFIX + "match": 1.0}
     e = _forward.span_enrichment(attrs, is_root=True)
-    assert json.loads(e[_mlflow_names.SPAN_INPUTS])["sample_id"] == "7"
+    # the request: the same in every run of the task, one per epoch (MLflow pairs on it)
+    assert e[_mlflow_names.SPAN_INPUTS] == '{"sample_id": "7", "epoch": 2, "task": "t"}'
     assert json.loads(e[_mlflow_names.SPAN_OUTPUTS])["scores"] == {"match": 1.0}
     assert e[_mlflow_names.TRACE_TAG_PREFIX + sc.INSPECT_RUN_ID] == "r"
     assert e[_mlflow_names.SPAN_TYPE] == "AGENT"
     with_content = _forward.span_enrichment({**attrs, sc.INSPECT_SAMPLE_INPUT: "What is 2+2?",
                                        sc.INSPECT_SAMPLE_OUTPUT: "4"}, is_root=True)
-    assert with_content[_mlflow_names.SPAN_INPUTS] == "What is 2+2?" and with_content[_mlflow_names.SPAN_OUTPUTS] == "4"
+    assert json.loads(with_content[_mlflow_names.SPAN_INPUTS]) == {
+        "sample_id": "7", "epoch": 2, "input": "What is 2+2?"}
+    assert with_content[_mlflow_names.SPAN_OUTPUTS] == "4"
+    # what the sender set itself is kept
+    own = _forward.span_enrichment({**attrs, _mlflow_names.SPAN_INPUTS: "x"}, is_root=True)
+    assert _mlflow_names.SPAN_INPUTS not in own and _mlflow_names.SPAN_OUTPUTS in own
     # inner spans: every one typed (gen_ai operations as MLflow's own translation types them)
     assert _forward.span_enrichment({sc.INSPECT_SPAN_TYPE: "scorer"}, False) == {_mlflow_names.SPAN_TYPE: "EVALUATOR"}
     assert _forward.span_enrichment({sc.GEN_AI_OPERATION_NAME: sc.OP_CHAT}, False) == {
@@ -204,6 +210,13 @@ def test_sample_summary_rides_on_the_root_and_fits_one_trace_tag():
     assert _forward.span_enrichment({sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_RUN, sc.INSPECT_RUN_ID: "r"},
                               True)[_mlflow_names.TRACE_TAG_PREFIX + _mlflow_names.TRACE_TAG_KIND] == "run"
     assert _samples.parse_sample_summary("not json") is None and _samples.parse_sample_summary(None) is None
+    # bookkeeping, hidden from MLflow's tag views (its own prefix); older receivers' tag is read
+    assert _mlflow_names.TRACE_TAG_SAMPLE.startswith("mlflow.")
+    summary = e[_mlflow_names.TRACE_TAG_PREFIX + _mlflow_names.TRACE_TAG_SAMPLE]
+    assert _samples.summary_of_trace({_mlflow_names.LEGACY_TRACE_TAG_SAMPLE: summary})["sample_id"] == "s1"
+    assert _samples.summary_of_trace({_mlflow_names.TRACE_TAG_SAMPLE: summary,
+                                      _mlflow_names.LEGACY_TRACE_TAG_SAMPLE: "{}"})["sample_id"] == "s1"
+    assert _samples.summary_of_trace({}) is None
 
 
 def _record(i: int, assessments: int, evaluations: int = 2) -> _finalize.SampleRecord:

@@ -22,7 +22,6 @@ from inspect_otel.receiver._claims import (
     Claims,
     claim_experiment_name,
     claim_key,
-    task_run_param,
 )
 from tests.receiver.mlflow_view import (
     check_eval,
@@ -96,9 +95,9 @@ def baseline(server, client, tmp_path_factory):
 def _same_as_baseline(client, experiment: str, ev: SynthEval, receivers, baseline) -> None:
     snap = normalized(_settled(client, experiment, ev, receivers), ev)
     assert not diff(baseline, snap), diff(baseline, snap)
-    # no leftover candidate runs: the parent and one run per task, nothing else
+    # no leftover candidate runs: one run per task, nothing else
     runs = _active_runs(client, experiment)
-    assert len(runs) == 1 + len(ev.tasks)
+    assert len(runs) == len(ev.tasks)
     # whichever receiver wrote what, each task run's page opens with the task's results (its
     # description: the metrics table's order is PostgreSQL's row order, see docs/receiver.md)
     for run in runs:
@@ -161,19 +160,15 @@ def test_concurrent_claims_agree_on_one_run(server, client):
     exp_id = client.create_experiment("scale-claims")
     n = 8
     barrier = threading.Barrier(n)
-    parents: list[str] = [""] * n
     tasks: list[str] = [""] * n
     errors: list[BaseException] = []
 
     def claim(i: int) -> None:
         try:
             claims = Claims(MlflowClient(server.url), exp_id)
+            tags = _run_tags.task_run_tags("claim-eval", {sc.INSPECT_TASK_NAME: "t"})
             barrier.wait()
-            parents[i] = claims.parent_run("claim-run", _run_tags.parent_run_tags("claim-run", {}), None,
-                                           run_name="inspect claim-run")
-            barrier.wait()
-            tags = _run_tags.task_run_tags("claim-eval", parents[i], {sc.INSPECT_TASK_NAME: "t"})
-            tasks[i] = claims.task_run("claim-eval", parents[i], tags, None, run_name="t")
+            tasks[i] = claims.task_run("claim-eval", tags, None, run_name="t")
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
@@ -183,15 +178,34 @@ def test_concurrent_claims_agree_on_one_run(server, client):
     for t in threads:
         t.join()
     assert not errors, errors
-    assert len(set(parents)) == 1 and len(set(tasks)) == 1
+    assert len(set(tasks)) == 1
     runs = {r.info.run_id: r for r in client.search_runs([exp_id], max_results=100)}
-    assert set(runs) == {parents[0], tasks[0]}, "candidates of the losers are deleted"
-    assert runs[parents[0]].data.tags[_mlflow_names.TAG_ROLE] == _mlflow_names.ROLE_RUN
-    assert runs[tasks[0]].data.tags[_mlflow_names.TAG_PARENT_RUN_ID] == parents[0]
-    claim_exp = client.get_experiment_by_name(claim_experiment_name(exp_id, "claim-run"))
+    assert set(runs) == {tasks[0]}, "candidates of the losers are deleted"
+    assert runs[tasks[0]].data.tags[_mlflow_names.TAG_ROLE] == _mlflow_names.ROLE_TASK
+    assert _mlflow_names.TAG_PARENT_RUN_ID not in runs[tasks[0]].data.tags
+    claim_exp = client.get_experiment_by_name(claim_experiment_name(exp_id, "claim-eval"))
     assert claim_exp.lifecycle_stage == "deleted"
-    assert claim_exp.tags[TAG_CLAIMED_RUN] == parents[0]
-    assert client.get_run(parents[0]).data.params[task_run_param("claim-eval")] == tasks[0]
+    assert claim_exp.tags[TAG_CLAIMED_RUN] == tasks[0]
+
+
+def test_a_task_run_of_an_older_receiver_is_adopted(server, client):
+    """A task run made by a receiver that nested it under a parent run (tags, no claim
+    experiment) is the one the claim registers: no second run for the same task."""
+    from mlflow import MlflowClient
+
+    exp_id = client.create_experiment("scale-claims-legacy")
+    parent = client.create_run(exp_id, tags={_mlflow_names.TAG_ROLE: _mlflow_names.ROLE_RUN,
+                                             sc.INSPECT_RUN_ID: "old-run"}).info.run_id
+    old = client.create_run(exp_id, tags={
+        _mlflow_names.TAG_ROLE: _mlflow_names.ROLE_TASK, sc.INSPECT_EVAL_ID: "old-eval",
+        _mlflow_names.TAG_PARENT_RUN_ID: parent}).info.run_id
+    claims = Claims(MlflowClient(server.url), exp_id)
+    tags = _run_tags.task_run_tags("old-eval", {sc.INSPECT_TASK_NAME: "t"})
+    assert claims.task_run("old-eval", tags, None, run_name="t") == old
+    claims.drain()
+    assert {r.info.run_id for r in client.search_runs([exp_id])} == {parent, old}
+    assert client.get_experiment_by_name(
+        claim_experiment_name(exp_id, "old-eval")).tags[TAG_CLAIMED_RUN] == old
 
 
 def test_a_claimer_that_died_leaves_nothing_stuck(server, client):
@@ -201,14 +215,20 @@ def test_a_claimer_that_died_leaves_nothing_stuck(server, client):
 
     exp_id = client.create_experiment("scale-claims-dead")
     claims = Claims(MlflowClient(server.url), exp_id)
+
+    def tags(eval_id: str) -> dict[str, str]:
+        return _run_tags.task_run_tags(eval_id, {})
+
     # died before claiming: a candidate nobody registered
-    orphan = client.create_run(exp_id, tags={TAG_CLAIM: claim_key("run", "dead-1")}).info.run_id
-    run1 = claims.parent_run("dead-1", _run_tags.parent_run_tags("dead-1", {}), None, run_name="x")
+    orphan = client.create_run(exp_id, tags={TAG_CLAIM: claim_key("dead-1")}).info.run_id
+    run1 = claims.task_run("dead-1", tags("dead-1"), None, run_name="x")
+    claims.drain()
     assert run1 != orphan and client.get_run(orphan).info.lifecycle_stage == "deleted"
     # died after claiming, before hiding the claim: the claim stands and is hidden by a reader
-    won = client.create_run(exp_id, tags={TAG_CLAIM: claim_key("run", "dead-2")}).info.run_id
+    won = client.create_run(exp_id, tags={TAG_CLAIM: claim_key("dead-2")}).info.run_id
     client.create_experiment(claim_experiment_name(exp_id, "dead-2"), tags={TAG_CLAIMED_RUN: won})
-    assert claims.parent_run("dead-2", _run_tags.parent_run_tags("dead-2", {}), None, run_name="x") == won
+    assert claims.task_run("dead-2", tags("dead-2"), None, run_name="x") == won
+    claims.drain()
     assert client.get_experiment_by_name(
         claim_experiment_name(exp_id, "dead-2")).lifecycle_stage == "deleted"
     assert {r.info.run_id for r in client.search_runs([exp_id])} == {run1, won}

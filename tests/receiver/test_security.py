@@ -30,10 +30,11 @@ def _send(rp, ev: SynthEval) -> None:
 
 # --- ids can never stall the writer ---------------------------------------------------------
 def test_claim_keys_are_fixed_length_hashes():
-    assert _claims.task_run_param("a!b") != _claims.task_run_param("a_b")
+    assert _claims.claim_key("a!b") != _claims.claim_key("a_b")
     long_id = "e" * 256
-    assert len(_claims.task_run_param(long_id)) == len(_claims.task_run_param("x")) <= 250
-    assert len(_claims.claim_experiment_name("123456789", "r" * 256)) < 120
+    assert len(_claims.claim_key(long_id)) == len(_claims.claim_key("x")) <= 250
+    assert _claims.claim_experiment_name("1", "a!b") != _claims.claim_experiment_name("1", "a_b")
+    assert len(_claims.claim_experiment_name("123456789", long_id)) < 120
 
 
 def test_longest_ids_then_a_valid_eval_lands(mlflow_server, mlflow_client, receiver_factory,
@@ -69,12 +70,13 @@ def test_longest_ids_then_a_valid_eval_lands(mlflow_server, mlflow_client, recei
 
 def test_a_refused_identity_blocks_no_other(mlflow_server, mlflow_client, receiver_factory,
                                             tmp_path):
-    """Someone with MLflow access squats the claim of one Inspect run (its claim experiment
+    """Someone with MLflow access squats the claim of one Inspect task (its claim experiment
     without a claimed run): that identity is marked failed and shown in /health; a valid eval
     sent after it lands completely, and the receiver gets idle."""
     exp_id = mlflow_client.create_experiment("refused-identity")
-    mlflow_client.create_experiment(_claims.claim_experiment_name(exp_id, "squatted"))
     squatted = SynthEval(run_id="squatted", samples=1).build()
+    mlflow_client.create_experiment(
+        _claims.claim_experiment_name(exp_id, squatted.eval_id("task_a")))
     normal = SynthEval(run_id="beside-squatted", samples=2).build()
     rp = receiver_factory(mlflow_server.url, "refused-identity", tmp_path / "r")
     _send(rp, squatted)
@@ -82,8 +84,8 @@ def test_a_refused_identity_blocks_no_other(mlflow_server, mlflow_client, receiv
     h = rp.wait_idle(180)
     check_eval(snapshot(mlflow_client, "refused-identity", "beside-squatted"), normal)
     failed = {(f["role"], f["inspect_id"]) for f in h["failed_runs"]}
-    assert failed == {("run", "squatted"), ("task", squatted.eval_id("task_a"))}, h
-    assert h["spool"]["failed_runs"] == 2 and h["spool"]["pending_spans"] == 0
+    assert failed == {("task", squatted.eval_id("task_a"))}, h
+    assert h["spool"]["failed_runs"] == 1 and h["spool"]["pending_spans"] == 0
 
 
 # --- stay in your experiment -----------------------------------------------------------------

@@ -115,16 +115,16 @@ def test_mlflow_equals_scouts_reading_of_the_log(exported, scouts_reading, tmp_p
 
 
 def test_mlflow_run_time_window_and_limit(exported, mlflow_client, tmp_path):
-    """--run with the Inspect run's parent MLflow run selects the samples of its task runs;
-    --limit takes the first N; a window after the eval selects nothing."""
+    """--run with the eval's task run selects its samples; --limit takes the first N; a window
+    after the eval selects nothing."""
     from datetime import datetime, timedelta, timezone
 
     experiment = mlflow_client.get_experiment_by_name(EXPERIMENT).experiment_id
-    parent = mlflow_client.search_runs([experiment],
-                                       filter_string="tags.`inspect.otel.role` = 'run'")[0]
+    (task,) = mlflow_client.search_runs([experiment],
+                                        filter_string="tags.`inspect.otel.role` = 'task'")
     report = ImportReport()
     import_into(tmp_path / "run", mlflow_transcripts(EXPERIMENT, exported.mlflow_uri,
-                                                     run_id=parent.info.run_id, report=report))
+                                                     run_id=task.info.run_id, report=report))
     assert report.transcripts == SAMPLES
     report = ImportReport()
     import_into(tmp_path / "limit", mlflow_transcripts(EXPERIMENT, exported.mlflow_uri, limit=3,

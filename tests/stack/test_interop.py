@@ -44,8 +44,8 @@ def _settled(client: Any, experiment: str, run_id: str, samples: int) -> dict[st
     if client.get_experiment_by_name(experiment) is None:
         return waiting("the experiment")
     snap = snapshot(client, experiment, run_id)
-    if snap["parents"] != 1 or snap.get("parent", {}).get("status") != "FINISHED":
-        return waiting(f"the parent run: {snap['parents']} {snap.get('parent')}")
+    if snap.get("run_trace", {}).get("status") != "OK":
+        return waiting(f"the run trace: {snap.get('run_trace')}")
     if not snap["tasks"]:
         return waiting("the task run")
     for task in snap["tasks"].values():

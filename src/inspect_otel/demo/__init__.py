@@ -98,7 +98,6 @@ def facts_from_log(log: Any) -> EvalFacts:
 @dataclass
 class Landed:
     experiment_id: str | None = None
-    parent_run: Any = None
     task_run: Any = None
     traces: dict[str, Any] = field(default_factory=dict)  # mlflow trace id -> Trace
     assessments: int = 0
@@ -129,11 +128,6 @@ def query_landed(client: Any, facts: EvalFacts, landed: Landed) -> Landed:
             if runs:
                 landed.task_run = runs[0]
                 landed.experiment_id = runs[0].info.experiment_id
-            parents = client.search_runs(
-                exp_ids, f"tags.`inspect.run_id` = '{facts.run_id}' and tags.`inspect.otel.role` = 'run'"
-            )
-            if parents:
-                landed.parent_run = parents[0]
     for uuid in facts.sample_uuids:
         tid = mlflow_trace_id(uuid)
         trace = landed.traces.get(tid)
@@ -187,10 +181,9 @@ def report(stack: EmbeddedStack, facts: EvalFacts, landed: Landed) -> str:
     if landed.experiment_id:
         exp = f"{base}/#/experiments/{landed.experiment_id}"
         lines.append(f"  MLflow experiment   {exp}")
-        if landed.parent_run is not None:
-            lines.append(f"  Inspect run         {exp}/runs/{landed.parent_run.info.run_id}")
         if landed.task_run is not None:
             lines.append(f"  task run            {exp}/runs/{landed.task_run.info.run_id}")
+        lines.append(f"  evaluation runs     {exp}/evaluation-runs")
         lines.append(f"  traces              {exp}/traces")
     if landed.task_run is not None:
         metrics = landed.task_run.data.metrics

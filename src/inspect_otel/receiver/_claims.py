@@ -1,27 +1,24 @@
-"""One MLflow run per Inspect run and per task, whichever receivers see them first.
+"""One MLflow run per Inspect task, whichever receivers see it first.
 
 MLflow generates run ids itself and has no unique constraint on run tags, so "look the run up by
 tag, create it when missing" races between receivers (each finds nothing and creates one). A run
-is instead *claimed* through the two insert-once writes MLflow's SQL store offers over its REST
-API, on sqlite and PostgreSQL alike (no receiver-to-receiver protocol):
+is instead *claimed* through an insert-once write MLflow's SQL store offers over its REST API,
+on sqlite and PostgreSQL alike (no receiver-to-receiver protocol): an experiment named
+``claim_experiment_name(...)`` (experiment names are unique, deleted experiments included),
+created with the claimed run id as a tag, in the same transaction. It is deleted right after
+(hidden from MLflow's experiment list; a deleted experiment keeps its name and tags, so the claim
+stays readable and reserved).
 
-- the parent run of an Inspect run: an experiment named ``claim_experiment_name(...)`` (experiment
-  names are unique, deleted experiments included) created with the claimed run id as a tag, in
-  the same transaction. It is deleted right after (hidden from MLflow's experiment list; a deleted
-  experiment keeps its name and tags, so the claim stays readable and reserved);
-- a task run: the param ``inspect.otel.task_run.<hash of the eval id>`` on the agreed parent run
-  (params are insert-once per run and key; another value is refused with
-  INVALID_PARAMETER_VALUE).
-
-Keys and names carry a fixed-length hash of the Inspect id (``id_hash``), never the id itself:
-ids of up to 256 characters fit MLflow's 250-character keys, and distinct ids never share a key.
+Names carry a fixed-length hash of the Inspect id (``id_hash``), never the id itself: ids of up
+to 256 characters fit MLflow's names, and distinct ids never share one.
 
 A claimer first creates a *candidate* run (tagged only with its claim key), then tries to
 register it. A loser deletes its candidate and uses the registered run.
 Whoever resolves a claim sets the identity tags on the winner (idempotent). A receiver that dies
 mid-claim leaves nothing stuck: its candidate is deleted by the next claimer of the key, and an
-undeleted claim experiment by the next reader. Runs created before claims existed (by tag, older
-receivers) are adopted as the candidate instead of creating a new one.
+undeleted claim experiment by the next reader. A task run made before this protocol (receivers
+that nested task runs under a parent run of the Inspect run, claimed by a param on it; or older,
+by tag) is adopted as the candidate instead of creating a new one: found by its tags.
 """
 
 from __future__ import annotations
@@ -42,7 +39,6 @@ log = logging.getLogger("inspect_otel.receiver")
 # UI leaves out of a run's tags (bookkeeping, not the user's).
 TAG_CLAIM = _mlflow_names.HIDDEN_TAG_PREFIX + "claim"
 TAG_CLAIMED_RUN = "inspect.otel.claimed_run_id"  # on a claim experiment: the registered run
-TASK_RUN_PARAM_PREFIX = "inspect.otel.task_run."
 
 
 def id_hash(inspect_id: str) -> str:
@@ -50,17 +46,13 @@ def id_hash(inspect_id: str) -> str:
     return hashlib.blake2b(inspect_id.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def claim_key(kind: str, inspect_id: str) -> str:
-    """The value of TAG_CLAIM on a candidate: ``run/<hash>`` or ``task/<hash>``."""
-    return f"{kind}/{id_hash(inspect_id)}"
+def claim_key(eval_id: str) -> str:
+    """The value of TAG_CLAIM on a candidate: ``task/<hash>``."""
+    return f"task/{id_hash(eval_id)}"
 
 
-def claim_experiment_name(experiment_id: str, run_id: str) -> str:
-    return f"inspect-otel claim: experiment {experiment_id}, inspect run {id_hash(run_id)}"
-
-
-def task_run_param(eval_id: str) -> str:
-    return TASK_RUN_PARAM_PREFIX + id_hash(eval_id)
+def claim_experiment_name(experiment_id: str, eval_id: str) -> str:
+    return f"inspect-otel claim: experiment {experiment_id}, inspect task {id_hash(eval_id)}"
 
 
 def _code(exc: BaseException) -> str:
@@ -68,7 +60,7 @@ def _code(exc: BaseException) -> str:
 
 
 class Claims:
-    """Resolves Inspect runs and tasks to MLflow run ids through ``client`` (an MlflowClient).
+    """Resolves Inspect tasks to MLflow run ids through ``client`` (an MlflowClient).
 
     With ``pool`` (an Executor), the two reads of a resolution run at once and the clean-up
     after a claim (hiding the claim experiment, deleting candidates) runs beside the writer's
@@ -102,20 +94,21 @@ class Claims:
         other = self._pool.submit(second)
         return first(), other.result()
 
-    # --- parent run --------------------------------------------------------------------------
-    def parent_run(self, run_id: str, tags: Mapping[str, str], start_ms: int | None,
-                   run_name: str) -> str:
-        name = claim_experiment_name(self.experiment_id, run_id)
+    # --- task run ----------------------------------------------------------------------------
+    def task_run(self, eval_id: str, tags: Mapping[str, str], start_ms: int | None,
+                 run_name: str) -> str:
+        """The MLflow run of the Inspect task ``eval_id`` (claimed now if nobody has)."""
+        name = claim_experiment_name(self.experiment_id, eval_id)
 
         def register(candidate: str) -> None:
             claim_id = self.client.create_experiment(name, tags={TAG_CLAIMED_RUN: candidate,
-                                                                 sc.INSPECT_RUN_ID: run_id})
+                                                                 sc.INSPECT_EVAL_ID: eval_id})
             self._later(self._hide, claim_id)
 
         return self._claim(
-            claim_key("run", run_id), tags, start_ms, run_name,
+            claim_key(eval_id), tags, start_ms, run_name,
             read=lambda: self._read_experiment_claim(name),
-            legacy=lambda: self._find_legacy(sc.INSPECT_RUN_ID, run_id, _mlflow_names.ROLE_RUN),
+            legacy=lambda: self._find_legacy(sc.INSPECT_EVAL_ID, eval_id, _mlflow_names.ROLE_TASK),
             register=register, taken_code="RESOURCE_ALREADY_EXISTS")
 
     def _read_experiment_claim(self, name: str) -> str | None:
@@ -133,20 +126,6 @@ class Claims:
         except Exception as e:  # noqa: BLE001 - another reader hid it first
             if _code(e) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_STATE"):
                 raise
-
-    # --- task run ----------------------------------------------------------------------------
-    def task_run(self, eval_id: str, parent_mlflow_id: str, tags: Mapping[str, str],
-                 start_ms: int | None, run_name: str) -> str:
-        param = task_run_param(eval_id)
-
-        def read() -> str | None:
-            return self.client.get_run(parent_mlflow_id).data.params.get(param)
-
-        return self._claim(
-            claim_key("task", eval_id), tags, start_ms, run_name, read=read,
-            legacy=lambda: self._find_legacy(sc.INSPECT_EVAL_ID, eval_id, _mlflow_names.ROLE_TASK),
-            register=lambda candidate: self.client.log_param(parent_mlflow_id, param, candidate),
-            taken_code="INVALID_PARAMETER_VALUE")
 
     # --- the claim protocol --------------------------------------------------------------------
     def _claim(self, key: str, tags: Mapping[str, str], start_ms: int | None, run_name: str, *,
@@ -174,9 +153,9 @@ class Claims:
 
     # --- candidates --------------------------------------------------------------------------
     def _candidate(self, key: str, start_ms: int | None, run_name: str) -> str:
-        # Named as the run will be (a parent run's final name comes with its run span, from
-        # whichever receiver gets that: resolving a claim never renames it), and tagged with the
-        # claim key only: no identity tag, so no search by Inspect id finds a candidate.
+        # Named as the run will be (its final name comes with the task span, from whichever
+        # receiver gets that), and tagged with the claim key only: no identity tag, so no search
+        # by Inspect id finds a candidate.
         run = self.client.create_run(self.experiment_id, start_time=start_ms,
                                      tags={TAG_CLAIM: key}, run_name=run_name)
         return run.info.run_id
@@ -197,7 +176,7 @@ class Claims:
                 log.debug("candidate run %s not deleted: %s", run_id, e)
 
     def _find_legacy(self, tag: str, value: str, role: str) -> str | None:
-        """A run of this identity created without a claim (receivers before claims existed)."""
+        """A run of this identity made by an older receiver (see the module docstring)."""
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{tag}` = '{_quote(value)}' and tags.`{_mlflow_names.TAG_ROLE}` = '{role}'",

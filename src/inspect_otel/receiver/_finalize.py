@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._samples import sample_step_metrics
@@ -17,12 +17,13 @@ from ._values import as_int, as_num, compact_json
 @dataclass(frozen=True)
 class SampleRecord:
     """One sample trace as MLflow holds it: id, summary tag, assessments (plain dicts with
-    name, value, label, rationale, source_type, source_id, span_id)."""
+    name, value, label, rationale, source_type, source_id, span_id), its trace tags."""
 
     trace_id: str  # MLflow trace id ("tr-...")
     summary: Mapping[str, Any]
     assessments: tuple[Mapping[str, Any], ...]
     end_ms: int | None = None  # when the sample ended (the step metrics' timestamp)
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 

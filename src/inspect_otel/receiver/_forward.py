@@ -1,27 +1,22 @@
-"""What a span takes to MLflow when it is forwarded: its MLflow span type, the root's inputs,
-outputs and trace tags, which attributes stay behind, and NUL-free strings."""
+"""What a span takes to MLflow when it is forwarded: its MLflow span type, what a root shows
+(``_root_view.py``), which attributes stay behind, and NUL-free strings."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from inspect_otel import semconv as sc
 
 from ._mlflow_names import (
-    SPAN_INPUTS,
-    SPAN_OUTPUTS,
     SPAN_TYPE,
-    TAG_VALUE_MAX,
     TRACE_KIND_SAMPLE,
     TRACE_TAG_KIND,
     TRACE_TAG_PREFIX,
     TRACE_TAG_SAMPLE,
-    mlflow_text,
 )
+from . import _root_view
 from ._samples import sample_summary, sample_summary_tag
-from ._values import as_text, jsonable
 
 # Every span the hook emits gets an MLflow span type, decided by the first table that knows it:
 # the root kind, then gen_ai.operation.name (as MLflow's own gen_ai translation types them), then
@@ -99,76 +94,9 @@ ROOT_ATTRIBUTES_NOT_FORWARDED = frozenset({
 
 def forwarded_attribute(key: str, enrich: Mapping[str, str]) -> bool:
     """Whether a span attribute goes to MLflow (``enrich``: the span's enrichment)."""
-    return not (key in ROOT_ATTRIBUTES_NOT_FORWARDED
+    return not ((key in ROOT_ATTRIBUTES_NOT_FORWARDED
+                 or key in _root_view.SAMPLE_ROOT_ATTRIBUTES_NOT_FORWARDED)
                 and enrich.get(TRACE_TAG_PREFIX + TRACE_TAG_KIND) == TRACE_KIND_SAMPLE)
-
-
-# Trace tags copied from sample/run roots: attribute -> trace tag key.
-TRACE_TAGS: tuple[tuple[str, str], ...] = (
-    (sc.INSPECT_RUN_ID, sc.INSPECT_RUN_ID),
-    (sc.INSPECT_EVAL_ID, sc.INSPECT_EVAL_ID),
-    (sc.INSPECT_EVAL_SET_ID, sc.INSPECT_EVAL_SET_ID),
-    (sc.INSPECT_TASK_NAME, sc.INSPECT_TASK_NAME),
-    (sc.INSPECT_SAMPLE_ID, sc.INSPECT_SAMPLE_ID),
-    (sc.INSPECT_SAMPLE_EPOCH, sc.INSPECT_SAMPLE_EPOCH),
-    (sc.INSPECT_SAMPLE_STATUS, sc.INSPECT_SAMPLE_STATUS),
-    (sc.INSPECT_MODEL, sc.INSPECT_MODEL),
-    (sc.INSPECT_SPAN_KIND, sc.INSPECT_SPAN_KIND),
-)
-
-
-# Identity summary used as root inputs/outputs when content was not captured. A sample's is the
-# same in every run of the task (no run id, no model): MLflow's side-by-side comparison of two
-# evaluation runs pairs traces by their request, so the same sample pairs across baseline and
-# candidate. (With content, the request is the sample's input, the same in both runs too.)
-ROOT_INPUT_SUMMARY: tuple[tuple[str, str], ...] = (
-    (sc.INSPECT_TASK_NAME, "task"),
-    (sc.INSPECT_SAMPLE_ID, "sample_id"),
-    (sc.INSPECT_SAMPLE_EPOCH, "epoch"),
-    (sc.INSPECT_RUN_TASK_NAMES, "tasks"),
-)
-
-
-RUN_INPUT_SUMMARY: tuple[tuple[str, str], ...] = (
-    *ROOT_INPUT_SUMMARY,
-    (sc.INSPECT_RUN_ID, "run_id"),
-)
-
-
-ROOT_OUTPUT_SUMMARY: tuple[tuple[str, str], ...] = (
-    (sc.INSPECT_SAMPLE_STATUS, "status"),
-    (sc.INSPECT_TASK_STATUS, "status"),
-    (sc.INSPECT_RUN_STATUS, "status"),
-    (sc.INSPECT_ERROR_MESSAGE, "error"),
-    (sc.INSPECT_SAMPLE_TOTAL_TIME, "total_time"),
-)
-
-
-
-def _summary(attrs: Mapping[str, Any], table: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for attr, key in table:
-        if attrs.get(attr) not in (None, "") and key not in out:
-            v = attrs[attr]
-            out[key] = list(v) if isinstance(v, tuple) else v
-    return out
-
-
-
-# OpenTelemetry's session attribute, which MLflow reads before gen_ai.conversation.id (the
-# sample's uuid, different in every run) as the trace's session.
-SESSION_ID = "session.id"
-
-
-def sample_session(attrs: Mapping[str, Any]) -> str | None:
-    """The sample's session in MLflow: the same in every run of the task (task, sample id,
-    epoch), so MLflow's side-by-side comparison of two evaluation runs, grouped by session,
-    pairs the same sample of baseline and candidate."""
-    task, sample = as_text(attrs.get(sc.INSPECT_TASK_NAME)), as_text(attrs.get(sc.INSPECT_SAMPLE_ID))
-    if not task or not sample:
-        return None
-    epoch = as_text(attrs.get(sc.INSPECT_SAMPLE_EPOCH)) or "1"
-    return mlflow_text(f"{task} sample {sample} epoch {epoch}", 250)
 
 
 def span_enrichment(attrs: Mapping[str, Any], is_root: bool) -> dict[str, str]:
@@ -186,45 +114,9 @@ def span_enrichment(attrs: Mapping[str, Any], is_root: bool) -> dict[str, str]:
         summary = sample_summary("", 0, 0, attrs)
         if summary is not None:
             out[TRACE_TAG_PREFIX + TRACE_TAG_SAMPLE] = sample_summary_tag(summary, attrs)
-        session = sample_session(attrs)
-        if session and SESSION_ID not in attrs:
-            out[SESSION_ID] = session
-    if SPAN_INPUTS not in attrs:
-        content = attrs.get(sc.INSPECT_SAMPLE_INPUT) or attrs.get(sc.GEN_AI_INPUT_MESSAGES)
-        out[SPAN_INPUTS] = (as_text(_no_nul(content)) if content
-                            else json.dumps(_no_nul(_summary(
-                                attrs, ROOT_INPUT_SUMMARY if kind == sc.SPAN_KIND_SAMPLE
-                                else RUN_INPUT_SUMMARY)),
-                                            sort_keys=True, default=jsonable))
-    if SPAN_OUTPUTS not in attrs:
-        content = attrs.get(sc.INSPECT_SAMPLE_OUTPUT) or attrs.get(sc.GEN_AI_OUTPUT_MESSAGES)
-        if content:
-            out[SPAN_OUTPUTS] = as_text(_no_nul(content))
-        else:
-            summary = _summary(attrs, ROOT_OUTPUT_SUMMARY)
-            scores = {k[len(sc.INSPECT_SAMPLE_SCORE_PREFIX):]: v for k, v in sorted(attrs.items())
-                      if k.startswith(sc.INSPECT_SAMPLE_SCORE_PREFIX)}
-            if scores:
-                summary["scores"] = scores
-            out[SPAN_OUTPUTS] = json.dumps(_no_nul(summary), sort_keys=True, default=jsonable)
-    for attr, tag in TRACE_TAGS:
-        if attrs.get(attr) not in (None, "") and TRACE_TAG_PREFIX + tag not in attrs:
-            out[TRACE_TAG_PREFIX + tag] = mlflow_text(as_text(attrs[attr]), TAG_VALUE_MAX)
+    out.update(_root_view.root_io(kind, attrs))
+    out.update(_root_view.root_trace_tags(attrs))
     return out
-
-
-
-def _no_nul(v: Any) -> Any:
-    """``v`` without NUL characters in any string, also inside lists and dicts: MLflow parses the
-    root's inputs/outputs JSON into text columns (the model name, the previews), where an escaped
-    NUL is a NUL again."""
-    if isinstance(v, str):
-        return v.replace("\x00", "")
-    if isinstance(v, (list, tuple)):
-        return [_no_nul(x) for x in v]
-    if isinstance(v, dict):
-        return {_no_nul(k): _no_nul(x) for k, x in v.items()}
-    return v
 
 
 

@@ -96,7 +96,10 @@ LOG_ARTIFACT_DIR = "inspect/logs"
 # Trace tags the receiver writes (as mlflow.traceTag.* root attributes): the kind of trace, so
 # one filter (`tags.inspect.trace.kind = 'sample'`) shows only sample traces; and the sample
 # summary every receiver reads back to build a task's tables and aggregates (JSON, see
-# sample_summary_tag).
+# sample_summary_tag). The summary is bookkeeping: under MLflow's own prefix, which its UI
+# leaves out of a trace's tags, its tag columns and its tag filters (trace tags starting with
+# "mlflow." are MLflow's, as for runs). Receivers before it wrote it as "inspect.otel.sample",
+# which is still read.
 TRACE_TAG_KIND = "inspect.trace.kind"
 
 
@@ -106,7 +109,10 @@ TRACE_KIND_SAMPLE = "sample"
 TRACE_KIND_RUN = "run"
 
 
-TRACE_TAG_SAMPLE = "inspect.otel.sample"
+TRACE_TAG_SAMPLE = HIDDEN_TAG_PREFIX + "sample"
+
+
+LEGACY_TRACE_TAG_SAMPLE = "inspect.otel.sample"
 
 
 # MLflow limits (3.x): param values up to 6000 chars, tag values up to 8000.

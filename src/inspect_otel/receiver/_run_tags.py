@@ -1,4 +1,10 @@
-"""Inspect identity -> MLflow run tags, run names and run status (parent and task runs)."""
+"""Inspect identity -> MLflow run tags, run names and run status.
+
+Each Inspect task is one top-level MLflow evaluation run: MLflow's Evaluation runs page lists
+every run, indents nested ones by two levels under their parent, and shows the first dozen
+characters of a name, so a parent run per Inspect run was an empty row above its tasks, and the
+tasks' names were cut to a letter. Receivers before that made such parent runs; they are still
+updated when a spool holds one (``parent_run_tags``)."""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from inspect_otel import semconv as sc
+from inspect_otel.labels import NAME_SEPARATOR, short_model
 from inspect_otel.labels import labelled_name as _labelled_name
 from inspect_otel.redaction import DEFAULT as REDACTOR
 from inspect_otel.redaction import is_secret_key
@@ -20,7 +27,6 @@ from ._mlflow_names import (
     TAG_LABEL_VALUE,
     TAG_LABELS,
     TAG_METADATA_PREFIX,
-    TAG_PARENT_RUN_ID,
     TAG_ROLE,
     TAG_RUN_TYPE,
     TAG_SOURCE_NAME,
@@ -43,7 +49,7 @@ def identity(attrs: Mapping[str, Any]) -> dict[str, str]:
 
 
 
-def _texts(value: Any) -> list[str]:
+def texts(value: Any) -> list[str]:
     """A string[] attribute (or one string) as distinct non-empty texts, in order."""
     items = value if isinstance(value, (list, tuple)) else [value] if value else []
     return list(dict.fromkeys(t for t in (as_text(v).strip() for v in items) if t))
@@ -81,11 +87,12 @@ def label_tags(tags: list[str], metadata: Any) -> dict[str, str]:
 
 
 def parent_run_tags(run_id: str, attrs: Mapping[str, Any]) -> dict[str, str]:
+    """Tags of an Inspect run's parent run (made by older receivers only)."""
     tags = {sc.INSPECT_RUN_ID: run_id, TAG_ROLE: ROLE_RUN, TAG_SOURCE_NAME: "inspect_ai"}
     if attrs.get(sc.INSPECT_EVAL_SET_ID):
         tags[sc.INSPECT_EVAL_SET_ID] = mlflow_text(as_text(attrs[sc.INSPECT_EVAL_SET_ID]),
                                                    TAG_VALUE_MAX)
-    tags.update(label_tags(_texts(attrs.get(sc.INSPECT_RUN_TAGS)), None))
+    tags.update(label_tags(texts(attrs.get(sc.INSPECT_RUN_TAGS)), None))
     return tags
 
 
@@ -98,25 +105,24 @@ def short_task(name: str) -> str:
 
 def parent_run_name(run_id: str, attrs: Mapping[str, Any]) -> str:
     """Named like its tasks (a one-task run like its task run), with the same labels."""
-    names = _texts(attrs.get(sc.INSPECT_RUN_TASK_NAMES))
+    names = texts(attrs.get(sc.INSPECT_RUN_TASK_NAMES))
     base = ", ".join(short_task(n) for n in names) if names else f"inspect {run_id}"
-    return labelled_name(base, _texts(attrs.get(sc.INSPECT_RUN_MODELS)),
-                         _texts(attrs.get(sc.INSPECT_RUN_TAGS)))
+    return labelled_name(base, texts(attrs.get(sc.INSPECT_RUN_MODELS)),
+                         texts(attrs.get(sc.INSPECT_RUN_TAGS)))
 
 
 
-def task_run_tags(eval_id: str, parent_mlflow_id: str, attrs: Mapping[str, Any]) -> dict[str, str]:
+def task_run_tags(eval_id: str, attrs: Mapping[str, Any]) -> dict[str, str]:
     tags = {
         sc.INSPECT_EVAL_ID: eval_id,
         TAG_ROLE: ROLE_TASK,
-        TAG_PARENT_RUN_ID: parent_mlflow_id,
         TAG_SOURCE_NAME: "inspect_ai",
         TAG_RUN_TYPE: RUN_TYPE_EVALUATION,
     }
     for k, v in identity(attrs).items():
         if k != sc.INSPECT_EVAL_ID:
             tags[k] = mlflow_text(v, TAG_VALUE_MAX)
-    tags.update(label_tags(_texts(attrs.get(sc.INSPECT_TASK_TAGS)),
+    tags.update(label_tags(texts(attrs.get(sc.INSPECT_TASK_TAGS)),
                            attrs.get(sc.INSPECT_TASK_METADATA)))
     unparsed = unparsed_attributes(attrs)
     if unparsed:
@@ -124,11 +130,19 @@ def task_run_tags(eval_id: str, parent_mlflow_id: str, attrs: Mapping[str, Any])
     return tags
 
 
+EVAL_ID_SHOWN = 6  # characters of the eval id that end a run's name
 
-def task_run_name(attrs: Mapping[str, Any]) -> str:
-    task = short_task(as_text(attrs.get(sc.INSPECT_TASK_NAME))) or "task"
-    return labelled_name(task, _texts(attrs.get(sc.INSPECT_MODEL)),
-                         _texts(attrs.get(sc.INSPECT_TASK_TAGS)))
+
+def task_run_name(eval_id: str, attrs: Mapping[str, Any]) -> str:
+    """``tags · model · task · #<eval id>``: what tells one eval from another first (the eval
+    tags, then the model; a run list shows a name's first dozen characters), then the task, and
+    the start of Inspect's eval id, which tells a re-run of the same configuration apart (and
+    is the run's ``inspect.eval_id`` tag)."""
+    parts = (", ".join(texts(attrs.get(sc.INSPECT_TASK_TAGS))),
+             ", ".join(short_model(m) for m in texts(attrs.get(sc.INSPECT_MODEL))),
+             short_task(as_text(attrs.get(sc.INSPECT_TASK_NAME))) or "task",
+             f"#{eval_id[:EVAL_ID_SHOWN]}" if eval_id else "")
+    return mlflow_text(NAME_SEPARATOR.join(p for p in parts if p), RUN_NAME_MAX)
 
 
 # Inspect status -> MLflow run status.

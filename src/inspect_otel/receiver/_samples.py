@@ -10,7 +10,14 @@ from typing import Any
 
 from inspect_otel import semconv as sc
 
-from ._mlflow_names import TAG_VALUE_MAX, TRUNCATION_MARKER, metric_key, truncate
+from ._mlflow_names import (
+    LEGACY_TRACE_TAG_SAMPLE,
+    TAG_VALUE_MAX,
+    TRACE_TAG_SAMPLE,
+    TRUNCATION_MARKER,
+    metric_key,
+    truncate,
+)
 from ._values import as_int, as_num, as_text, compact_json
 
 
@@ -199,3 +206,8 @@ def parse_sample_summary(text: str | None) -> dict[str, Any] | None:
     if not isinstance(doc, dict) or doc.get("v") != SAMPLE_SUMMARY_VERSION:
         return None
     return doc
+
+
+def summary_of_trace(tags: Mapping[str, str]) -> dict[str, Any] | None:
+    """The sample summary a trace carries (its tag, or the tag older receivers wrote)."""
+    return parse_sample_summary(tags.get(TRACE_TAG_SAMPLE) or tags.get(LEGACY_TRACE_TAG_SAMPLE))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from . import _evaluations, _finalize, _mlflow_names, _samples
 from ._dead_letters import Item
 from ._mlflow_io import MAX_TRACE_LINKS, chunks, log_batch, write_tables
 from ._spool_drain import SpoolDrain
+from ._trace_labels import TraceLabeller
 
 SEARCH_PAGE = 500
 CHECK_MIN_INTERVAL_S = 0.25  # between two finalization checks of one task
@@ -54,8 +56,9 @@ class TaskFinalizer:
 
     def __init__(self, drain: SpoolDrain, mlflow: Callable[[], Any], trace_store: Callable[[], Any],
                  experiment_id: Callable[[], str], settle_s: float,
-                 on_failure: Callable[[Item, BaseException], None]):
+                 on_failure: Callable[[Item, BaseException], None], executor: Executor):
         self.drain = drain
+        self._labeller = TraceLabeller(mlflow, executor)
         self.settle_s = settle_s
         self._mlflow = mlflow
         self._trace_store = trace_store
@@ -118,8 +121,8 @@ class TaskFinalizer:
         # The task span's data is complete once its run is terminated (the holder's last write
         # for it): before that, the aggregates' timestamp (the run's end) is not known yet.
         expected = run.data.metrics.get("samples/total") if run.info.end_time else None
-        final = _finalize.task_final(self._sample_records(eval_id),
-                              int(expected) if expected is not None else None)
+        records = self._sample_records(eval_id)
+        final = _finalize.task_final(records, int(expected) if expected is not None else None)
         recorded = run.data.tags.get(_mlflow_names.TAG_FINALIZED)
         now = time.monotonic()
         marker, since = self._view.get(eval_id, (final.marker, now))
@@ -129,16 +132,16 @@ class TaskFinalizer:
         if recorded == final.marker:
             return final.complete or not ev["holder"] or now - since >= self.settle_s
         if final.complete:
-            self._write_final(run, final, written)
+            self._write_final(run, final, records, written)
             return True
         if ev["holder"]:
             if now - since < self.settle_s:
                 return False  # others may still be writing: look again soon
-            self._write_final(run, final, written)
+            self._write_final(run, final, records, written)
             return False  # confirm once more: a concurrent writer may have had another view
         if recorded is not None and covers(final, recorded):
             # the holder gave up waiting and wrote what it saw; this receiver saw more
-            self._write_final(run, final, written)
+            self._write_final(run, final, records, written)
             return False
         return True
 
@@ -153,7 +156,7 @@ class TaskFinalizer:
                 experiment_ids=[self._experiment_id()], filter_string=filter_string,
                 max_results=SEARCH_PAGE, page_token=token)
             for info in infos:
-                summary = _samples.parse_sample_summary(info.tags.get(_mlflow_names.TRACE_TAG_SAMPLE))
+                summary = _samples.summary_of_trace(info.tags)
                 if summary is None:
                     continue
                 hex_id = info.trace_id[3:] if info.trace_id.startswith("tr-") else info.trace_id
@@ -175,13 +178,18 @@ class TaskFinalizer:
                 end_ms = (info.request_time + info.execution_duration
                           if info.request_time is not None and info.execution_duration is not None
                           else None)
-                out.append(_finalize.SampleRecord(info.trace_id, summary, tuple(ours), end_ms))
+                out.append(_finalize.SampleRecord(info.trace_id, summary, tuple(ours), end_ms,
+                                                  dict(info.tags)))
             if not token:
                 return out
 
-    def _write_final(self, run: Any, final: _finalize.TaskFinal, written: _Written) -> None:
+    def _write_final(self, run: Any, final: _finalize.TaskFinal,
+                     records: Iterable[_finalize.SampleRecord], written: _Written) -> None:
         from mlflow.entities import Metric, RunTag
 
+        # first: a transient failure here leaves the finalization unrecorded, so it is tried
+        # again (a trace refused for good is only logged, see _trace_labels.py)
+        self._labeller.label(run, ((r.trace_id, r.tags) for r in records))
         run_id = run.info.run_id
         ts = run.info.end_time or 0
         write_tables(self._mlflow(), run_id, {_mlflow_names.SAMPLES_TABLE: final.samples,

@@ -87,7 +87,8 @@ class TraceForwarder:
                 elif s.link_key and runs[s.link_key] is None:
                     continue  # a root whose run is not resolved yet: next pass
                 else:
-                    (groups[runs[s.link_key]] if s.link_key else unlinked).append(s)
+                    # an Inspect run's root links no run ("": it has none, see _run_tags.py)
+                    (groups[runs[s.link_key] or None] if s.link_key else unlinked).append(s)
             carrier = max(groups, key=lambda k: len(groups[k]), default=None)
             groups[carrier].extend(unlinked)
             sent: list[PendingSpan] = []

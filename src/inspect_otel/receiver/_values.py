@@ -130,3 +130,16 @@ def compact_json(obj: Any) -> str:
     # ensure_ascii=False: MLflow limits tag values in characters, and escapes would count 6 each
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=str)
+
+
+def no_nul(v: Any) -> Any:
+    """``v`` without NUL characters in any string, also inside lists and dicts: MLflow parses the
+    root's inputs/outputs JSON into text columns (the model name, the previews), where an escaped
+    NUL is a NUL again."""
+    if isinstance(v, str):
+        return v.replace("\x00", "")
+    if isinstance(v, (list, tuple)):
+        return [no_nul(x) for x in v]
+    if isinstance(v, dict):
+        return {no_nul(k): no_nul(x) for k, x in v.items()}
+    return v

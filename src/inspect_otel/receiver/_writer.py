@@ -2,8 +2,8 @@
 
 One pass (``run_once``), on the writer's thread unless said otherwise:
 
-1. claims: the MLflow run of each new Inspect run and task, *claimed* so that several receivers
-   agree on one (``_claims.py``), on the claim thread (its reads in pairs, and its clean-up, on
+1. claims: the MLflow run of each new Inspect task, *claimed* so that several receivers agree
+   on one (``_claims.py``; an Inspect run has none, see _run_tags.py), on the claim thread (its reads in pairs, and its clean-up, on
    two more). Meanwhile the writer thread forwards the spans that link no run;
 2. traces (``_trace_forwarder.py``): pending spans to MLflow's own ``/v1/traces`` in large
    requests, the sample roots with ``x-mlflow-run-id`` of their task run (once it is claimed),
@@ -54,7 +54,7 @@ from ._dead_letters import DeadLetters, Item, RetryPolicy
 from ._eval_logs import DEFAULT_MAX_LOG_BYTES, EvalLogStore, Root
 from ._mlflow_io import Failure, Permanent, Transient, classify, log_batch, scrub_text, write_tables
 from ._ownership import OwnershipUnknown, TraceOwnership
-from ._spool import Spool, run_key
+from ._spool import Spool
 from ._task_finalizer import TaskFinalizer
 from ._trace_forwarder import TraceForwarder
 
@@ -119,7 +119,8 @@ class Writer:
         self.assessments = AssessmentWriter(self.drain, self.dead_letters, self._rest, self._pool,
                                             self._foreign, self._refuse_foreign)
         self.finalizer = TaskFinalizer(self.drain, self._mlflow, self._trace_store,
-                                       self.experiment_id, settle_s, self.dead_letters.failed)
+                                       self.experiment_id, settle_s, self.dead_letters.failed,
+                                       self._pool)
         self.eval_logs = EvalLogStore(spool, self._mlflow, log_roots, max_log_bytes, self._stop,
                                       max_backoff_s, self.dead_letters, self._count_eval_log)
         self._pass_error: str | None = None  # the pass failure last logged (once per cause)
@@ -366,26 +367,20 @@ class Writer:
             if mlflow_id is None:
                 continue
             self.drain.set_mlflow_run_id(ident["key"], mlflow_id)
-            self.status.applied["runs"] += 1
+            self.status.applied["runs"] += bool(mlflow_id)
             did = True
         return did
 
     def _resolve_run(self, ident: dict[str, Any]) -> str | None:
+        """The MLflow run of an identity: a task's is claimed; an Inspect run has none (its
+        tasks are top-level runs, see _run_tags.py): ``""``."""
         assert self._claims is not None
-        attrs, start_ms = ident["attrs"], _ms(ident["start_ns"])
         if ident["role"] == _mlflow_names.ROLE_RUN:
-            return self._claims.parent_run(
-                ident["run_id"], _run_tags.parent_run_tags(ident["run_id"], attrs), start_ms,
-                run_name=_run_tags.parent_run_name(ident["run_id"], attrs))
-        parent_key = run_key(ident["run_id"])
-        parent = self.drain.mlflow_run_id(parent_key)
-        if parent is None:
-            if self.drain.identity_failed(parent_key):
-                raise Permanent("its Inspect run has no MLflow run")
-            return None  # the parent identity is resolved first (or is being retried)
-        tags = dict(_run_tags.task_run_tags(ident["eval_id"], parent, attrs))
-        tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.task_run_name(attrs)
-        return self._claims.task_run(ident["eval_id"], parent, tags, start_ms,
+            return ""
+        attrs = ident["attrs"]
+        tags = dict(_run_tags.task_run_tags(ident["eval_id"], attrs))
+        tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.task_run_name(ident["eval_id"], attrs)
+        return self._claims.task_run(ident["eval_id"], tags, _ms(ident["start_ns"]),
                                      run_name=tags[_mlflow_names.TAG_RUN_NAME])
 
     def _apply_each(self, kind: str, key: str, rows: list[dict[str, Any]],
@@ -416,9 +411,8 @@ class Writer:
         # in task_metrics' order (the scorers' results first): MLflow's run page lists a run's
         # metrics in the order they were first logged
         metrics = [Metric(k, v, ts, 0) for k, v in _run_metrics.task_metrics(attrs).items()]
-        parent = self.drain.mlflow_run_id(run_key(task["run_id"])) or ""
-        tags = dict(_run_tags.task_run_tags(task["eval_id"], parent, attrs))
-        tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.task_run_name(attrs)
+        tags = dict(_run_tags.task_run_tags(task["eval_id"], attrs))
+        tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.task_run_name(task["eval_id"], attrs)
         note = _run_note.task_run_note(attrs)
         if note and _run_note.owned(current.data.tags.get(_mlflow_names.TAG_RUN_NOTE)):
             tags[_mlflow_names.TAG_RUN_NOTE] = _mlflow_names.mlflow_text(
@@ -453,6 +447,8 @@ class Writer:
     def _apply_run(self, run: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
+        if not run["mlflow_run_id"]:
+            return  # no MLflow run (only a parent run made by an older receiver has one)
         attrs = run["attrs"]
         tags = dict(_run_tags.parent_run_tags(run["run_id"], attrs))
         tags[_mlflow_names.TAG_RUN_NAME] = _run_tags.parent_run_name(run["run_id"], attrs)
