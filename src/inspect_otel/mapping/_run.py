@@ -30,6 +30,7 @@ def task_context(spec: Any, environ: Mapping[str, str] | None = None) -> TaskCon
         epochs=int(getattr(spec.config, "epochs", None) or 1),
         retries=int(getattr(spec.config, "retry_on_error", None) or 0),
         endpoints=model_endpoints(spec, environ or {}),
+        tags=tuple(str(t) for t in spec.tags or ()),
     )
 
 

@@ -134,7 +134,9 @@ def root_attributes(mapper: SampleMapper, status: str, retries: int) -> dict[str
     """What every sample root carries, finished or abandoned: its identity and the outcome of
     its final attempt as the mapper knows it (the one builder of both roots)."""
     a = mapper.attempt
+    tags = {sc.INSPECT_TASK_TAGS: mapper.ctx.tags} if mapper.ctx.tags else {}
     return {
+        **tags,
         sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_AGENT,
         sc.GEN_AI_AGENT_NAME: mapper.ctx.task_name,
         sc.GEN_AI_CONVERSATION_ID: mapper.uuid,

@@ -191,6 +191,8 @@ class SampleMapper:
         attributes = {sc.GEN_AI_OPERATION_NAME: sc.OP_INVOKE_AGENT,
                       sc.INSPECT_SPAN_KIND: sc.SPAN_KIND_SAMPLE,
                       **model_attributes(self.ctx.model), **self.identity}
+        if self.ctx.tags:  # a backend can label the run from its first sample (the receiver does)
+            attributes[sc.INSPECT_TASK_TAGS] = self.ctx.tags
         return SpanData(self.trace_id, self.root_id, None, self.root_name, Kind.INTERNAL,
                         self.start_ns, self.start_ns, attributes)
 

@@ -91,6 +91,7 @@ class TaskContext:
     epochs: int = 1
     retries: int = 0  # retry_on_error: attempts a sample may be retried after the first
     endpoints: ModelEndpoints = field(default_factory=ModelEndpoints)  # base URLs of its models
+    tags: tuple[str, ...] = ()  # Inspect's eval tags (--tags): on each sample root, from the start
 
     def sample_index(self, sample_id: str) -> int | None:
         try:
