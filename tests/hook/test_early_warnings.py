@@ -102,6 +102,36 @@ def test_the_check_names_the_problem_and_its_fix(case):
     assert TOKEN not in cause.text + fix
 
 
+def test_a_complaint_the_sdk_deduplicates_is_still_heard():
+    """The SDK's gRPC exporter logger drops a message that repeats its last one within 20 s
+    (DuplicateFilter: the same template, whatever its arguments): a second check, or the
+    pipeline's export after the check, logs the same "Failed to export traces to %s, error
+    code: %s". Each is heard all the same."""
+    import grpc
+
+    from inspect_otel.export._diagnosis import EXPORT_ERRORS, SPANS
+    from inspect_otel.export._exporters import span_exporter
+
+    server = GrpcSink(refuse=grpc.StatusCode.UNAUTHENTICATED)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            _env(mp, server.endpoint, "grpc")
+            settings = load_settings()
+            causes = [check_endpoint(settings) for _ in range(2)]
+            EXPORT_ERRORS.clear()
+            pipelines = span_exporter(settings.traces_protocol)  # as the pipeline's, after both
+            try:
+                pipelines.export(())
+            finally:
+                pipelines.shutdown()
+    finally:
+        server.stop()
+    for cause in causes:
+        assert cause is not None and cause.text.startswith("gRPC UNAUTHENTICATED"), cause
+    assert any("UNAUTHENTICATED" in m for m in EXPORT_ERRORS.recent(SPANS))
+    EXPORT_ERRORS.clear()
+
+
 def test_what_an_endpoint_says_reaches_the_console_printable_and_short():
     """An endpoint is untrusted: its reason phrase goes into a warning, Inspect's console renders
     ANSI escapes. Only printable ASCII passes, cut short."""

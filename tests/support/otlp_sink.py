@@ -201,10 +201,13 @@ class HttpSink:
 
 
 class _TraceServicer(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, refuse: Any = None) -> None:
         self.sink = sink
+        self.refuse = refuse  # a grpc.StatusCode every Export is answered with
 
     def Export(self, request: Any, context: Any) -> Any:
+        if self.refuse is not None:
+            context.abort(self.refuse, "refused by the test endpoint")
         self.sink.add_traces(request)
         return trace_service_pb2.ExportTraceServiceResponse()
 
@@ -228,16 +231,18 @@ class _MetricsServicer(metrics_service_pb2_grpc.MetricsServiceServicer):
 
 
 class GrpcSink:
-    """OTLP/gRPC endpoint on a free localhost port."""
+    """OTLP/gRPC endpoint on a free localhost port; ``refuse``: a grpc.StatusCode that every
+    traces export gets instead (an endpoint that is wrong in one way: UNAUTHENTICATED, ...)."""
 
-    def __init__(self) -> None:
+    def __init__(self, refuse: Any = None) -> None:
         import grpc
 
         self.sink = Sink()
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceServicer(self.sink), self.server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceServicer(self.sink, refuse),
+                                                               self.server)
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsServicer(self.sink), self.server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
             _MetricsServicer(self.sink), self.server

@@ -48,6 +48,9 @@ def _signal(record: logging.LogRecord, message: str) -> str | None:
     return None
 
 
+_HEARD = "_inspect_otel_heard"
+
+
 class _ExportComplaints(logging.Handler):
     """The exporters' recent complaints, per signal (installed once, for good). A thread can
     listen for its own complaints instead (``listening``): the start check's exporter runs next
@@ -59,6 +62,8 @@ class _ExportComplaints(logging.Handler):
         self._listeners: dict[int, list[str]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, _HEARD, False):  # the tap has it already
+            return
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed log call must not break export
@@ -68,6 +73,14 @@ class _ExportComplaints(logging.Handler):
             listener.append(message)
             return
         self._recent.setdefault(_signal(record, message), deque(maxlen=8)).append(message)
+
+    def tap(self, record: logging.LogRecord) -> bool:
+        """A logger filter placed ahead of the SDK's own (``_Tap``): every complaint is heard,
+        including the ones its DuplicateFilter then keeps from the console."""
+        if record.levelno >= self.level:
+            self.emit(record)
+            setattr(record, _HEARD, True)
+        return True
 
     def recent(self, signal: str) -> list[str]:
         """The last complaints about ``signal``, with the processors' (no signal named)."""
@@ -90,14 +103,32 @@ class _ExportComplaints(logging.Handler):
 EXPORT_ERRORS = _ExportComplaints()
 
 
+class _Tap(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return EXPORT_ERRORS.tap(record)
+
+
+_TAP = _Tap()
+
+
 def capture_export_logs() -> None:
     """The OTLP exporters' and SDK processors' complaints go to EXPORT_ERRORS, not the console:
-    per batch and per retry they would flood the eval's output; the hook summarises them."""
+    per batch and per retry they would flood the eval's output; the hook summarises them.
+
+    Call it again once an exporter is built: the SDK gives some of its loggers a DuplicateFilter
+    (the same message template is passed once per 20 s, whatever its arguments), which would
+    keep a second complaint from the handler, e.g. the start check's UNAUTHENTICATED after the
+    pipeline's UNAVAILABLE, or the pipeline's 401 after the check's. Those loggers get a tap
+    placed before their own filters (a filter that never vetoes, first in the list)."""
     for name in _EXPORT_LOGGERS:
         export_logger = logging.getLogger(name)
         if EXPORT_ERRORS not in export_logger.handlers:
             export_logger.addHandler(EXPORT_ERRORS)
             export_logger.propagate = False
+    for name, child in list(logging.Logger.manager.loggerDict.items()):
+        if (isinstance(child, logging.Logger) and child.filters and _TAP not in child.filters
+                and name.startswith(_EXPORT_LOGGERS)):
+            child.filters.insert(0, _TAP)
 
 
 # --- causes -------------------------------------------------------------------------------------

@@ -180,6 +180,8 @@ class TelemetryPipeline:
 
         self._event_logger = self._make_event_logger(settings)
         self._instruments = self._make_instruments(settings)
+        if self._counter is not None:
+            capture_export_logs()  # the log and metric exporters' loggers, now that they exist
         atexit.register(self.close)
 
     # --- set-up -------------------------------------------------------------------------------

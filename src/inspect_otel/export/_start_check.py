@@ -29,8 +29,8 @@ def check_endpoint(settings: Settings) -> Cause | None:
     """Why the endpoint refuses spans (refused, unresolved, TLS, an HTTP/gRPC status such as 401
     or 404, a protocol mismatch); None when it took the empty request, or only did not answer in
     time (slow is not wrong: the run's own exports say so if it stays slow)."""
-    capture_export_logs()
     exporter = span_exporter(settings.traces_protocol, timeout_s=CHECK_TIMEOUT_S)
+    capture_export_logs()  # after the exporter's module (and its loggers) exist
     try:
         with EXPORT_ERRORS.listening() as heard:
             result = exporter.export(())
