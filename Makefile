@@ -35,7 +35,15 @@ LOWEST_TESTS := tests/test_dependency_floors.py \
 	tests/receiver/test_bad_input.py tests/receiver/test_log_artifacts.py \
 	tests/receiver/test_live_mlflow.py \
 	tests/compare \
-	--deselect $(SCOUT_IN_HOOK_TEST)
+	--deselect $(SCOUT_IN_HOOK_TEST) $(LOWEST_SKIPPED)
+# Timing and end-to-end repeats that the newest run covers and no version changes: the slow evals
+# of the early warnings, the request-size checks through the receiver and MLflow (their unit
+# halves stay), delivery on PostgreSQL (test_hook_e2e keeps psycopg at its floor).
+LOWEST_SKIPPED := \
+	--deselect "tests/hook/test_early_warnings.py::test_a_wrong_endpoint_is_said_long_before_the_eval_ends" \
+	--deselect "tests/hook/test_request_size.py::test_live_over_grpc_every_span_lands_in_the_receiver_and_in_mlflow" \
+	--deselect "tests/hook/test_request_size.py::test_replayed_over_http_every_span_lands_in_the_receiver_and_in_mlflow" \
+	--deselect "tests/receiver/test_delivery.py::test_shuffled_duplicated_delivery_lands_once[postgresql]"
 LOWEST_SCOUT_TESTS := tests/test_dependency_floors.py tests/scout $(SCOUT_IN_HOOK_TEST)
 
 .PHONY: test test-newest test-lowest test-lowest-core test-lowest-scout bench demo up clean

@@ -132,6 +132,21 @@ def test_a_complaint_the_sdk_deduplicates_is_still_heard():
     EXPORT_ERRORS.clear()
 
 
+def test_a_closed_pipeline_says_nothing_more(hook_log):
+    """A pipeline's shutdown can outlive its run (a daemon thread whose last export fails): what
+    fails then was counted at the run's end, and a warning then would land in the next run's
+    output, about an endpoint it may not use."""
+    from inspect_otel.export import TelemetryPipeline
+
+    with pytest.MonkeyPatch.context() as mp:
+        _env(mp, f"http://127.0.0.1:{free_port()}", OTEL_EXPORTER_OTLP_TIMEOUT="1",
+             INSPECT_OTEL_FLUSH_TIMEOUT="1")
+        pipeline = TelemetryPipeline(load_settings())
+        pipeline.close()
+        pipeline._spans_failed()  # what the shutdown thread's failing export calls
+    assert not [r for r in hook_log if "not reaching" in r.getMessage()], hook_log
+
+
 def test_what_an_endpoint_says_reaches_the_console_printable_and_short():
     """An endpoint is untrusted: its reason phrase goes into a warning, Inspect's console renders
     ANSI escapes. Only printable ASCII passes, cut short."""

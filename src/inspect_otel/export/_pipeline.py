@@ -150,6 +150,7 @@ class TelemetryPipeline:
         self._checked = False  # the endpoint check runs once per pipeline
         self._announced: set[str] = set()  # causes said while running (once each)
         self._spans_cause: Cause | None = None  # the last one said about spans
+        self._closing = False  # set once close() has flushed: nothing more is announced
 
         users = users_span_processor() if exporters is None else None
         if users is not None:
@@ -481,6 +482,8 @@ class TelemetryPipeline:
             self._announce(cause)
 
     def _announce(self, cause: Cause) -> None:
+        if self._closing:
+            return
         with self._lock:
             self._spans_cause = cause
             if cause.text in self._announced:
@@ -504,6 +507,9 @@ class TelemetryPipeline:
         if not self._failing:
             self.flush(self.settings.flush_timeout_s)
         failing = self._failing
+        # What fails from here on was counted by the flush above: "the eval goes on" would be
+        # wrong, and a shutdown thread that outlives the join must not speak into the next run.
+        self._closing = True
 
         def shutdown() -> None:
             # Exporters first when failing: their shutdown ends a retry back-off at once, so the
