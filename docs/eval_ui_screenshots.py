@@ -15,7 +15,10 @@ printed), and takes screenshots of:
 - ``trace.png``: a sample trace: it opens on its conversation, system prompt first;
 - ``traces.png``: the Traces table filtered to the candidate by its Inspect tag;
 - ``runs-list.png``: the runs list;
-- ``run-overview.png``: the candidate's run page: the task's own results first.
+- ``run-overview.png``: the candidate's run page: the task's own results first;
+- ``long-trace.png``: then a 200-turn agent sample (tests/support/long_agent.py: each turn reads
+  4 kB of source code) with content capture and the raw provider call: its trace opens on its
+  whole conversation, every turn a span of its own.
 
     .venv/bin/python docs/eval_ui_screenshots.py [--out docs/img] [--width 1920] [--keep]
 
@@ -108,6 +111,30 @@ def shots(exp_id: str, base: Any, rerun: Any, cand: Any, trace_id: str, n_sample
     ]
 
 
+LONG_TURNS = 200
+
+
+def run_long_agent(log_dir: Path) -> Any:
+    """One 200-turn agent sample, content and raw provider call captured (issue 25)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from inspect_ai import eval
+
+    from tests.support.long_agent import MODEL, long_agent, model_args
+
+    os.environ["INSPECT_OTEL_CAPTURE_PROVIDER_CALL"] = "true"
+    try:
+        return eval(long_agent(turns=LONG_TURNS, samples=1), model=MODEL, model_args=model_args(),
+                    log_dir=str(log_dir), display="none", log_model_api=True,
+                    tags=["long-agent"])[0]
+    finally:
+        os.environ.pop("INSPECT_OTEL_CAPTURE_PROVIDER_CALL")
+
+
+def long_trace_shot(exp_id: str, trace_id: str) -> Shot:
+    return Shot("long-trace.png", f"#/experiments/{exp_id}/traces?selectedEvaluationId={trace_id}",
+                text_visible("You are a code reviewer"), f"a {LONG_TURNS}-turn agent trace")
+
+
 async def take(chromium: str, origin: str, todo: list[Shot], out: Path, width: int,
                height: int) -> dict[str, float]:
     """Each shot: open its page, wait until it shows its data (the seconds that took are
@@ -174,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
                          shots(landed["experiment_id"], base, again, cand,
                                mlflow_trace_id(sample.uuid), len(candidate.samples)),
                          args.out, args.width, args.height))
+        long_log = run_long_agent(logs)
+        wait_for_runs(client, EXPERIMENT, [long_log])
+        asyncio.run(take(chromium, stack.mlflow_url, [long_trace_shot(
+            landed["experiment_id"], mlflow_trace_id(long_log.samples[0].uuid))],
+            args.out, args.width, args.height))
         if args.keep:
             print(f"stack left running: {stack.mlflow_url}/#/experiments/"
                   f"{landed['experiment_id']} (data in {work}; task {TASK})")
