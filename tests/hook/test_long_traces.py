@@ -35,8 +35,7 @@ class Run:
 
     @property
     def raw(self) -> bytes:
-        with self.sink.lock:
-            return b"".join(self.sink.bodies)
+        return self.sink.raw
 
     def spans(self, prefix: str) -> list[Any]:
         return [s for s in self.sink.spans if s.name.startswith(prefix)]

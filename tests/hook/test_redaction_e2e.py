@@ -110,8 +110,7 @@ class Leaky:
 
     @property
     def raw(self) -> bytes:
-        with self.sink.lock:
-            return b"".join(self.sink.bodies)
+        return self.sink.raw
 
 
 def _run(tmp: Path, env: dict[str, str]) -> Iterator[Leaky]:

@@ -89,6 +89,12 @@ class Sink:
     bodies: list[bytes] = field(default_factory=list)  # every request body as it arrived (gunzipped)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def raw(self) -> bytes:
+        """Every request body as it arrived, joined: what a secret must never be found in."""
+        with self.lock:
+            return b"".join(self.bodies)
+
     def add_traces(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
         arrived = time.time_ns()
         with self.lock:
