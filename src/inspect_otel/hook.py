@@ -161,6 +161,10 @@ class OtelHooks(Hooks):
         self._live: dict[str, _LiveSample] = {}  # by sample uuid
 
     def enabled(self) -> bool:
+        # Inspect asks before every hook call, events included (11,000 times for 200 short
+        # samples); settings are read once per run, so inside a run the answer is its start's.
+        if self._runs:
+            return True
         _check_variable_names_once()
         return is_enabled()
 
