@@ -7,7 +7,9 @@ completed enqueued at once (mapped one by one, in between the eval's own work, e
 2.4 times as much). A pass holds the eval's loop at most ``LIVE_SLICE_S`` (5 ms): what is left
 waits for the loop's next turn (``call_soon``), behind the eval's own ready work, so mapping
 never stalls the other samples, timers and model calls of the eval however many samples run.
-At ``on_sample_end`` the mapper maps what the live stream never delivered
+At ``on_sample_end`` the events still queued are mapped in the same slices, the loop yielded
+between them (a backlog builds up under load); then the mapper maps what the live stream never
+delivered
 (the ``init`` span) from the sample's transcript, then the root. The log replay feeds the
 same mapper, so live and replayed spans are identical. Inspect's live-stream quirks (model events
 delivered twice, interleaved samples, events of failed attempts under the same uuid) are handled
@@ -30,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import anyio
 import anyio.to_thread
 from opentelemetry import trace
 
@@ -298,6 +301,18 @@ class OtelHooks(Hooks):
         if live.pending and live.mapping_timer is None:  # no asyncio loop: nothing to wait for
             self._map_pending(live, everything=True)
 
+    async def _map_remaining(self, live: _LiveSample) -> None:
+        """At a sample's end, every event not mapped yet, slice by slice with the loop yielded
+        in between: under load the live batches fall behind (each waits for the loop's next
+        turn), and a backlog mapped in one piece would hold the loop as long as it takes."""
+        while live.pending:
+            self._map_pending(live)  # one slice; with no asyncio loop (trio), all of them
+            if live.pending:
+                await anyio.sleep(0)
+        if live.mapping_timer is not None:
+            live.mapping_timer.cancel()
+            live.mapping_timer = None
+
     @_never_raise
     async def on_sample_attempt_end(self, data: SampleAttemptEnd) -> None:
         live = self._live.get(data.sample_id)
@@ -329,7 +344,7 @@ class OtelHooks(Hooks):
                 live = self._start_live(task, data.sample, to_ns(data.sample.started_at) or 0,
                                         len(data.sample.error_retries or []) + 1, announce=False)
                 self._live.pop(live.mapper.uuid, None)
-            self._map_pending(live, everything=True)
+            await self._map_remaining(live)
             telemetry = finish_sample(live.mapper, data.sample)
             self._finish_live(live, telemetry)
         if telemetry.status == "error":

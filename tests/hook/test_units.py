@@ -295,3 +295,49 @@ def test_live_batches_are_scheduled_on_asyncio_only():
         return fired.is_set()
 
     assert asyncio.run(scheduled())
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_backlog_at_the_sample_end_is_mapped_in_slices_the_loop_runs_between(backend):
+    """Under load the live batches fall behind; at the sample's end the backlog is mapped slice by
+    slice, and a coroutine of the eval runs in between (on trio, with no slices, all at once)."""
+    import time
+
+    import anyio
+
+    from inspect_otel.hook import LIVE_SLICE_S, OtelHooks, _LiveSample
+
+    fed: list[int] = []
+    ticks: list[int] = []
+
+    class SlowMapper:
+        def feed(self, event: int) -> None:
+            time.sleep(LIVE_SLICE_S / 4)  # four events fill a slice
+            fed.append(event)
+
+    hooks = OtelHooks()
+    live = _LiveSample(task=None, mapper=SlowMapper(), sampled=True,  # type: ignore[arg-type]
+                       pending=list(range(40)))
+    hooks._emit_live = lambda live, done: None  # type: ignore[method-assign]
+
+    async def main() -> None:
+        done = anyio.Event()
+
+        async def eval_coroutine() -> None:
+            while not done.is_set():
+                ticks.append(len(fed))
+                await anyio.sleep(0)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(eval_coroutine)
+            await anyio.sleep(0)
+            await hooks._map_remaining(live)
+            done.set()
+
+    anyio.run(main, backend=backend)
+    assert fed == list(range(40)) and live.pending == [] and live.mapping_timer is None
+    between = {n for n in ticks if 0 < n < 40}
+    if backend == "asyncio":
+        assert len(between) >= 5, ticks  # the loop ran between slices
+    else:
+        assert not between, ticks
