@@ -344,9 +344,12 @@ class OtelHooks(Hooks):
                 live = self._start_live(task, data.sample, to_ns(data.sample.started_at) or 0,
                                         len(data.sample.error_retries or []) + 1, announce=False)
                 self._live.pop(live.mapper.uuid, None)
-            await self._map_remaining(live)
-            telemetry = finish_sample(live.mapper, data.sample)
-            self._finish_live(live, telemetry)
+            try:
+                await self._map_remaining(live)
+            finally:  # cancelled while yielding: the rest at once, and the sample still ends
+                self._map_pending(live, everything=True)
+                telemetry = finish_sample(live.mapper, data.sample)
+                self._finish_live(live, telemetry)
         if telemetry.status == "error":
             task.errored += 1
 
