@@ -132,6 +132,24 @@ def test_a_complaint_the_sdk_deduplicates_is_still_heard():
     EXPORT_ERRORS.clear()
 
 
+def test_the_processors_complaints_count_for_their_own_signal():
+    """The batch processors log "Exception while exporting Span." / "... Log." (capitalised): a
+    log-record failure must not become the spans' cause (a replay once said "14 spans were not
+    confirmed by the endpoint: Exception while exporting Log.")."""
+    from inspect_otel.export._diagnosis import EXPORT_ERRORS, RESULTS, SPANS, capture_export_logs
+
+    capture_export_logs()
+    EXPORT_ERRORS.clear()
+    processor = logging.getLogger("opentelemetry.sdk._shared_internal")
+    processor.error("Exception while exporting %s.", "Log")
+    processor.error("Exception while exporting %s.", "Span")
+    try:
+        assert EXPORT_ERRORS.recent(SPANS) == ["Exception while exporting Span."]
+        assert EXPORT_ERRORS.recent(RESULTS) == ["Exception while exporting Log."]
+    finally:
+        EXPORT_ERRORS.clear()
+
+
 def test_a_closed_pipeline_says_nothing_more(hook_log):
     """A pipeline's shutdown can outlive its run (a daemon thread whose last export fails): what
     fails then was counted at the run's end, and a warning then would land in the next run's

@@ -34,8 +34,10 @@ _EXPORT_LOGGERS = ("opentelemetry.exporter", "opentelemetry.sdk._shared_internal
 # (the gRPC exporters share one logger; the HTTP ones name the signal: "spans batch").
 _SIGNAL_OF_LOGGER = (("trace_exporter", SPANS), ("_log_exporter", RESULTS),
                      ("metric_exporter", METRICS))
-_SIGNAL_OF_MESSAGE = ((re.compile(r"\b(spans?|traces)\b"), SPANS),
-                      (re.compile(r"\blogs?\b"), RESULTS), (re.compile(r"\bmetrics\b"), METRICS))
+# (the batch processors say "Exception while exporting Span." / "... Log.", capitalised)
+_SIGNAL_OF_MESSAGE = ((re.compile(r"\b(spans?|traces)\b", re.I), SPANS),
+                      (re.compile(r"\blogs?\b", re.I), RESULTS),
+                      (re.compile(r"\bmetrics\b", re.I), METRICS))
 
 
 def _signal(record: logging.LogRecord, message: str) -> str | None:

@@ -482,11 +482,9 @@ class TelemetryPipeline:
             self._announce(cause)
 
     def _announce(self, cause: Cause) -> None:
-        if self._closing:
-            return
         with self._lock:
-            self._spans_cause = cause
-            if cause.text in self._announced:
+            self._spans_cause = cause  # kept when closing too: a replay's summary names it
+            if self._closing or cause.text in self._announced:
                 return
             self._announced.add(cause.text)
         _logger.warning("inspect-otel: spans are not reaching the OTLP endpoint: %s. The eval "
