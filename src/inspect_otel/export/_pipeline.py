@@ -176,13 +176,12 @@ class TelemetryPipeline:
             self._resource = build_resource(self._redactor)
             self._sampler = sampler_from_env()
             self._owned.append(self._processor)
-            capture_export_logs()
-            EXPORT_ERRORS.clear()  # complaints of this pipeline only
 
         self._event_logger = self._make_event_logger(settings)
         self._instruments = self._make_instruments(settings)
-        if self._counter is not None:
-            capture_export_logs()  # the log and metric exporters' loggers, now that they exist
+        if self._counter is not None:  # our own exporters: their complaints, this pipeline's only
+            capture_export_logs()  # once every exporter (and so its logger) exists
+            EXPORT_ERRORS.clear()
         atexit.register(self.close)
 
     # --- set-up -------------------------------------------------------------------------------
